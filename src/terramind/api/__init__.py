@@ -1,0 +1,1 @@
+"""The handful of public verbs (create a backbone, model, tokenizer, generator)."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``main`` plus one small module per subcommand."""

@@ -1,0 +1,345 @@
+"""THE table of TerraMind modalities: bands, statistics, vocabularies, official keys and aliases.
+
+Numbers are the official v1/v0.1 pretraining tables (spec section 1.3); band orders are the reference's
+``PRETRAINED_BANDS`` (S2RGB is R, G, B as in the code and the example data, not the docs' B, G, R).
+Nothing here is mutated at run time: offsets and band subsets are arguments of the functions that use them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from types import MappingProxyType
+
+from terramind.core.errors import ModalityError
+from terramind.modalities.spec import Kind, LulcClass, ModalitySpec
+
+S2L2A_BANDS = (
+    "COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3",
+    "NIR_BROAD", "NIR_NARROW", "WATER_VAPOR", "SWIR_1", "SWIR_2",
+)  # fmt: skip
+S2L1C_BANDS = (*S2L2A_BANDS[:10], "CIRRUS", *S2L2A_BANDS[10:])
+
+# ESRI 10 m land cover remapped to 0-9 (HF card of the LULC tokenizer); colours are ESRI's palette.
+LULC_CLASSES = (
+    LulcClass(0, "no data", "#000000"),
+    LulcClass(1, "water", "#419bdf"),
+    LulcClass(2, "trees", "#397d49"),
+    LulcClass(3, "flooded vegetation", "#7a87c6"),
+    LulcClass(4, "crops", "#e49635"),
+    LulcClass(5, "built area", "#c4281b"),
+    LulcClass(6, "bare ground", "#a59b8f"),
+    LulcClass(7, "snow/ice", "#a8ebff"),
+    LulcClass(8, "clouds", "#616161"),
+    LulcClass(9, "rangeland", "#e3e2c3"),
+)
+
+FSQ_8_8_8_6_5 = (8, 8, 8, 6, 5)
+FSQ_7_5_5_5_5 = (7, 5, 5, 5, 5)
+
+_MODALITIES = (
+    ModalitySpec(
+        name="S2L2A",
+        description="Sentinel-2 L2A surface reflectance (DN, 12 bands)",
+        input_kind=Kind.PIXEL,
+        generable=True,
+        bands=S2L2A_BANDS,
+        unit="reflectance DN (x10000)",
+        mean=(
+            1390.458,
+            1503.317,
+            1718.197,
+            1853.91,
+            2199.1,
+            2779.975,
+            2987.011,
+            3083.234,
+            3132.22,
+            3162.988,
+            2424.884,
+            1857.648,
+        ),
+        std=(
+            2106.761,
+            2141.107,
+            2038.973,
+            2134.138,
+            2085.321,
+            1889.926,
+            1820.257,
+            1871.918,
+            1753.829,
+            1797.379,
+            1434.261,
+            1334.311,
+        ),
+        mean_v01=(
+            794.311,
+            925.161,
+            1183.128,
+            1338.041,
+            1667.254,
+            2233.633,
+            2460.96,
+            2555.569,
+            2619.542,
+            2703.298,
+            2406.497,
+            1841.645,
+        ),
+        std_v01=(
+            1164.883,
+            1205.586,
+            1223.713,
+            1399.638,
+            1403.298,
+            1378.513,
+            1434.924,
+            1491.141,
+            1454.089,
+            1660.395,
+            1473.248,
+            1365.080,
+        ),
+        pixel_key="untok_sen2l2a@224",
+        token_key="tok_sen2l2a@224",
+        vocab_size=15360,
+        fsq_levels=FSQ_8_8_8_6_5,
+        tokenizer="terramind_v1_tokenizer_s2l2a",
+        aliases=("sen2l2a", "s2", "sentinel2", "sentinel-2", "s2_l2a", "sen2"),
+        versions=("v1", "v0.1"),
+    ),
+    ModalitySpec(
+        name="S2L1C",
+        description="Sentinel-2 L1C top-of-atmosphere reflectance (DN, 13 bands)",
+        input_kind=Kind.PIXEL,
+        generable=False,
+        bands=S2L1C_BANDS,
+        unit="reflectance DN (x10000)",
+        mean=(
+            2357.089,
+            2137.385,
+            2018.788,
+            2082.986,
+            2295.651,
+            2854.537,
+            3122.849,
+            3040.56,
+            3306.481,
+            1473.847,
+            506.07,
+            2472.825,
+            1838.929,
+        ),
+        std=(
+            1624.683,
+            1675.806,
+            1557.708,
+            1833.702,
+            1823.738,
+            1733.977,
+            1732.131,
+            1679.732,
+            1727.26,
+            1024.687,
+            442.165,
+            1331.411,
+            1160.419,
+        ),
+        pixel_key="untok_sen2l1c@224",
+        aliases=("sen2l1c", "s2_l1c"),
+    ),
+    ModalitySpec(
+        name="S2RGB",
+        description="Sentinel-2 true colour (8-bit R, G, B)",
+        input_kind=Kind.PIXEL,
+        generable=False,
+        bands=("RED", "GREEN", "BLUE"),
+        unit="8-bit digital number",
+        mean=(87.271, 80.931, 66.667),
+        std=(58.767, 47.663, 42.631),
+        pixel_key="untok_sen2rgb@224",
+        aliases=("sen2rgb", "rgb", "s2_rgb"),
+    ),
+    ModalitySpec(
+        name="S1GRD",
+        description="Sentinel-1 GRD backscatter (dB, VV and VH)",
+        input_kind=Kind.PIXEL,
+        generable=True,
+        bands=("VV", "VH"),
+        unit="dB",
+        mean=(-12.599, -20.293),
+        std=(5.195, 5.890),
+        mean_v01=(-12.599, -20.293),
+        std_v01=(5.195, 5.890),
+        pixel_key="untok_sen1grd@224",
+        token_key="tok_sen1grd@224",
+        vocab_size=15360,
+        fsq_levels=FSQ_8_8_8_6_5,
+        tokenizer="terramind_v1_tokenizer_s1grd",
+        aliases=("sen1grd", "s1", "sentinel1", "sentinel-1", "sen1", "s1_grd"),
+        versions=("v1", "v0.1"),
+    ),
+    ModalitySpec(
+        name="S1RTC",
+        description="Sentinel-1 radiometrically terrain-corrected backscatter (dB, VV and VH)",
+        input_kind=Kind.PIXEL,
+        generable=True,
+        bands=("VV", "VH"),
+        unit="dB",
+        mean=(-10.93, -17.329),
+        std=(4.391, 4.459),
+        pixel_key="untok_sen1rtc@224",
+        token_key="tok_sen1rtc@224",
+        vocab_size=15360,
+        fsq_levels=FSQ_8_8_8_6_5,
+        tokenizer="terramind_v1_tokenizer_s1rtc",
+        aliases=("sen1rtc", "s1_rtc"),
+    ),
+    ModalitySpec(
+        name="DEM",
+        description="Copernicus digital elevation model (m)",
+        input_kind=Kind.PIXEL,
+        generable=True,
+        bands=("DEM",),
+        unit="m",
+        mean=(670.665,),
+        std=(951.272,),
+        mean_v01=(435.726,),
+        std_v01=(560.326,),
+        pixel_key="untok_dem@224",
+        token_key="tok_dem@224",
+        vocab_size=15360,
+        fsq_levels=FSQ_8_8_8_6_5,
+        tokenizer="terramind_v1_tokenizer_dem",
+        aliases=("elevation", "copdem"),
+        versions=("v1", "v0.1"),
+    ),
+    ModalitySpec(
+        name="LULC",
+        description="ESRI land use / land cover, classes 0-9",
+        input_kind=Kind.TOKEN,
+        generable=True,
+        bands=("LULC",),
+        unit="class id",
+        mean=(0.0,),
+        std=(1.0,),
+        mean_v01=(0.0,),
+        std_v01=(1.0,),
+        token_key="tok_lulc@224",
+        vocab_size=4375,
+        fsq_levels=FSQ_7_5_5_5_5,
+        tokenizer="terramind_v1_tokenizer_lulc",
+        aliases=("landcover", "land_cover"),
+        classes=LULC_CLASSES,
+        versions=("v1", "v0.1"),
+    ),
+    ModalitySpec(
+        name="NDVI",
+        description="Normalised difference vegetation index from S2L2A",
+        input_kind=Kind.TOKEN,
+        generable=True,
+        bands=("NDVI",),
+        unit="index (-1..1)",
+        mean=(0.327,),
+        std=(0.322,),
+        token_key="tok_ndvi@224",
+        vocab_size=15360,
+        fsq_levels=FSQ_8_8_8_6_5,
+        tokenizer="terramind_v1_tokenizer_ndvi",
+    ),
+    ModalitySpec(
+        name="coords",
+        description="Tile centre as [lon, lat] degrees, tokenized as 'lat=.. lon=..' on a 0.25 degree grid",
+        input_kind=Kind.SEQUENCE,
+        generable=True,
+        bands=("LON", "LAT"),
+        unit="degrees",
+        mean=(0.0, 0.0),
+        std=(1.0, 1.0),  # identity: coordinates are tokenized, not standardised
+        token_key="coords",
+        vocab_size=30000,
+        tokenizer="terramind_v1_coords_tokenizer",
+        aliases=("coordinates", "location", "lonlat", "coord"),
+        max_length=4,
+    ),
+    ModalitySpec(
+        name="caption",
+        description="Synthetic image caption (TerraMind v0.1 only)",
+        input_kind=None,
+        generable=False,
+        bands=(),
+        unit="text",
+        mean=(),
+        std=(),
+        token_key="caption",
+        vocab_size=30000,
+        tokenizer="terramind_v01_caption_tokenizer",
+        aliases=("text", "captions"),
+        versions=("v0.1",),
+        max_length=256,
+    ),
+)
+
+MODALITIES: MappingProxyType[str, ModalitySpec] = MappingProxyType({m.name: m for m in _MODALITIES})
+
+
+def _normal(name: str) -> str:
+    """Lower-case and drop separators, so ``S2_L2A``, ``s2-l2a`` and ``S2L2A`` meet."""
+    return re.sub(r"[\s_\-]", "", name.lower())
+
+
+def _alias_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for spec in _MODALITIES:
+        for alias in (spec.name, *spec.aliases, *spec.keys):
+            key = _normal(alias)
+            if table.setdefault(key, spec.name) != spec.name:
+                raise AssertionError(f"alias {alias!r} names two modalities")  # table bug, caught by tests
+    return table
+
+
+ALIASES: MappingProxyType[str, str] = MappingProxyType(_alias_table())
+
+
+def get_modality(name: str | ModalitySpec) -> ModalitySpec:
+    """Return the catalog record of a modality, by any of its names (case-insensitive).
+
+    Args:
+        name: A canonical name (``S2L2A``), an alias (``s2``, ``sen1grd``, ``S1`` for S1GRD) or an official
+            internal key (``untok_sen2l2a@224``). A record is returned unchanged.
+
+    Returns:
+        The frozen :class:`ModalitySpec`.
+
+    Raises:
+        ModalityError: For an unknown name, listing the valid names and the closest match.
+    """
+    if isinstance(name, ModalitySpec):
+        return name
+    canonical = ALIASES.get(_normal(str(name)))
+    if canonical is None:
+        close = difflib.get_close_matches(_normal(str(name)), list(ALIASES), n=1, cutoff=0.5)
+        hint = f" Did you mean {ALIASES[close[0]]!r}?" if close else ""
+        raise ModalityError(
+            f"unknown modality {name!r}.{hint} Valid names: {', '.join(MODALITIES)} "
+            f"(case-insensitive; aliases such as 'S1' or 'untok_sen2l2a@224' work too)"
+        )
+    return MODALITIES[canonical]
+
+
+def modality_names(*, generable: bool | None = None, kind: Kind | None = None) -> tuple[str, ...]:
+    """Canonical names of the catalog's modalities, optionally filtered.
+
+    Args:
+        generable: Keep only modalities the official model can (True) or cannot (False) generate.
+        kind: Keep only modalities of this input kind.
+
+    Returns:
+        Names in catalog order.
+    """
+    return tuple(
+        m.name
+        for m in _MODALITIES
+        if (generable is None or m.generable == generable) and (kind is None or m.input_kind is kind)
+    )
