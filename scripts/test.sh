@@ -12,5 +12,6 @@ PY=${PYTHON:-python3}
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
 .venv/bin/lint-imports
+export HF_HUB_OFFLINE=1  # tests never reach the network
 # pytest exits 5 when it collects no test: under `set -e` that fails the run, as it should.
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
