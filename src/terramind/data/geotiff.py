@@ -1,0 +1,523 @@
+"""GeoTIFF input and output on rasterio: tiles in, aligned outputs out, windows for large scenes.
+
+Reading returns the pixels with everything needed to write an output on the same grid (:class:`GeoRef`).
+Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, then rename), so an
+interrupted run never leaves a half-written GeoTIFF. Outputs are deflate-compressed, tiled when large, and
+``BIGTIFF=IF_SAFER`` so scene-sized outputs past 4 GB still work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+
+import affine
+import numpy as np
+import rasterio
+import rasterio.errors
+import rasterio.windows
+import torch
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from terramind.core.errors import InputError, ModalityError, ShapeError
+from terramind.core.files import atomic_path, check_output_path
+from terramind.modalities import get_modality
+
+PathLike = str | os.PathLike[str]
+
+# Tags that carry the acquisition time, most specific first: TerraMesh tiles use ``datetime``; GDAL writes
+# the TIFF baseline tag as ``TIFFTAG_DATETIME`` ("YYYY:MM:DD HH:MM:SS").
+TIME_TAGS = ("datetime", "DATETIME", "acquisition_time", "ACQUISITION_DATE", "TIFFTAG_DATETIME")
+_TIME_RE = re.compile(
+    r"^(\d{4})[-:](\d{2})[-:](\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+# Outputs at least this large (either side) are tiled; smaller ones stay striped (a 256 tile would pad).
+TILE_SIZE = 256
+# GDAL's GeoTIFF driver stores no float16 or bool; these are widened on write.
+_WIDEN = {np.dtype("float16"): "float32", np.dtype("bool"): "uint8"}
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """Everything needed to write an output aligned with an input raster.
+
+    Attributes:
+        crs: Coordinate reference system, None for a file without one.
+        transform: Pixel-to-CRS affine transform of the top-left corner.
+        width: Columns.
+        height: Rows.
+        nodata: The file's nodata value, None if unset.
+        time: Acquisition time from the tags (``datetime`` / ``TIFFTAG_DATETIME``), None if absent.
+        band_names: Band descriptions, ``''`` where a band has none.
+    """
+
+    crs: CRS | None
+    transform: affine.Affine
+    width: int
+    height: int
+    nodata: float | None = None
+    time: datetime | None = None
+    band_names: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Number of bands of the described raster."""
+        return len(self.band_names)
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """Pixel size ``(x, y)`` in CRS units (positive)."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+    def window(self, window: Window) -> GeoRef:
+        """Return the georeference of a sub-window: same CRS, transform shifted to its corner.
+
+        Raises:
+            ShapeError: If the window is not inside the raster.
+        """
+        col, row, w, h = _window_ints(window)
+        if col < 0 or row < 0 or w <= 0 or h <= 0 or col + w > self.width or row + h > self.height:
+            raise ShapeError(
+                f"window (col {col}, row {row}, {w}x{h}) is not inside the {self.width}x{self.height} raster"
+            )
+        shifted = self.transform @ affine.Affine.translation(col, row)
+        return replace(self, transform=shifted, width=w, height=h)
+
+    def same_grid(self, other: GeoRef) -> str | None:
+        """Compare grids; None when CRS, transform and size agree, else a message naming what differs."""
+        if self.crs != other.crs:
+            return f"CRS differs: {self.crs} vs {other.crs}"
+        if (self.width, self.height) != (other.width, other.height):
+            return f"size differs: {self.width}x{self.height} vs {other.width}x{other.height}"
+        if not self.transform.almost_equals(other.transform):
+            return f"transform differs: {tuple(self.transform)[:6]} vs {tuple(other.transform)[:6]}"
+        return None
+
+
+@dataclass(frozen=True)
+class Raster:
+    """Pixels of a raster file with their georeference.
+
+    Attributes:
+        data: Array ``(C, H, W)`` in the file's dtype.
+        georef: Georeference of ``data`` (of the window when one was read).
+        path: The file it came from.
+    """
+
+    data: np.ndarray
+    georef: GeoRef
+    path: Path
+
+
+def _window_ints(window: Window) -> tuple[int, int, int, int]:
+    """Integer (col, row, width, height) of a window; fractional windows are a caller error."""
+    values = (window.col_off, window.row_off, window.width, window.height)
+    if any(float(v) != int(v) for v in values):
+        raise ShapeError(f"window {window} has fractional offsets or size: use whole pixels")
+    col, row, w, h = (int(v) for v in values)
+    return col, row, w, h
+
+
+def parse_time(value: str) -> datetime | None:
+    """Parse an acquisition-time tag (ISO 8601 with up to nanoseconds, or TIFF ``YYYY:MM:DD HH:MM:SS``).
+
+    Returns:
+        The time (timezone-aware when the tag says so), or None if the text is not a time.
+    """
+    match = _TIME_RE.match(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    try:
+        stamp = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+            int((frac or "0")[:6].ljust(6, "0")),
+        )  # fmt: skip
+    except ValueError:
+        return None
+    if zone:
+        stamp = stamp.replace(tzinfo=_zone(zone))
+    return stamp
+
+
+def _zone(text: str) -> timezone:
+    if text == "Z":
+        return timezone.utc
+    digits = text.replace(":", "")
+    minutes = int(digits[1:3]) * 60 + int(digits[3:5])
+    return timezone(timedelta(minutes=minutes if digits[0] == "+" else -minutes))
+
+
+def _time_from_tags(tags: Mapping[str, str]) -> datetime | None:
+    for key in TIME_TAGS:
+        if key in tags and (stamp := parse_time(tags[key])) is not None:
+            return stamp
+    return None
+
+
+@contextlib.contextmanager
+def _open(path: PathLike) -> Iterator[rasterio.DatasetReader]:
+    """Open a raster for reading, turning a missing or unreadable file into an :class:`InputError`."""
+    source = Path(path)
+    if not source.exists():
+        raise InputError(f"file {str(source)!r} does not exist: check the path")
+    if not source.is_file():
+        raise InputError(f"{str(source)!r} is not a file: pass a GeoTIFF file")
+    try:
+        with warnings.catch_warnings():
+            # A plain image without georeference is still a raster; its GeoRef simply has crs None.
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dataset = rasterio.open(source)
+    except rasterio.errors.RasterioIOError as err:
+        raise InputError(
+            f"{str(source)!r} is not a readable raster ({str(err).splitlines()[0]}): pass a GeoTIFF"
+        ) from err
+    with dataset:
+        yield dataset
+
+
+def _georef(dataset: rasterio.DatasetReader) -> GeoRef:
+    return GeoRef(
+        crs=dataset.crs if dataset.crs else None,
+        transform=dataset.transform,
+        width=dataset.width,
+        height=dataset.height,
+        nodata=dataset.nodata,
+        time=_time_from_tags(dataset.tags()),
+        band_names=tuple(d or "" for d in dataset.descriptions),
+    )
+
+
+def open_georef(path: PathLike) -> GeoRef:
+    """Read a raster's georeference and band names without reading pixels (for streaming large scenes).
+
+    Raises:
+        InputError: If the file is missing or not a raster.
+    """
+    with _open(path) as dataset:
+        return _georef(dataset)
+
+
+def _file_band_names(georef: GeoRef, path: PathLike) -> dict[str, int]:
+    """Map of upper-cased band description -> 0-based index; usable only when all are set and unique."""
+    names = [n.strip().upper() for n in georef.band_names]
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(
+            f"{str(path)!r} has no band names (its band descriptions are empty or repeated), so bands cannot "
+            f"be selected by name: read all bands, in the modality's order"
+        )
+    return {n: i for i, n in enumerate(names)}
+
+
+def _select_by_name(georef: GeoRef, path: PathLike, bands: Sequence[str], modality: str | None) -> list[int]:
+    if modality is not None:
+        spec = get_modality(modality)
+        known = {b.upper() for b in spec.bands}
+        unknown = [b for b in bands if b.upper() not in known]
+        if unknown:
+            raise ModalityError(f"{spec.name} has no band(s) {unknown}; its bands are {list(spec.bands)}")
+    lookup = _file_band_names(georef, path)
+    missing = [b for b in bands if b.upper() not in lookup]
+    if missing:
+        raise InputError(f"{str(path)!r} has no band(s) {missing}; its bands are {list(georef.band_names)}")
+    return [lookup[b.upper()] for b in bands]
+
+
+def _check_band_count(georef: GeoRef, path: PathLike, modality: str) -> None:
+    spec = get_modality(modality)
+    if not spec.bands or not spec.is_image:
+        raise ModalityError(f"{spec.name} is not a raster modality: it cannot be read from a GeoTIFF")
+    if georef.count != spec.num_bands:
+        raise ShapeError(
+            f"{str(path)!r} has {georef.count} band(s) but {spec.name} expects {spec.num_bands}, in this "
+            f"order: {', '.join(spec.bands)}"
+        )
+
+
+def _check_finite(data: np.ndarray, path: PathLike) -> None:
+    if not np.issubdtype(data.dtype, np.floating):
+        return
+    bad = ~np.isfinite(data)
+    if bad.any():
+        per_band = bad.reshape(bad.shape[0], -1).sum(axis=1)
+        which = [i + 1 for i, n in enumerate(per_band) if n]
+        raise InputError(
+            f"{str(path)!r} has {int(bad.sum())} non-finite (NaN/inf) value(s) in band(s) {which}: fill them "
+            f"(e.g. with the band mean) before use, or read with allow_nonfinite=True"
+        )
+
+
+def read_raster(
+    path: PathLike,
+    modality: str | None = None,
+    *,
+    bands: Sequence[str] | None = None,
+    window: Window | None = None,
+    allow_nonfinite: bool = False,
+) -> Raster:
+    """Read a raster tile (or a window of it) with its georeference, checked against a modality.
+
+    Args:
+        path: A GeoTIFF (any GDAL raster works).
+        modality: Catalog name; when given, the file's band count must equal the modality's.
+        bands: Band names to read, in this order, matched case-insensitively against the file's band
+            descriptions (then the band-count check is replaced by a check that the names are the
+            modality's bands). Needs a file with unique band descriptions.
+        window: Read only this window; the returned georeference is the window's.
+        allow_nonfinite: Accept NaN/inf values (otherwise they are an error).
+
+    Returns:
+        A :class:`Raster` with ``data`` of shape ``(C, H, W)`` in the file's dtype.
+
+    Raises:
+        InputError: Missing file, not a raster, unknown band names, non-finite values.
+        ShapeError: Band count differs from the modality's (the message lists the expected bands).
+        ModalityError: Unknown modality.
+    """
+    with _open(path) as dataset:
+        georef = _georef(dataset)
+        if bands is not None:
+            index = _select_by_name(georef, path, bands, modality)
+        else:
+            if modality is not None:
+                _check_band_count(georef, path, modality)
+            index = list(range(georef.count))
+        if window is not None:
+            georef = georef.window(window)
+        data = dataset.read([i + 1 for i in index], window=window)
+    georef = replace(georef, band_names=tuple(georef.band_names[i] for i in index))
+    if not allow_nonfinite:
+        _check_finite(data, path)
+    return Raster(data=data, georef=georef, path=Path(path))
+
+
+def read_window(path: PathLike, window: Window, *, band_indexes: Sequence[int] | None = None) -> np.ndarray:
+    """Read one window of a raster, for streaming scenes larger than memory.
+
+    Args:
+        path: The raster file.
+        window: Pixel window to read (must lie inside the raster).
+        band_indexes: 0-based band positions to read, in this order; None reads all bands.
+
+    Returns:
+        Array ``(C, h, w)`` in the file's dtype (no finiteness check: streaming callers mask themselves).
+    """
+    with _open(path) as dataset:
+        georef = _georef(dataset)
+        georef.window(window)  # validates that the window lies inside
+        index = list(range(georef.count)) if band_indexes is None else list(band_indexes)
+        if any(i < 0 or i >= georef.count for i in index):
+            raise ShapeError(f"band_indexes {index} out of range for {georef.count} band(s) (0-based)")
+        out: np.ndarray = dataset.read([i + 1 for i in index], window=window)
+        return out
+
+
+def _as_chw(data: np.ndarray | torch.Tensor) -> np.ndarray:
+    array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim != 3:
+        raise ShapeError(f"raster data must be (C, H, W) or (H, W), got shape {array.shape}")
+    return array
+
+
+def _fits(value: float, dtype: str) -> bool:
+    """Whether a nodata value is representable in ``dtype``."""
+    kind = np.dtype(dtype)
+    if math.isnan(value) or math.isinf(value):
+        return bool(np.issubdtype(kind, np.floating))
+    if np.issubdtype(kind, np.integer):
+        info = np.iinfo(kind)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
+def _resolve_nodata(nodata: float | None, georef: GeoRef, dtype: str) -> float | None:
+    """Explicit nodata must fit the dtype; the input's nodata is inherited only when it fits."""
+    if nodata is not None:
+        if not _fits(nodata, dtype):
+            raise InputError(f"nodata {nodata} cannot be stored as {dtype}: choose a value it can hold")
+        return nodata
+    if georef.nodata is not None and _fits(georef.nodata, dtype):
+        return georef.nodata
+    return None
+
+
+def _profile(
+    georef: GeoRef, count: int, dtype: str, nodata: float | None, compress: str | None, tiled: bool
+) -> dict[str, object]:
+    profile: dict[str, object] = {
+        "driver": "GTiff",
+        "width": georef.width,
+        "height": georef.height,
+        "count": count,
+        "dtype": dtype,
+        "crs": georef.crs,
+        "transform": georef.transform,
+        "nodata": nodata,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if compress:
+        # Predictor 2 (horizontal differencing) suits integers, 3 (floating point) suits floats.
+        predictor = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
+        profile.update(compress=compress, predictor=predictor)
+    if tiled and min(georef.width, georef.height) >= TILE_SIZE:
+        profile.update(tiled=True, blockxsize=TILE_SIZE, blockysize=TILE_SIZE)
+    return profile
+
+
+def _check_colormap(colormap: Mapping[int, tuple[int, int, int]] | None, count: int, dtype: str) -> None:
+    if colormap is not None and (count != 1 or dtype not in ("uint8", "uint16")):
+        raise InputError(
+            f"a colormap needs a single-band uint8/uint16 class map, got {count} band(s) of {dtype}"
+        )
+
+
+def _describe(
+    dataset: rasterio.io.DatasetWriter,
+    georef: GeoRef,
+    count: int,
+    colormap: Mapping[int, tuple[int, int, int]] | None,
+    band_names: Sequence[str] | None,
+) -> None:
+    """Write band names, colormap and acquisition time into an open output."""
+    names = tuple(band_names) if band_names is not None else georef.band_names
+    if band_names is not None and len(names) != count:
+        raise ShapeError(f"{len(names)} band name(s) given for {count} band(s)")
+    if len(names) == count:
+        for i, name in enumerate(names, start=1):
+            if name:
+                dataset.set_band_description(i, name)
+    if colormap is not None:
+        dataset.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colormap.items()})
+    if georef.time is not None:
+        dataset.update_tags(datetime=georef.time.isoformat())
+
+
+def write_raster(
+    path: PathLike,
+    data: np.ndarray | torch.Tensor,
+    georef: GeoRef,
+    *,
+    dtype: str | None = None,
+    nodata: float | None = None,
+    colormap: Mapping[int, tuple[int, int, int]] | None = None,
+    band_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write an array as a GeoTIFF on ``georef``'s grid, atomically (temporary file, then rename).
+
+    Args:
+        path: Output file; its folder must exist.
+        data: ``(C, H, W)`` or ``(H, W)`` array or tensor with H, W equal to the georef's size.
+        georef: Grid to write on (usually the input's, or a window's).
+        dtype: Output dtype; default the data's (float16 is widened to float32, bool to uint8).
+        nodata: Nodata value; default the georef's when the dtype can hold it.
+        colormap: Class id -> (r, g, b), for single-band uint8 class maps (e.g. LULC).
+        band_names: Band descriptions; default the georef's when the count matches.
+        overwrite: Replace an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ShapeError: Data size differs from the georef's, or wrong number of band names.
+        InputError: Output folder missing, file exists without ``overwrite``, bad colormap or nodata.
+    """
+    array = _as_chw(data)
+    if array.shape[1:] != (georef.height, georef.width):
+        raise ShapeError(
+            f"data of size {array.shape[2]}x{array.shape[1]} does not match the georeference's "
+            f"{georef.width}x{georef.height}"
+        )
+    out_dtype = dtype or _WIDEN.get(array.dtype, str(array.dtype))
+    with RasterWriter(
+        path, georef, array.shape[0], out_dtype, nodata=nodata, colormap=colormap,
+        band_names=band_names, overwrite=overwrite,
+    ) as writer:  # fmt: skip
+        writer.write(array, Window(0, 0, georef.width, georef.height))
+    return Path(path)
+
+
+class RasterWriter:
+    """Window-by-window writer of a large GeoTIFF output, made visible atomically on a clean close.
+
+    Use as a context manager; if the block raises, the temporary file is removed and an existing target
+    is left untouched::
+
+        with RasterWriter(out, georef, count=1, dtype="uint8") as writer:
+            for window in windows:
+                writer.write(predict(window), window)
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        georef: GeoRef,
+        count: int,
+        dtype: str,
+        *,
+        nodata: float | None = None,
+        colormap: Mapping[int, tuple[int, int, int]] | None = None,
+        band_names: Sequence[str] | None = None,
+        overwrite: bool = False,
+        compress: str | None = "deflate",
+        tiled: bool = True,
+    ) -> None:
+        self.path = check_output_path(path, overwrite=overwrite)
+        self.georef = georef
+        self.count = count
+        self.dtype = str(np.dtype(dtype))
+        _check_colormap(colormap, count, self.dtype)
+        self._profile = _profile(
+            georef, count, self.dtype, _resolve_nodata(nodata, georef, self.dtype), compress, tiled
+        )
+        self._colormap = colormap
+        self._band_names = band_names
+        self._overwrite = overwrite
+        self._stack: contextlib.ExitStack | None = None
+        self._dataset: rasterio.io.DatasetWriter | None = None
+
+    def __enter__(self) -> RasterWriter:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
+            self._dataset = stack.enter_context(rasterio.open(tmp, "w", **self._profile))
+            _describe(self._dataset, self.georef, self.count, self._colormap, self._band_names)
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, data: np.ndarray | torch.Tensor, window: Window) -> None:
+        """Write ``(count, h, w)`` (or ``(h, w)`` for one band) values into ``window``.
+
+        Raises:
+            ShapeError: If the data does not match the window's size or the band count.
+        """
+        if self._dataset is None:
+            raise RuntimeError("RasterWriter.write called outside its `with` block")
+        array = _as_chw(data)
+        col, row, w, h = _window_ints(window)
+        self.georef.window(window)  # validates that the window lies inside
+        if array.shape != (self.count, h, w):
+            raise ShapeError(f"data of shape {array.shape} does not fit window {h}x{w} of {self.count} bands")
+        self._dataset.write(array.astype(self.dtype, copy=False), window=Window(col, row, w, h))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._dataset = self._stack, None, None
+        if stack is not None:
+            stack.__exit__(exc_type, exc, tb)
