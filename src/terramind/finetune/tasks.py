@@ -1,0 +1,347 @@
+"""Lightning tasks: semantic segmentation, pixel regression, multi-class and multi-label classification.
+
+Each task owns a model from :mod:`terramind.finetune.model`, a loss from :mod:`terramind.finetune.losses`
+and torchmetrics collections; the optimiser is AdamW over the trainable parameters with a plateau, cosine
+or no learning-rate schedule (the official fine-tuning example uses AdamW with ReduceLROnPlateau(0.5, 5),
+spec §8). Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
+:class:`terramind.data.datamodule.GeoTiffDataModule` produces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+from torchmetrics import classification as tmc
+from torchmetrics import regression as tmr
+
+from terramind.core.errors import TerraMindError
+from terramind.finetune.losses import build_loss
+from terramind.finetune.model import DenseModel, PooledModel
+
+Scheduler = Literal["plateau", "cosine", "none"]
+Batch = dict[str, Any]
+
+
+class _Task(L.LightningModule):
+    """What every task shares: steps, logging, metrics per stage, optimiser and schedule."""
+
+    monitor = "val/loss"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        metrics: torchmetrics.MetricCollection,
+        *,
+        lr: float,
+        weight_decay: float,
+        scheduler: Scheduler,
+        freeze_backbone: bool,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.lr, self.weight_decay, self.scheduler = lr, weight_decay, scheduler
+        if freeze_backbone:
+            # A frozen backbone keeps its weights; the neck, decoder and head still train.
+            self.model.backbone.requires_grad_(False)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw model outputs (logits or regression values)."""
+        return self.model(inputs)
+
+    def _targets(self, label: torch.Tensor) -> torch.Tensor:
+        return label
+
+    def _metric_inputs(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return out, target
+
+    def _step(self, batch: Batch, metrics: torchmetrics.MetricCollection, stage: str) -> torch.Tensor:
+        out = self(batch["inputs"])
+        target = self._targets(batch["label"])
+        loss = self.loss_fn(out, target)
+        batch_size = target.shape[0]
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            batch_size=batch_size,
+            on_epoch=True,
+            on_step=stage == "train",
+        )
+        metrics.update(*self._metric_inputs(out.detach(), target))
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss."""
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate validation loss and metrics."""
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate test loss and metrics."""
+        self._step(batch, self.test_metrics, "test")
+
+    def _log_metrics(self, metrics: torchmetrics.MetricCollection) -> None:
+        values = metrics.compute()
+        flat: dict[str, torch.Tensor] = {}
+        for name, value in values.items():
+            if value.ndim == 0:
+                flat[name] = value
+            else:  # per-class values (IoU per class) are logged one scalar each
+                flat.update({f"{name}_{i}": v for i, v in enumerate(value)})
+        self.log_dict(flat, prog_bar=False)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Log and reset the training metrics."""
+        self._log_metrics(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log and reset the validation metrics."""
+        self._log_metrics(self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        """Log and reset the test metrics."""
+        self._log_metrics(self.test_metrics)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """Predictions for a batch plus the source paths (for georeferenced output)."""
+        return {"prediction": self.postprocess(self(batch["inputs"])), "path": batch.get("path")}
+
+    def postprocess(self, out: torch.Tensor) -> torch.Tensor:
+        """Turn raw outputs into the values written by ``predict`` (identity for regression)."""
+        return out
+
+    def configure_optimizers(self) -> Any:
+        """AdamW over trainable parameters with the chosen learning-rate schedule."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "none":
+            return optimizer
+        if self.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": self.monitor}}
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def _check_weights(class_weights: Sequence[float] | None, num_classes: int) -> None:
+    if class_weights is not None and len(class_weights) != num_classes:
+        raise TerraMindError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
+
+
+class SegmentationTask(_Task):
+    """Semantic segmentation: per-pixel class logits, CE/dice/focal loss, mIoU, per-class IoU, F1, accuracy.
+
+    Args:
+        backbone: Module returning per-block tokens (e.g. ``TerraMindBackbone``).
+        num_classes: Number of classes; labels are ids ``0..num_classes-1`` or ``ignore_index``.
+        loss: ``ce``, ``dice`` or ``focal``.
+        class_weights: Optional weight per class.
+        ignore_index: Label value excluded from loss and metrics.
+        layer_indices: Backbone blocks fed to the neck (None: four evenly spaced).
+        decoder: ``unet``, ``upernet`` or ``fcn``.
+        decoder_kwargs: Extra decoder arguments, e.g. ``{"channels": [256, 128, 64, 32]}``.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: ``plateau`` (on the monitored metric), ``cosine`` (per step) or ``none``.
+        freeze_backbone: Train only neck, decoder and head.
+        head_dropout: Dropout before the output convolution.
+    """
+
+    monitor = "val/loss"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        loss: str = "ce",
+        class_weights: list[float] | None = None,
+        ignore_index: int = -1,
+        layer_indices: list[int] | None = None,
+        decoder: str = "unet",
+        decoder_kwargs: dict[str, Any] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        scheduler: Scheduler = "plateau",
+        freeze_backbone: bool = False,
+        head_dropout: float = 0.1,
+    ) -> None:
+        _check_weights(class_weights, num_classes)
+        model = DenseModel(
+            backbone,
+            num_classes,
+            layer_indices=layer_indices,
+            decoder=decoder,
+            decoder_kwargs=decoder_kwargs,
+            head_dropout=head_dropout,
+        )
+        k, ignore = num_classes, ignore_index
+        metrics = torchmetrics.MetricCollection(
+            {
+                "mIoU": tmc.MulticlassJaccardIndex(k, ignore_index=ignore, average="macro"),
+                "IoU": tmc.MulticlassJaccardIndex(k, ignore_index=ignore, average="none"),
+                "F1": tmc.MulticlassF1Score(k, ignore_index=ignore, average="macro"),
+                "accuracy": tmc.MulticlassAccuracy(k, ignore_index=ignore, average="micro"),
+            }
+        )
+        super().__init__(
+            model,
+            build_loss(loss, class_weights=class_weights, ignore_index=ignore_index),
+            metrics,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            freeze_backbone=freeze_backbone,
+        )
+        self.save_hyperparameters(ignore=["backbone"])
+
+    def _targets(self, label: torch.Tensor) -> torch.Tensor:
+        return label.long()
+
+    def postprocess(self, out: torch.Tensor) -> torch.Tensor:
+        """Class map ``(B, H, W)`` (uint8 when classes fit)."""
+        return out.argmax(dim=1).to(torch.uint8 if out.shape[1] <= 256 else torch.int32)
+
+
+class RegressionTask(_Task):
+    """Pixel regression: ``out_channels`` values per pixel, MSE or L1 over valid pixels, RMSE/MAE/R².
+
+    Args:
+        backbone: Module returning per-block tokens.
+        out_channels: Target channels per pixel.
+        loss: ``mse`` or ``l1``.
+        ignore_value: Target value excluded from the loss (non-finite targets are always excluded).
+        layer_indices: Backbone blocks fed to the neck.
+        decoder: ``unet``, ``upernet`` or ``fcn``.
+        decoder_kwargs: Extra decoder arguments.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: ``plateau``, ``cosine`` or ``none``.
+        freeze_backbone: Train only neck, decoder and head.
+        head_dropout: Dropout before the output convolution.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        out_channels: int = 1,
+        *,
+        loss: str = "mse",
+        ignore_value: float = float("nan"),
+        layer_indices: list[int] | None = None,
+        decoder: str = "unet",
+        decoder_kwargs: dict[str, Any] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        scheduler: Scheduler = "plateau",
+        freeze_backbone: bool = False,
+        head_dropout: float = 0.0,
+    ) -> None:
+        model = DenseModel(
+            backbone,
+            out_channels,
+            layer_indices=layer_indices,
+            decoder=decoder,
+            decoder_kwargs=decoder_kwargs,
+            head_dropout=head_dropout,
+        )
+        metrics = torchmetrics.MetricCollection(
+            {"RMSE": tmr.MeanSquaredError(squared=False), "MAE": tmr.MeanAbsoluteError()}
+        )
+        super().__init__(
+            model,
+            build_loss(loss, ignore_index=ignore_value),
+            metrics,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            freeze_backbone=freeze_backbone,
+        )
+        self.ignore_value = ignore_value
+        self.save_hyperparameters(ignore=["backbone"])
+
+    def _targets(self, label: torch.Tensor) -> torch.Tensor:
+        return label.float() if label.ndim == 4 else label.float().unsqueeze(1)  # (B, C, H, W)
+
+    def _metric_inputs(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.isfinite(target) & (target != self.ignore_value)
+        return out[valid].float(), target[valid]
+
+
+class ClassificationTask(_Task):
+    """Per-image classification from mean-pooled tokens: multi-class (CE/focal) or multi-label (BCE).
+
+    Args:
+        backbone: Module returning per-block tokens.
+        num_classes: Number of classes.
+        multilabel: Labels are multi-hot ``(B, K)`` vectors instead of class ids ``(B,)``.
+        loss: ``ce`` or ``focal`` (multi-class), ``bce`` (multi-label); None picks ``ce`` / ``bce``.
+        class_weights: Optional weight per class (``pos_weight`` for multi-label).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: ``plateau``, ``cosine`` or ``none``.
+        freeze_backbone: Train only the head.
+        head_dropout: Dropout before the linear layer.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        multilabel: bool = False,
+        loss: str | None = None,
+        class_weights: list[float] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        scheduler: Scheduler = "plateau",
+        freeze_backbone: bool = False,
+        head_dropout: float = 0.1,
+    ) -> None:
+        _check_weights(class_weights, num_classes)
+        metrics = torchmetrics.MetricCollection(
+            {
+                "accuracy": tmc.MultilabelAccuracy(num_labels=num_classes)
+                if multilabel
+                else tmc.MulticlassAccuracy(num_classes=num_classes, average="micro"),
+                "F1": tmc.MultilabelF1Score(num_labels=num_classes, average="macro")
+                if multilabel
+                else tmc.MulticlassF1Score(num_classes=num_classes, average="macro"),
+            }
+        )
+        loss_fn = build_loss(loss or ("bce" if multilabel else "ce"), class_weights=class_weights)
+        super().__init__(
+            PooledModel(backbone, num_classes, head_dropout),
+            loss_fn,
+            metrics,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            freeze_backbone=freeze_backbone,
+        )
+        self.multilabel = multilabel
+        self.save_hyperparameters(ignore=["backbone"])
+
+    def _targets(self, label: torch.Tensor) -> torch.Tensor:
+        return label.float() if self.multilabel else label.long()
+
+    def _metric_inputs(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return out, target.long()
+
+    def postprocess(self, out: torch.Tensor) -> torch.Tensor:
+        """Class ids ``(B,)`` or multi-hot ``(B, K)`` predictions."""
+        return (out > 0).long() if self.multilabel else out.argmax(dim=1)

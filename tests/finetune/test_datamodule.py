@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from terramind.core.errors import InputError, ModalityError
+from terramind.data.datamodule import GeoTiffDataModule, d4
+from terramind.modalities import destandardize
+
+NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
+
+
+def _link_root(tmp_path: Path, examples: Path, mods: dict[str, list[str]]) -> Path:
+    """A data root whose folders link a chosen subset of the example tiles."""
+    for folder, names in mods.items():
+        (tmp_path / folder).mkdir()
+        src = "LULC" if folder == "label" else folder
+        for n in names:
+            (tmp_path / folder / f"{n}.tif").symlink_to(examples / src / f"{n}.tif")
+    return tmp_path
+
+
+def test_examples_as_segmentation_set(tmp_path: Path, examples_dir: Path) -> None:
+    split = tmp_path / "train.txt"
+    split.write_text("\n".join(f"{n}.tif" for n in NAMES[:4]))  # file names work as ids
+    dm = GeoTiffDataModule(
+        str(examples_dir),
+        ["S2L2A", "S1RTC"],
+        10,
+        folders={"label": "LULC"},
+        splits={"train": str(split), "val": str(split)},
+        augment=False,
+        batch_size=2,
+    )
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 4
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["inputs"]["S2L2A"].shape == (2, 12, 224, 224)
+    assert batch["inputs"]["S1RTC"].shape == (2, 2, 224, 224)
+    assert batch["label"].shape == (2, 224, 224) and batch["label"].dtype == torch.int64
+    assert int(batch["label"].min()) >= 0 and int(batch["label"].max()) <= 9
+    # standardised, not raw: S2 DN values are in the thousands
+    assert batch["inputs"]["S2L2A"].abs().mean() < 5
+
+
+def test_band_subset_selects_named_bands(tmp_path: Path, examples_dir: Path) -> None:
+    dm = GeoTiffDataModule(
+        str(examples_dir),
+        ["S2L2A"],
+        10,
+        folders={"label": "LULC"},
+        bands={"S2L2A": ["RED", "GREEN", "BLUE"]},
+        split_ratio=(1.0, 0.0, 0.0),
+        augment=False,
+    )
+    sample = dm._build("train")[0]
+    x = destandardize("S2L2A", sample["inputs"]["S2L2A"], bands=["RED", "GREEN", "BLUE"])
+    assert x.shape[0] == 3
+    with rasterio.open(Path(sample["path"])) as f:
+        red = f.read(4).astype(np.float32)
+    assert np.allclose(x[0].numpy(), red, atol=0.05)
+
+
+def test_mismatched_folders_name_the_missing_files(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES, "S1RTC": NAMES[:3], "label": NAMES})
+    dm = GeoTiffDataModule(str(root), ["S2L2A", "S1RTC"], 10)
+    with pytest.raises(InputError, match=r"S1RTC lacks 2 id.*609U_541L_3_0"):
+        dm.setup("fit")
+
+
+def test_labels_outside_num_classes_fail_before_training(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES, "label": NAMES})
+    dm = GeoTiffDataModule(str(root), ["S2L2A"], 5, split_ratio=(0.6, 0.4, 0.0))
+    with pytest.raises(InputError, match=r"classes outside 0\.\.4"):
+        dm.setup("fit")
+
+
+def test_empty_split_is_an_error(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES, "label": NAMES})
+    dm = GeoTiffDataModule(str(root), ["S2L2A"], 10, split_ratio=(1.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="'val' split is empty"):
+        dm.setup("fit")
+
+
+def test_config_errors_at_construction(examples_dir: Path) -> None:
+    with pytest.raises(ModalityError, match="S9"):
+        GeoTiffDataModule(str(examples_dir), ["S9"], 2)
+    with pytest.raises(ModalityError, match="NIR_WIDE"):
+        GeoTiffDataModule(str(examples_dir), ["S2L2A"], 2, bands={"S2L2A": ["RED", "NIR_WIDE"]})
+
+
+def test_d4_is_the_dihedral_group() -> None:
+    x = torch.arange(9.0).reshape(1, 3, 3)
+    images = {tuple(d4([x], k, f)[0].flatten().tolist()) for k in range(4) for f in (False, True)}
+    assert len(images) == 8
+
+
+def test_augmentation_and_nodata_apply_to_inputs_and_label(tmp_path: Path, tiny_geotiff) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    s1 = rng.uniform(-25, -5, (2, 32, 32)).astype("float32")
+    s1[:, 0, :5] = -9999  # nodata strip in the first row
+    label = (s1[:1] > -15).astype("uint8")  # the label is a function of the input
+    for folder in ("S1RTC", "label"):
+        (tmp_path / folder).mkdir()
+    tiny_geotiff(s1, name="S1RTC/a.tif", nodata=-9999)
+    tiny_geotiff(label, name="label/a.tif")
+    dm = GeoTiffDataModule(
+        str(tmp_path), ["S1RTC"], 2, splits={"train": str(tmp_path / "s.txt")}, augment=True
+    )
+    (tmp_path / "s.txt").write_text("a\n")
+    dataset = dm._build("train")
+    random.seed(3)
+    for _ in range(4):
+        sample = dataset[0]
+        x, y = sample["inputs"]["S1RTC"], sample["label"]
+        invalid = x[0] == 0
+        assert int(invalid.sum()) == 5 and bool((y[invalid] == -1).all())
+        vv = destandardize("S1RTC", x)[0]
+        assert torch.equal((vv > -15).long()[~invalid], y[~invalid])
