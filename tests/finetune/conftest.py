@@ -35,3 +35,10 @@ class StandInBackbone(nn.Module):
 def standin() -> StandInBackbone:
     torch.manual_seed(0)
     return StandInBackbone({"S2L2A": 12, "S1RTC": 2})
+
+
+@pytest.fixture
+def small_standin() -> StandInBackbone:
+    """S2L2A only, width 16, four blocks."""
+    torch.manual_seed(0)
+    return StandInBackbone({"S2L2A": 12}, dim=16, depth=4)
