@@ -1,0 +1,147 @@
+"""``terramind inspect FILE --modality M``: check a tile against the catalog and draw its quicklook.
+
+Exit codes: 0 when the tile has no validation errors, 1 when it has some (they are listed), 2 for usage
+errors (missing or unreadable file, wrong band count, non-finite values, unknown modality, missing output
+folder), which ``terramind.cli.main`` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from terramind.core.errors import InputError
+from terramind.core.files import check_output_path
+from terramind.data.geotiff import Raster, read_raster
+from terramind.data.validate import BandStats, Finding, band_stats, validate_tile
+from terramind.modalities import ModalitySpec, get_modality
+from terramind.viz import save_quicklook
+from terramind.viz.quicklook import DEFAULT_RESOLUTION
+
+TILE_ERRORS = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``inspect`` subcommand."""
+    parser = sub.add_parser(
+        "inspect",
+        help="validate a GeoTIFF tile against a modality and write a quicklook",
+        description="Report size, georeference, per-band statistics against the pretraining statistics, "
+        "and problems (wrong bands, +1000 S2 offset, 0-1 scaling, ...). Exit 0: no errors, 1: the tile has "
+        "validation errors, 2: usage error.",
+    )
+    parser.add_argument("file", type=Path, help="GeoTIFF tile")
+    parser.add_argument("-m", "--modality", required=True, help="modality name, e.g. S2L2A, S1RTC, DEM, LULC")
+    parser.add_argument("--png", type=Path, metavar="OUT.png", help="write a quicklook PNG here")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(func=run)
+
+
+def _check_png(path: Path | None) -> None:
+    """Fail before any work when the quicklook could not be written."""
+    if path is None:
+        return
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--png {str(path)!r}: the quicklook is a PNG, name it *.png")
+    check_output_path(path)
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _report(
+    raster: Raster, spec: ModalitySpec, stats: list[BandStats], findings: list[Finding]
+) -> dict[str, Any]:
+    georef = raster.georef
+    return {
+        "file": str(raster.path),
+        "modality": spec.name,
+        "width": georef.width,
+        "height": georef.height,
+        "bands": raster.data.shape[0],
+        "dtype": str(raster.data.dtype),
+        "crs": georef.crs.to_string() if georef.crs else None,
+        "transform": list(georef.transform)[:6],
+        "resolution": list(georef.resolution),
+        "resolution_unit": georef.crs.linear_units if georef.crs and georef.crs.is_projected else None,
+        "time": georef.time.isoformat() if georef.time else None,
+        "nodata": georef.nodata,
+        "band_stats": [
+            {
+                "band": s.name,
+                "min": _finite(s.min),
+                "mean": _finite(s.mean),
+                "max": _finite(s.max),
+                "pretrain_mean": s.pretrain_mean,
+                "pretrain_std": s.pretrain_std,
+            }
+            for s in stats
+        ],
+        "findings": [{"level": f.level, "message": f.message} for f in findings],
+        "errors": sum(f.level == "error" for f in findings),
+        "warnings": sum(f.level == "warning" for f in findings),
+    }
+
+
+def _stats_table(report: dict[str, Any]) -> list[str]:
+    rows = [f"  {'band':<16} {'min':>10} {'mean':>10} {'max':>10}   pretraining mean ± std"]
+    for s in report["band_stats"]:
+        values = [f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in (s["min"], s["mean"], s["max"])]
+        rows.append(
+            f"  {s['band']:<16} {' '.join(values)}   {s['pretrain_mean']:.4g} ± {s['pretrain_std']:.4g}"
+        )
+    return rows
+
+
+def _text(report: dict[str, Any], spec: ModalitySpec) -> str:
+    origin = report["transform"][2], report["transform"][5]
+    verdict = (
+        f"tile has {report['errors']} validation error(s): fix them before using it as {spec.name}"
+        if report["errors"]
+        else f"OK for {spec.name} ({report['warnings']} warning(s))"
+    )
+    lines = [
+        f"file        {report['file']}",
+        f"modality    {spec.name}: {spec.description}",
+        f"size        {report['width']} x {report['height']} px, {report['bands']} band(s), "
+        f"{report['dtype']}",
+        f"crs         {report['crs'] or 'none'}",
+        f"resolution  {report['resolution'][0]:g} x {report['resolution'][1]:g} "
+        f"{report['resolution_unit'] or 'CRS units'} (origin {origin[0]:.2f}, {origin[1]:.2f})",
+        f"time        {report['time'] or 'not tagged'}",
+        f"nodata      {report['nodata'] if report['nodata'] is not None else 'none'}",
+        "",
+        *_stats_table(report),
+        "",
+        "findings",
+        *(f"  {f['level']:<8} {f['message']}" for f in report["findings"]),
+        "",
+        f"result: {verdict}",
+    ]
+    if report.get("quicklook"):
+        lines.append(f"quicklook: {report['quicklook']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inspect one tile; return 0 (no errors), 1 (validation errors)."""
+    spec = get_modality(args.modality)
+    _check_png(args.png)
+    raster = read_raster(args.file, spec.name)
+    findings = validate_tile(raster, spec)
+    report = _report(raster, spec, band_stats(raster, spec), findings)
+    if args.png is not None:
+        crs = raster.georef.crs
+        resolution = (
+            raster.georef.resolution[0] if crs is not None and crs.is_projected else DEFAULT_RESOLUTION
+        )
+        title = f"{Path(args.file).name} ({spec.name})"
+        report["quicklook"] = str(
+            save_quicklook(args.png, spec, raster.data, title=title, resolution=resolution)
+        )
+    print(json.dumps(report, indent=2) if args.json else _text(report, spec))
+    return TILE_ERRORS if report["errors"] else 0
