@@ -1,0 +1,86 @@
+"""Token and temperature schedules for iterative decoding (4M, spec 5.2).
+
+A token schedule says how many tokens of a modality are decided at each step (it sums to the modality's token
+count); a temperature schedule gives the sampling temperature of each step. Numbers match the reference's
+``linear_schedule`` / ``cosine_schedule`` / ``linear_temp_schedule`` / ``onex_temp_schedule``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from terramind.core.errors import InputError
+
+TOKEN_SCHEDULES = ("linear", "cosine")
+TEMPERATURE_SCHEDULES = ("constant", "linear", "onex:<min_t>:<power>")
+_MIN_TEMPERATURE = 1e-9  # decaying schedules never reach exactly 0 (that would switch to greedy)
+
+
+def token_schedule(kind: str, steps: int, total: int) -> list[int]:
+    """Tokens decided per step.
+
+    Args:
+        kind: ``"linear"`` (equal shares, larger ones first) or ``"cosine"`` (few tokens first, MaskGIT).
+        steps: Number of decoding steps (at most ``total``; linear drops empty trailing steps).
+        total: Tokens of the modality (196 for a 224 px image).
+
+    Returns:
+        Positive counts summing to ``total``.
+    """
+    if steps < 1:
+        raise InputError(f"decoding steps must be >= 1, got {steps}")
+    if total < 1:
+        raise InputError(f"a schedule needs at least one token, got {total}")
+    if kind == "linear":
+        edges = np.linspace(0, total, steps + 1, dtype=int)
+        counts = sorted((int(c) for c in np.diff(edges)), reverse=True)
+    elif kind == "cosine":
+        # rounded cumulatively: the reference rounds each step's share, which can overshoot the total
+        done = [round(total * 0.5 * (1 - math.cos(math.pi * i / steps))) for i in range(steps + 1)]
+        counts = [b - a for a, b in itertools.pairwise(done)]
+    else:
+        raise InputError(f"unknown token schedule {kind!r}; choose one of {', '.join(TOKEN_SCHEDULES)}")
+    return [c for c in counts if c > 0]
+
+
+def temperature_schedule(kind: str, temperature: float, tokens: list[int]) -> list[float]:
+    """Temperature of each step of a token schedule.
+
+    Args:
+        kind: ``"constant"``; ``"linear"`` (decays with the fraction of tokens still to decide);
+            ``"onex:<min_t>:<power>"`` (a 1/x^power decay from ``temperature`` to ``min_t``).
+        temperature: Starting (or constant) temperature; 0 is greedy for every step.
+        tokens: The token schedule.
+
+    Returns:
+        One temperature per step.
+    """
+    if kind == "constant" or temperature == 0:
+        return [float(temperature)] * len(tokens)
+    counts = np.asarray(tokens, dtype=float)
+    left = (counts.sum() - np.cumsum(counts)) / counts.sum()  # share still undecided after each step
+    if kind == "linear":
+        temps = np.concatenate([[1.0], left[:-1]]) * temperature
+    elif kind.startswith("onex:"):
+        temps = _onex(kind, temperature, counts)
+    else:
+        raise InputError(
+            f"unknown temperature schedule {kind!r}; choose one of {', '.join(TEMPERATURE_SCHEDULES)}"
+        )
+    return [float(t) for t in np.clip(temps, _MIN_TEMPERATURE, None)]
+
+
+def _onex(kind: str, temperature: float, counts: np.ndarray) -> np.ndarray:
+    """Evaluate the ``onex:<min_t>:<power>`` schedule at the first ``len(counts)`` of its token points."""
+    try:
+        min_t, power = (float(v) for v in kind.split(":")[1:])
+    except ValueError:
+        raise InputError(f"temperature schedule {kind!r} must look like 'onex:0.5:0.5'") from None
+    y = 1.0 / np.linspace(1, 100, int(counts.sum())) ** power
+    y = (y - y.min()) / (y.max() - y.min())
+    shrink = 1.0 - np.cumsum(counts) / counts.sum()
+    # the reference pairs the first len(counts) points of the per-token curve with the per-step shrink
+    return min_t + (temperature - min_t) * y[: len(counts)] * shrink
