@@ -1,13 +1,19 @@
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
-from terramind.data import RasterWriter, open_georef, read_raster, read_window, write_raster
+from terramind.data import GeoRef, RasterWriter, open_georef, read_raster, read_window, write_raster
 from terramind.data.geotiff import parse_time
 from terramind.modalities import LULC_CLASSES
 
@@ -94,6 +100,18 @@ def test_write_checks(tiny_geotiff, tmp_path):
     with pytest.raises(InputError, match="exists"):
         write_raster(tmp_path / "a.tif", np.zeros((32, 32), "uint8"), georef)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "tiny.tif"]
+
+
+def test_float_to_integer_output_rounds_and_refuses_overflow(tiny_geotiff, tmp_path):
+    georef = open_georef(tiny_geotiff(bands=1, size=32))
+    probs = np.full((32, 32), 2.6)
+    out = write_raster(tmp_path / "classes.tif", probs, georef, dtype="uint8")
+    assert read_raster(out).data.max() == 3
+    with pytest.raises(InputError, match="do not fit the output dtype uint8"):
+        write_raster(tmp_path / "wrap.tif", np.full((32, 32), 300.0), georef, dtype="uint8")
+    with pytest.raises(InputError, match="do not fit"):
+        write_raster(tmp_path / "nan.tif", np.full((32, 32), np.nan), georef, dtype="int16")
+    assert not (tmp_path / "wrap.tif").exists() and not (tmp_path / "nan.tif").exists()
 
 
 def test_nodata_inherited_only_when_it_fits(tiny_geotiff, tmp_path):
@@ -207,3 +225,22 @@ def test_plain_image_without_crs(tiny_geotiff):
 )
 def test_parse_time(text, expected):
     assert parse_time(text) == expected
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    dtype=st.sampled_from(["uint8", "int16", "uint16", "int32", "float32", "float64"]),
+    bands=st.integers(1, 4),
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_roundtrip_property(dtype, bands, height, width, seed):
+    rng = np.random.default_rng(seed)
+    data = (rng.uniform(0, 200, (bands, height, width))).astype(dtype)
+    georef = GeoRef(CRS.from_epsg(32632), Affine(10, 0, 5e5, 0, -10, 6e6), width, height)
+    with tempfile.TemporaryDirectory() as tmp:
+        back = read_raster(write_raster(Path(tmp) / "r.tif", data, georef))
+    assert back.data.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back.data, data)
+    assert back.georef.same_grid(georef) is None

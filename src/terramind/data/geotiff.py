@@ -332,6 +332,22 @@ def _as_chw(data: np.ndarray | torch.Tensor) -> np.ndarray:
     return array
 
 
+def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Convert to the output dtype; floats going to integers are rounded, and must fit (no silent wrap)."""
+    target = np.dtype(dtype)
+    if array.dtype == target or not np.issubdtype(target, np.integer):
+        return array.astype(target, copy=False)
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.rint(array)
+    info = np.iinfo(target)
+    if array.size and not (info.min <= array.min() and array.max() <= info.max):  # NaN fails too
+        raise InputError(
+            f"values {array.min()}..{array.max()} do not fit the output dtype {dtype} "
+            f"({info.min}..{info.max}): clip them or write a wider dtype"
+        )
+    return array.astype(target)
+
+
 def _fits(value: float, dtype: str) -> bool:
     """Whether a nodata value is representable in ``dtype``."""
     kind = np.dtype(dtype)
@@ -510,7 +526,7 @@ class RasterWriter:
         self.georef.window(window)  # validates that the window lies inside
         if array.shape != (self.count, h, w):
             raise ShapeError(f"data of shape {array.shape} does not fit window {h}x{w} of {self.count} bands")
-        self._dataset.write(array.astype(self.dtype, copy=False), window=Window(col, row, w, h))
+        self._dataset.write(_cast(array, self.dtype), window=Window(col, row, w, h))
 
     def __exit__(
         self,
