@@ -44,12 +44,15 @@ Tokenize = Callable[[np.ndarray], np.ndarray]
 """Raw pixels ``(C, H, W)`` -> ids ``(H/16, W/16)``; composed by the caller (data never loads models)."""
 
 
-def find_tiles(src: str | Path, exclude: Sequence[str] = ()) -> dict[str, dict[str, Path]]:
+def find_tiles(
+    src: str | Path, exclude: Sequence[str] = (), new_modalities: Sequence[str] = ()
+) -> dict[str, dict[str, Path]]:
     """Index a folder of modality sub-folders (``S2L2A/``, ``DEM/``, ...) holding same-named GeoTIFFs.
 
     Args:
         src: The folder (laid out like ``examples/``).
         exclude: Tile names (file stems) to leave out, e.g. a held-out tile.
+        new_modalities: Folder names of sensors not in the catalog, taken as they are.
 
     Returns:
         Tile name -> canonical modality name -> file path, tiles sorted by name.
@@ -60,7 +63,7 @@ def find_tiles(src: str | Path, exclude: Sequence[str] = ()) -> dict[str, dict[s
     tiles: dict[str, dict[str, Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            name = get_modality(folder.name).name
+            name = folder.name if folder.name in new_modalities else get_modality(folder.name).name
         except ModalityError as err:
             raise InputError(f"folder {str(folder)!r} is not a modality name ({err})") from err
         for tif in sorted(folder.glob("*.tif")):
@@ -89,13 +92,13 @@ def _metadata(key: str, georef: GeoRef, times: Mapping[str, str]) -> dict[str, o
 
 
 def _tile_sample(
-    key: str, files: Mapping[str, Path], tokenizers: Mapping[str, Tokenize]
+    key: str, files: Mapping[str, Path], tokenizers: Mapping[str, Tokenize], new: Sequence[str]
 ) -> dict[str, object]:
     sample: dict[str, object] = {"__key__": key}
     first: GeoRef | None = None
     times: dict[str, str] = {}
     for name, path in files.items():
-        raster = read_raster(path, name)
+        raster = read_raster(path, None if name in new else name)
         if first is None:
             first = raster.georef
         elif (diff := first.same_grid(raster.georef)) is not None:
@@ -120,6 +123,7 @@ def write_shards(
     shard_size: int = 1000,
     tokenizers: Mapping[str, Tokenize] | None = None,
     exclude: Sequence[str] = (),
+    new_modalities: Sequence[str] = (),
     prefix: str = "shard",
 ) -> list[Path]:
     """Turn co-registered GeoTIFF folders into WebDataset shards.
@@ -130,6 +134,7 @@ def write_shards(
         shard_size: Samples per shard.
         tokenizers: Modality name -> function computing its token ids, stored as ``tok_<modality>``.
         exclude: Tile names to leave out.
+        new_modalities: Folder names of sensors not in the catalog (stored as they are).
         prefix: Shard file name prefix (``shard-000000.tar``, ...).
 
     Returns:
@@ -138,7 +143,7 @@ def write_shards(
     if shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {shard_size}")
     tokenizers = {get_modality(k).name: v for k, v in (tokenizers or {}).items()}
-    tiles = list(find_tiles(src, exclude).items())
+    tiles = list(find_tiles(src, exclude, new_modalities).items())
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -146,7 +151,7 @@ def write_shards(
         path = out_dir / f"{prefix}-{start // shard_size:06d}.tar"
         with atomic_path(path) as tmp, TarWriter(str(tmp)) as sink:
             for key, files in tiles[start : start + shard_size]:
-                sink.write(_tile_sample(key, files, tokenizers))
+                sink.write(_tile_sample(key, files, tokenizers, new_modalities))
         paths.append(path)
     return paths
 
@@ -180,6 +185,7 @@ class StreamConfig:
         max_skip_fraction: Fail once more than this fraction of the samples seen so far was skipped
             (checked after ``min_samples_for_check`` samples).
         min_samples_for_check: Samples to see before the skip fraction is enforced.
+        channels: Channel counts of modalities not in the catalog (new sensors).
     """
 
     shards: tuple[str, ...]
@@ -191,6 +197,7 @@ class StreamConfig:
     seed: int = 0
     max_skip_fraction: float = 0.1
     min_samples_for_check: int = 20
+    channels: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -226,9 +233,9 @@ def _check_sample(sample: Mapping[str, object], config: StreamConfig) -> str | N
         array = sample.get(name.lower())
         if not isinstance(array, np.ndarray):
             return f"{sample['__key__']}: missing modality {name}"
-        spec = get_modality(name)
-        if array.ndim != 3 or array.shape[0] != spec.num_bands or min(array.shape[1:]) < config.crop:
-            expected = f"({spec.num_bands}, >={config.crop}, >={config.crop})"
+        bands = config.channels[name] if name in config.channels else get_modality(name).num_bands
+        if array.ndim != 3 or array.shape[0] != bands or min(array.shape[1:]) < config.crop:
+            expected = f"({bands}, >={config.crop}, >={config.crop})"
             return f"{sample['__key__']}: {name} has shape {array.shape}, expected {expected}"
         if size is not None and array.shape[1:] != size:
             return f"{sample['__key__']}: {name} size {array.shape[1:]} differs from {size}"

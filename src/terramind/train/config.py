@@ -1,0 +1,258 @@
+"""Frozen run configurations for pretraining, loaded from YAML with strict key checking.
+
+A YAML file maps one-to-one onto these dataclasses (nested sections are nested dataclasses); an unknown or
+misspelt key is an error naming the valid keys, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from terramind.core.errors import InputError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModalityEntry:
+    """One modality of a pretraining run.
+
+    Attributes:
+        name: Catalog name (``S2L2A``) or, for a new sensor, any name with ``channels`` set.
+        input: How it enters the encoder: ``"pixel"`` (raw patches), ``"token"`` (stored ids) or ``"none"``.
+        target: Whether its stored token ids are prediction targets (catalog token modalities only).
+        input_alpha: Dirichlet concentration of its input share.
+        target_alpha: Dirichlet concentration of its target share.
+        channels: Channels of a new pixel modality (not in the catalog); None for catalog modalities.
+        mean: Per-band mean of a new pixel modality (standardisation); catalog modalities use the catalog.
+        std: Per-band std of a new pixel modality.
+    """
+
+    name: str
+    input: str = "pixel"
+    target: bool = True
+    input_alpha: float = 0.5
+    target_alpha: float = 0.5
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input not in ("pixel", "token", "none"):
+            raise InputError(
+                f"modality {self.name}: input must be 'pixel', 'token' or 'none', got {self.input!r}"
+            )
+        if self.channels is not None and (self.target or self.input != "pixel"):
+            raise InputError(
+                f"new modality {self.name} (channels={self.channels}) can only be a pixel input: set "
+                f"input: pixel and target: false (a new target needs its own tokenizer in the catalog)"
+            )
+        if self.channels is not None and (
+            self.mean is None
+            or self.std is None
+            or len(self.mean) != self.channels
+            or len(self.std) != self.channels
+        ):
+            raise InputError(f"new modality {self.name}: give mean and std with {self.channels} values each")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Which model to train.
+
+    Attributes:
+        size: Released size (``tiny``, ``small``, ``base``, ``large``).
+        overrides: Fields of :class:`~terramind.model.TerraMindConfig` to replace (e.g. a smaller ``dim``).
+        init_from: Official or earlier weights (``.pt``/``.safetensors``) for continual pretraining.
+        activation_checkpointing: Recompute encoder/decoder block activations in the backward pass.
+    """
+
+    size: str = "tiny"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    activation_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class MaskingSection:
+    """Token budgets per sample (spec section 8; 4M-B used 128 and 128)."""
+
+    num_input_tokens: int = 128
+    num_target_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    """AdamW with linear warmup and cosine decay.
+
+    Attributes:
+        lr: Peak learning rate.
+        weight_decay: Decay of weight matrices (norms, biases and embeddings get none).
+        betas: AdamW betas.
+        warmup_steps: Linear warmup length.
+        min_lr_ratio: Final learning rate as a fraction of ``lr``.
+        clip_grad: Gradient-norm clipping (0: off).
+        ema_decay: Exponential moving average of the weights (None: off).
+    """
+
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    clip_grad: float = 1.0
+    ema_decay: float | None = None
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the shards are and how to read them.
+
+    Attributes:
+        shards: Glob of shard files (``shards/*.tar``) or a list of them.
+        batch_size: Samples per step and rank.
+        crop: Crop size in pixels (multiple of 16).
+        shuffle_buffer: Samples held for shuffling per reader.
+        num_workers: DataLoader workers per rank.
+        max_skip_fraction: Fail once more samples than this fraction were unusable.
+    """
+
+    shards: str | tuple[str, ...] = "shards/*.tar"
+    batch_size: int = 8
+    crop: int = 224
+    shuffle_buffer: int = 64
+    num_workers: int = 0
+    max_skip_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainerSection:
+    """The Lightning engine: devices, strategy, precision, steps, logging and checkpoints.
+
+    Attributes:
+        max_steps: Optimizer steps.
+        accelerator: ``cpu``, ``gpu``, ``auto``.
+        devices: Devices per node (int or ``auto``).
+        num_nodes: Nodes (SLURM/torchrun fill in ranks).
+        strategy: ``auto``, ``ddp``, ``fsdp``.
+        precision: ``32-true``, ``bf16-mixed``, ``16-mixed``.
+        out_dir: Run folder (checkpoints, logs).
+        logger: ``csv`` or ``tensorboard``.
+        log_every: Steps between log lines.
+        checkpoint_every: Steps between checkpoints (``last.ckpt`` always updated).
+        progress_bar: Rich progress bar with tokens/s.
+    """
+
+    max_steps: int = 1000
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    out_dir: str = "runs/pretrain"
+    logger: str = "csv"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    progress_bar: bool = True
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """A whole pretraining run.
+
+    Attributes:
+        modalities: The modalities, their roles and Dirichlet weights.
+        model: Model size and initialisation.
+        masking: Token budgets.
+        optim: Optimiser and schedule.
+        data: Shards and reading.
+        trainer: Engine settings.
+        loss: ``mod`` (mean over modalities of their mean token loss, the official default) or ``token``.
+        seed: Seed of weights, masks and data order.
+    """
+
+    modalities: tuple[ModalityEntry, ...]
+    model: ModelSection = ModelSection()
+    masking: MaskingSection = MaskingSection()
+    optim: OptimSection = OptimSection()
+    data: DataSection = DataSection()
+    trainer: TrainerSection = TrainerSection()
+    loss: str = "mod"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("mod", "token"):
+            raise InputError(f"loss must be 'mod' or 'token', got {self.loss!r}")
+        if not self.modalities:
+            raise InputError("give at least one modality")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Turn plain YAML values into the annotated type (dataclasses, tuples), recursively."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if inner is None:
+            return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=True))
+        return tuple(_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            structured = typing.get_origin(arg) is tuple or dataclasses.is_dataclass(arg)
+            if structured and isinstance(value, list | tuple | Mapping):
+                return _convert(arg, value, where)
+    return value
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") -> T:
+    """Build a config dataclass from a mapping, refusing unknown keys.
+
+    Args:
+        cls: The dataclass.
+        values: Its fields.
+        where: Path of this section in the file, for error messages.
+
+    Returns:
+        The instance.
+    """
+    assert dataclasses.is_dataclass(cls)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise InputError(f"{where}: {err}") from err
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read a YAML file into the config dataclass ``cls``."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"config file {str(file)!r} does not exist")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{file}: not valid YAML: {err}") from err
+    return from_dict(cls, values, str(file))
+
+
+def to_dict(config: object) -> dict[str, Any]:
+    """Plain-data form of a config (saved in checkpoints to detect a resume with another configuration)."""
+    assert dataclasses.is_dataclass(config) and not isinstance(config, type)
+    return dataclasses.asdict(config)

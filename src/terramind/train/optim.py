@@ -1,0 +1,75 @@
+"""AdamW parameter groups and the warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Parameters whose name contains one of these never decay: embeddings, positional tables and the mask
+# token are lookup tables, not weights that shrinkage regularises (4M / MAE practice).
+NO_DECAY_NAMES = ("emb", "mask_token", "pos_emb")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """Split trainable parameters into a decayed group (weight matrices) and a non-decayed one.
+
+    Norm scales and biases (1-D) and embedding tables get no weight decay.
+
+    Args:
+        model: The model.
+        weight_decay: Decay of the first group.
+
+    Returns:
+        Two AdamW parameter groups (shared parameters appear once).
+    """
+    decay, no_decay, seen = [], [], set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        if param.ndim < 2 or any(token in name for token in NO_DECAY_NAMES):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier: linear from ~0 to 1 over the warmup, then cosine down to ``min_ratio``.
+
+    Args:
+        step: Optimizer steps taken so far.
+        warmup_steps: Warmup length.
+        total_steps: Total steps of the run.
+        min_ratio: Final multiplier.
+
+    Returns:
+        The multiplier of the peak learning rate.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    warmup_steps: int,
+    total_steps: int,
+    min_lr_ratio: float = 0.0,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over :func:`param_groups` with a per-step :func:`warmup_cosine` schedule."""
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio)
+    )
+    return optimizer, schedule

@@ -1,0 +1,401 @@
+"""Masked token pretraining of TerraMind on PyTorch Lightning (spec section 8).
+
+Per step and sample, :mod:`terramind.masking` draws Dirichlet budgets and disjoint positions; the encoder
+sees the input positions (raw pixel patches for ``pixel`` modalities, stored token ids for ``token`` ones)
+and the decoder predicts the stored tokenizer ids at the target positions. Everything random is a pure
+function of (seed, step, rank), and the data stream is a pure function of (seed, batches consumed), so a
+run killed after a checkpoint and resumed from it produces exactly the losses of an uninterrupted run.
+
+Scale-out is Lightning's: ``trainer.strategy: ddp`` or ``fsdp`` with ``devices``/``num_nodes``, launched by
+``torchrun`` or SLURM (``srun``), which set the ranks that the data stream splits its shards by.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import glob
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.utils.checkpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+
+from terramind.checkpoints.io import load_into, read_state_dict
+from terramind.core.errors import CheckpointError, InputError
+from terramind.core.files import atomic_path
+from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
+from terramind.masking import MaskingConfig, Stream, collate_masks, sample_masks
+from terramind.modalities import Kind, get_modality, standardize
+from terramind.model import CONFIGS, TerraMind, TerraMindConfig
+from terramind.train.config import ModalityEntry, PretrainConfig, to_dict
+from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
+from terramind.train.optim import build_optimizer
+
+# Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
+_IDENTITY = ("modalities", "model", "masking", "seed", "loss")
+
+
+@dataclass(frozen=True)
+class RunModality:
+    """A modality of the run resolved to model keys and standardisation.
+
+    Attributes:
+        name: Name (catalog name or the new modality's name).
+        input_key: Encoder key (``untok_sen2l2a@224``, ``tok_lulc@224`` or the new name); None if no input.
+        target_key: Decoder key (``tok_sen2l2a@224``); None if not a target.
+        pixel_input: Whether the input is raw pixels (else stored token ids).
+        mean: Standardisation mean per band (pixel inputs).
+        std: Standardisation std per band (pixel inputs).
+    """
+
+    name: str
+    input_key: str | None
+    target_key: str | None
+    pixel_input: bool
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+def resolve(entry: ModalityEntry) -> RunModality:
+    """Map a configured modality onto the model's keys (new modalities become pixel inputs)."""
+    if entry.channels is not None:
+        assert entry.mean is not None and entry.std is not None  # checked by ModalityEntry
+        return RunModality(entry.name, entry.name, None, True, entry.mean, entry.std)
+    spec = get_modality(entry.name)
+    input_key = {"pixel": spec.pixel_key, "token": spec.token_key, "none": None}[entry.input]
+    if entry.input != "none" and input_key is None:
+        raise InputError(
+            f"{spec.name} has no {entry.input} input in TerraMind; use input: none or another kind"
+        )
+    if entry.input == "token" and spec.input_kind is Kind.SEQUENCE:
+        raise InputError(f"{spec.name} is a sequence; sequence pretraining is not supported by this trainer")
+    if entry.target and (spec.token_key is None or not spec.generable or not spec.is_image):
+        raise InputError(f"{spec.name} cannot be a target: it has no image tokenizer (set target: false)")
+    return RunModality(
+        spec.name,
+        input_key,
+        spec.token_key if entry.target else None,
+        entry.input == "pixel",
+        spec.mean,
+        spec.std,
+    )
+
+
+def masking_config(config: PretrainConfig) -> MaskingConfig:
+    """One masking stream per modality; its positions are the token grid of the crop."""
+    grid = config.data.crop // 16
+    streams = tuple(
+        Stream(
+            e.name if e.channels is not None else get_modality(e.name).name,
+            grid * grid,
+            e.input_alpha if e.input != "none" else 0.0,
+            e.target_alpha if e.target else 0.0,
+        )
+        for e in config.modalities
+    )
+    return MaskingConfig(streams, config.masking.num_input_tokens, config.masking.num_target_tokens)
+
+
+def model_config(config: PretrainConfig) -> TerraMindConfig:
+    """Return the model size with the configured overrides applied."""
+    size = config.model.size
+    base = CONFIGS.get(size) or CONFIGS.get(f"terramind_v1_{size}")
+    if base is None:
+        raise InputError(
+            f"unknown model size {size!r}; choose tiny, small, base, large or one of {sorted(CONFIGS)}"
+        )
+    try:
+        return dataclasses.replace(base, **dict(config.model.overrides))
+    except TypeError as err:
+        raise InputError(f"model.overrides: {err}") from err
+
+
+def _checkpoint_blocks(blocks: nn.ModuleList) -> None:
+    """Recompute each block's activations in the backward pass (memory for compute); keys are unchanged."""
+    for block in blocks:
+        block.forward = functools.partial(
+            torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False
+        )
+
+
+def build_model(config: PretrainConfig, modalities: Sequence[RunModality]) -> TerraMind:
+    """Build the model of a run, optionally from earlier weights (continual pretraining)."""
+    extra = {m.input_key: len(m.mean) for m in modalities if m.pixel_input and m.input_key == m.name}
+    model = TerraMind(
+        model_config(config),
+        encoder_keys=[
+            m.input_key for m in modalities if m.input_key is not None and m.input_key not in extra
+        ],
+        decoder_keys=[m.target_key for m in modalities if m.target_key is not None],
+        extra_pixel={k: v for k, v in extra.items() if k is not None},
+    )
+    if config.model.init_from:
+        report = load_into(
+            model,
+            read_state_dict(config.model.init_from),
+            allow_missing=True,
+            allow_unused=True,
+            what="init_from",
+        )
+        new = tuple(f"encoder_embeddings.{k}." for k in extra)
+        if missing := [k for k in report.missing if not k.startswith(new)]:
+            raise CheckpointError(
+                f"init_from lacks weights the run needs (not new modalities): {missing[:8]}"
+            )
+    if config.model.activation_checkpointing:
+        _checkpoint_blocks(model.encoder)
+        _checkpoint_blocks(model.decoder)
+    return model
+
+
+def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> StreamConfig:
+    """Say what the stream must deliver: pixels of pixel inputs, stored ids of token inputs and targets."""
+    data = config.data
+    shards = tuple(sorted(glob.glob(data.shards))) if isinstance(data.shards, str) else data.shards
+    if not shards:
+        raise InputError(f"no shards match {data.shards!r}: run `terramind prepare` first")
+    pixels = tuple(m.name for m in modalities if m.pixel_input and m.input_key is not None)
+    tokens = tuple(m.name for m in modalities if (m.input_key and not m.pixel_input) or m.target_key)
+    return StreamConfig(
+        shards=shards,
+        modalities=pixels,
+        token_modalities=tokens,
+        batch_size=data.batch_size,
+        crop=data.crop,
+        shuffle_buffer=data.shuffle_buffer,
+        seed=config.seed,
+        max_skip_fraction=data.max_skip_fraction,
+        channels={m.name: len(m.mean) for m in modalities if m.input_key == m.name},
+    )
+
+
+class PretrainModule(L.LightningModule):
+    """Masked token prediction: the model, the masking, the loss, the optimiser and the data position."""
+
+    def __init__(self, config: PretrainConfig):
+        """Build model and masking from a run config."""
+        super().__init__()
+        self.config = config
+        self.modalities = [resolve(e) for e in config.modalities]
+        self.masking = masking_config(config)
+        self.model = build_model(config, self.modalities)
+        self.ema: AveragedModel | None = None
+        if config.optim.ema_decay is not None:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
+            self.ema.requires_grad_(False)
+        self.resume_batches = 0
+        self._step_start = 0.0
+
+    def draw_masks(self, batch_size: int, step: int, rank: int) -> list[Any]:
+        """Masks of one batch: a pure function of (seed, step, rank)."""
+        rng = np.random.default_rng([self.config.seed, step, rank])
+        return [sample_masks(self.masking, rng) for _ in range(batch_size)]
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor], step: int, rank: int = 0) -> LossResult:
+        """Mask a batch, encode its inputs, decode its targets and return the loss.
+
+        Args:
+            batch: ``{name: (B, C, H, W) raw pixels, "tok_<name>": (B, h, w) ids}`` from the shard stream.
+            step: Global step (selects the masks).
+            rank: Process rank (selects the masks).
+        """
+        first = next(iter(batch.values()))
+        images, _ = collate_masks(self.draw_masks(first.shape[0], step, rank), self.masking)
+        inputs, masks = {}, {}
+        for m in self.modalities:
+            mask = images[m.name].input_mask.to(first.device)
+            if m.input_key is None or not bool(mask.any()):
+                continue
+            if m.pixel_input:
+                inputs[m.input_key] = standardize_pixels(m, batch[m.name])
+            else:
+                inputs[m.input_key] = batch[f"{TOKEN_PREFIX}{m.name}"]
+            masks[m.input_key] = mask
+        encoded = self.model.encode(inputs, masks)
+        outputs = {}
+        for m in self.modalities:
+            target = images[m.name]
+            if m.target_key is None or not bool(target.target_valid.any()):
+                continue
+            ids = batch[f"{TOKEN_PREFIX}{m.name}"]  # (B, h, w)
+            positions = target.target_positions.to(ids.device)  # (B, n)
+            grid = (int(ids.shape[1]), int(ids.shape[2]))
+            logits = self.model.decode_logits(encoded, m.target_key, positions, grid)
+            answers = ids.flatten(1).gather(1, positions)  # (B, n)
+            outputs[m.name] = TargetLogits(logits, answers, target.target_valid.to(ids.device))
+        return masked_token_loss(outputs, self.config.loss)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss, with per-modality losses, accuracies and tokens/s logged."""
+        result = self.compute_loss(batch, self.global_step, self.global_rank)
+        batch_size = next(iter(batch.values())).shape[0]
+        tokens = batch_size * (self.masking.num_input_tokens + self.masking.num_target_tokens)
+        elapsed = max(time.perf_counter() - self._step_start, 1e-9)
+        self.log("loss", result.loss, prog_bar=True, batch_size=batch_size)
+        self.log("tok_s", tokens / elapsed, prog_bar=True, batch_size=batch_size)
+        self.log("samples_s", batch_size / elapsed, batch_size=batch_size)
+        for name, value in result.per_modality.items():
+            self.log(f"loss/{name}", value, batch_size=batch_size)
+            self.log(f"acc/{name}", result.accuracy[name], batch_size=batch_size)
+        return result.loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Start the step timer (tokens/s)."""
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the EMA weights after the optimiser step."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def configure_optimizers(self) -> Any:
+        """AdamW (no decay on norms, biases, embeddings) with per-step warmup + cosine."""
+        o = self.config.optim
+        optimizer, schedule = build_optimizer(
+            self.model,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            betas=o.betas,
+            warmup_steps=o.warmup_steps,
+            total_steps=self.config.trainer.max_steps,
+            min_lr_ratio=o.min_lr_ratio,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Stream this rank's shards, advanced past the batches a resumed run already consumed."""
+        stream = ShardStream(
+            stream_config(self.config, self.modalities),
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+            skip_batches=self.resume_batches,
+        )
+        return DataLoader(stream, batch_size=None, num_workers=self.config.data.num_workers)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the run identity and the data position."""
+        full = to_dict(self.config)
+        checkpoint["terramind"] = {k: full[k] for k in _IDENTITY}
+        checkpoint["terramind_batches_consumed"] = self.global_step
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another configuration; restore the data position."""
+        saved = checkpoint.get("terramind")
+        if saved is None:
+            raise CheckpointError("not a terramind pretraining checkpoint (no 'terramind' record)")
+        full = to_dict(self.config)
+        if differs := [k for k in _IDENTITY if _plain(saved[k]) != _plain(full[k])]:
+            raise CheckpointError(
+                f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
+                f"resume with the run's original config or start a new out_dir"
+            )
+        self.resume_batches = int(checkpoint["terramind_batches_consumed"])
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal after a checkpoint round trip."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:
+    """Standardise raw pixels ``(B, C, H, W)`` with the modality's statistics."""
+    if modality.input_key == modality.name:  # a new modality: its own statistics from the config
+        mean = torch.tensor(modality.mean, dtype=x.dtype, device=x.device)[:, None, None]
+        std = torch.tensor(modality.std, dtype=x.dtype, device=x.device)[:, None, None]
+        return (x - mean) / std
+    return standardize(modality.name, x)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a crash never corrupts the last good one."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Save ``checkpoint`` atomically to ``path``."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints."""
+    t = config.trainer
+    out = Path(t.out_dir)
+    logger = TensorBoardLogger(out, name="logs") if t.logger == "tensorboard" else CSVLogger(out, name="logs")
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="step{step:08d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t.checkpoint_every,
+        save_last=True,
+        save_top_k=-1,
+    )
+    progress = [RichProgressBar()] if t.progress_bar else []
+    return L.Trainer(
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        gradient_clip_val=config.optim.clip_grad or None,
+        logger=logger,
+        callbacks=[*callbacks, checkpoints, *progress],
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=t.log_every,
+        enable_model_summary=False,
+        enable_progress_bar=t.progress_bar,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=out,
+    )
+
+
+def pretrain(
+    config: PretrainConfig, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
+) -> PretrainModule:
+    """Run (or resume) a pretraining run.
+
+    Args:
+        config: The run.
+        resume: A checkpoint to continue from, or ``"last"`` for ``<out_dir>/checkpoints/last.ckpt``.
+        callbacks: Extra Lightning callbacks.
+
+    Returns:
+        The trained module (``.model`` is the TerraMind; ``.ema`` its EMA if enabled).
+    """
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = PretrainModule(config)
+    ckpt = None
+    if resume is not None:
+        ckpt = (
+            Path(config.trainer.out_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+        )
+        if not ckpt.is_file():
+            raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
+    build_trainer(config, callbacks).fit(module, ckpt_path=ckpt)
+    return module
+
+
+def ema_or_model(module: PretrainModule) -> nn.Module:
+    """Return the weights to evaluate or export: the EMA copy when enabled, else the trained model."""
+    return copy.deepcopy(module.ema.module) if module.ema is not None else module.model

@@ -1,0 +1,89 @@
+"""Tiny shards of the example tiles with a patch-local fake tokenizer, and a tiny pretraining config."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from terramind.data.shards import write_shards
+from terramind.train.config import (
+    DataSection,
+    MaskingSection,
+    ModalityEntry,
+    ModelSection,
+    OptimSection,
+    PretrainConfig,
+    TrainerSection,
+)
+
+TINY_MODEL = {"dim": 32, "encoder_depth": 2, "decoder_depth": 2, "num_heads": 2, "mlp_hidden": 64}
+
+TRAINER = {
+    "max_steps": 5,
+    "accelerator": "cpu",
+    "devices": 1,
+    "progress_bar": False,
+    "log_every": 1,
+    "checkpoint_every": 2,
+}
+
+
+def fake_tokenize(x: np.ndarray) -> np.ndarray:
+    c, h, w = x.shape
+    patches = x.astype(np.float64).reshape(c, h // 16, 16, w // 16, 16).mean(axis=(0, 2, 4))
+    return (np.abs(patches) * 3).astype(np.int64) % 64
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; on a shared, loaded CPU more threads oversubscribe it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(name="fake_tokenize")
+def fake_tokenize_fixture():
+    return fake_tokenize
+
+
+@pytest.fixture(scope="session")
+def train_shards(examples_dir, tmp_path_factory):
+    src = tmp_path_factory.mktemp("src")
+    for mod in ("S2L2A", "DEM", "LULC"):
+        shutil.copytree(examples_dir / mod, src / mod)
+    out = tmp_path_factory.mktemp("shards")
+    write_shards(src, out, shard_size=2, tokenizers={m: fake_tokenize for m in ("S2L2A", "DEM", "LULC")})
+    return out
+
+
+@pytest.fixture
+def tiny_config(train_shards, tmp_path):
+    def make(**trainer):
+        return PretrainConfig(
+            modalities=(
+                ModalityEntry("S2L2A", input="pixel"),
+                ModalityEntry("DEM", input="pixel"),
+                ModalityEntry("LULC", input="token"),
+            ),
+            model=ModelSection(size="tiny", overrides=TINY_MODEL),
+            masking=MaskingSection(num_input_tokens=12, num_target_tokens=12),
+            optim=OptimSection(lr=3e-3, warmup_steps=2, weight_decay=0.01),
+            data=DataSection(shards=str(train_shards / "*.tar"), batch_size=2, crop=64, shuffle_buffer=2),
+            trainer=TrainerSection(
+                **{
+                    "max_steps": 5,
+                    "accelerator": "cpu",
+                    "devices": 1,
+                    "out_dir": str(tmp_path / "run"),
+                    "progress_bar": False,
+                    "log_every": 1,
+                    "checkpoint_every": 2,
+                    **trainer,
+                }
+            ),
+        )
+
+    return make

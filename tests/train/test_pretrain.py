@@ -1,0 +1,81 @@
+import dataclasses
+import shutil
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from terramind.core.errors import CheckpointError, InputError
+from terramind.data.shards import write_shards
+from terramind.train.config import ModalityEntry
+from terramind.train.pretrain import pretrain
+
+
+class Recorder(Callback):
+    def __init__(self, kill_at=None):
+        self.losses, self.kill_at = [], kill_at
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.kill_at:
+            raise RuntimeError("killed")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_kill_and_resume_continues_the_loss_curve_exactly(tiny_config, tmp_path):
+    full = Recorder()
+    pretrain(tiny_config(out_dir=str(tmp_path / "a")), callbacks=[full])
+    assert len(full.losses) == 5 and len(set(full.losses)) == 5
+
+    config = tiny_config(out_dir=str(tmp_path / "b"))
+    killed = Recorder(kill_at=3)  # dies in step 4; the last checkpoint is step 2
+    with pytest.raises(RuntimeError, match="killed"):
+        pretrain(config, callbacks=[killed])
+    assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
+    resumed = Recorder()
+    pretrain(config, resume="last", callbacks=[resumed])
+    assert len(killed.losses) == 3 and len(resumed.losses) == 3
+    assert killed.losses[:2] + resumed.losses == full.losses
+
+
+def test_resume_with_another_config_is_refused(tiny_config, tmp_path):
+    config = tiny_config(max_steps=1, checkpoint_every=1)
+    pretrain(config)
+    other = dataclasses.replace(config, modalities=config.modalities[:2])
+    with pytest.raises(CheckpointError, match="another configuration"):
+        pretrain(other, resume="last")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        pretrain(config, resume=str(tmp_path / "missing.ckpt"))
+
+
+def test_continual_pretraining_with_a_new_sensor_and_ema(tiny_config, fake_tokenize, examples_dir, tmp_path):
+    base = pretrain(tiny_config(max_steps=1, out_dir=str(tmp_path / "base")))
+    weights = tmp_path / "base.pt"
+    torch.save(base.model.state_dict(), weights)
+
+    src = tmp_path / "src"
+    for mod in ("S2L2A", "LULC"):
+        shutil.copytree(examples_dir / mod, src / mod)
+    shutil.copytree(examples_dir / "DEM", src / "AERIAL")  # stands in for a new 1-band sensor
+    shards = tmp_path / "shards"
+    write_shards(
+        src, shards, tokenizers={"S2L2A": fake_tokenize, "LULC": fake_tokenize}, new_modalities=("AERIAL",)
+    )
+    config = tiny_config(max_steps=2, out_dir=str(tmp_path / "cont"))
+    aerial = ModalityEntry("AERIAL", input="pixel", target=False, channels=1, mean=(500.0,), std=(400.0,))
+    config = dataclasses.replace(
+        config,
+        modalities=(config.modalities[0], config.modalities[2], aerial),
+        model=dataclasses.replace(config.model, init_from=str(weights)),
+        optim=dataclasses.replace(config.optim, ema_decay=0.5),
+        data=dataclasses.replace(config.data, shards=str(shards / "*.tar")),
+    )
+    module = pretrain(config)
+    assert "AERIAL" in module.model.encoder_embeddings
+    assert module.model.encoder_embeddings["AERIAL"].channels == 1
+    ema = dict(module.ema.module.named_parameters())
+    live = dict(module.model.named_parameters())
+    assert not torch.equal(ema["mask_token"], live["mask_token"])
+    with pytest.raises(InputError, match="only be a pixel input"):
+        ModalityEntry("AERIAL4", input="pixel", target=True, channels=4, mean=(0,) * 4, std=(1,) * 4)
