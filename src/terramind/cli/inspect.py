@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     """Inspect one tile; return 0 (no errors), 1 (validation errors)."""
     spec = get_modality(args.modality)
     _check_png(args.png)
-    raster = read_raster(args.file, spec.name)
+    raster = read_raster(args.file, spec)
     findings = validate_tile(raster, spec)
     report = _report(raster, spec, band_stats(raster, spec), findings)
     if args.png is not None:

@@ -23,14 +23,14 @@ import affine
 import numpy as np
 import rasterio
 import rasterio.errors
-import rasterio.windows
+import rasterio.io
 import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
-from terramind.modalities import get_modality
+from terramind.modalities import ModalitySpec, get_modality
 
 PathLike = str | os.PathLike[str]
 
@@ -220,7 +220,9 @@ def _file_band_names(georef: GeoRef, path: PathLike) -> dict[str, int]:
     return {n: i for i, n in enumerate(names)}
 
 
-def _select_by_name(georef: GeoRef, path: PathLike, bands: Sequence[str], modality: str | None) -> list[int]:
+def _select_by_name(
+    georef: GeoRef, path: PathLike, bands: Sequence[str], modality: str | ModalitySpec | None
+) -> list[int]:
     if modality is not None:
         spec = get_modality(modality)
         known = {b.upper() for b in spec.bands}
@@ -234,7 +236,7 @@ def _select_by_name(georef: GeoRef, path: PathLike, bands: Sequence[str], modali
     return [lookup[b.upper()] for b in bands]
 
 
-def _check_band_count(georef: GeoRef, path: PathLike, modality: str) -> None:
+def _check_band_count(georef: GeoRef, path: PathLike, modality: str | ModalitySpec) -> None:
     spec = get_modality(modality)
     if not spec.bands or not spec.is_image:
         raise ModalityError(f"{spec.name} is not a raster modality: it cannot be read from a GeoTIFF")
@@ -260,7 +262,7 @@ def _check_finite(data: np.ndarray, path: PathLike) -> None:
 
 def read_raster(
     path: PathLike,
-    modality: str | None = None,
+    modality: str | ModalitySpec | None = None,
     *,
     bands: Sequence[str] | None = None,
     window: Window | None = None,
@@ -270,7 +272,7 @@ def read_raster(
 
     Args:
         path: A GeoTIFF (any GDAL raster works).
-        modality: Catalog name; when given, the file's band count must equal the modality's.
+        modality: Catalog name or record; when given, the file's band count must equal the modality's.
         bands: Band names to read, in this order, matched case-insensitively against the file's band
             descriptions (then the band-count check is replaced by a check that the names are the
             modality's bands). Needs a file with unique band descriptions.
