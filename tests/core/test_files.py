@@ -36,3 +36,15 @@ def test_missing_folder_and_no_overwrite(tmp_path):
     (tmp_path / "b.txt").write_text("x")
     with pytest.raises(InputError, match="--overwrite"), atomic_path(tmp_path / "b.txt", overwrite=False):
         pass
+
+
+def test_atomic_output_has_normal_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "p.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.txt").stat().st_mode & 0o777 == 0o644

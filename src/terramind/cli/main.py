@@ -1,8 +1,10 @@
 """The ``terramind`` command: finds its subcommands and turns library errors into one-line messages.
 
-Each module in this package that defines ``register(subparsers)`` contributes one subcommand; ``register``
-adds a parser and sets ``func`` (taking the parsed namespace, returning an exit code). Discovery keeps this
-file free of a list that every new subcommand would have to edit.
+Each module in this package that defines ``register(subparsers)`` contributes one subcommand, named after the
+module (``train_tokenizer.py`` -> ``terramind train-tokenizer``); ``register`` adds a parser and sets ``func``
+(taking the parsed namespace, returning an exit code). Discovery keeps this file free of a list that every new
+subcommand would have to edit. Only the module of the command being run is imported (several pull in heavy
+libraries such as diffusers or Lightning); ``--help`` and unknown commands import them all.
 """
 
 from __future__ import annotations
@@ -18,26 +20,38 @@ from terramind.core.errors import TerraMindError
 USAGE_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every discovered subcommand."""
+def command_modules() -> dict[str, str]:
+    """Subcommand name -> module name, for every module of this package except ``main``."""
+    package = importlib.import_module("terramind.cli")
+    names = sorted(i.name for i in pkgutil.iter_modules(package.__path__) if i.name != "main")
+    return {name.replace("_", "-"): name for name in names}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser with the discovered subcommands.
+
+    Args:
+        only: Register just this subcommand (None: all of them).
+    """
     parser = argparse.ArgumentParser(
         prog="terramind", description="TerraMind for Earth observation: inspect, tokenize, generate, train."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    package = importlib.import_module("terramind.cli")
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name == "main":
+    for command, module_name in command_modules().items():
+        if only is not None and command != only:
             continue
-        module = importlib.import_module(f"terramind.cli.{info.name}")
-        register = getattr(module, "register", None)
+        register = getattr(importlib.import_module(f"terramind.cli.{module_name}"), "register", None)
         if register is not None:
             register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 usage or input error, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    """Run the CLI; returns the exit code (0 ok, 1 failed check, 2 usage or input error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = command_modules()
+    only = argv[0] if argv and argv[0] in known else None
+    args = build_parser(only).parse_args(argv)
     try:
         code: int = args.func(args)
     except TerraMindError as err:
@@ -46,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"terramind {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `terramind info | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     return code
 
 
