@@ -40,7 +40,7 @@ from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
 from terramind.masking import MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import Kind, get_modality, standardize
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
-from terramind.train.config import ModalityEntry, PretrainConfig, to_dict
+from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, to_dict
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import build_optimizer
 
@@ -336,9 +336,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints."""
-    t = config.trainer
+def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints.
+
+    Args:
+        t: Engine settings.
+        clip_grad: Gradient-norm clipping (0: off).
+        callbacks: Extra callbacks.
+    """
     out = Path(t.out_dir)
     logger = TensorBoardLogger(out, name="logs") if t.logger == "tensorboard" else CSVLogger(out, name="logs")
     checkpoints = ModelCheckpoint(
@@ -357,7 +362,7 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
-        gradient_clip_val=config.optim.clip_grad or None,
+        gradient_clip_val=clip_grad or None,
         logger=logger,
         callbacks=[*callbacks, checkpoints, *progress],
         plugins=[AtomicCheckpointIO()],
@@ -368,6 +373,16 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         use_distributed_sampler=False,
         default_root_dir=out,
     )
+
+
+def resume_path(trainer: TrainerSection, resume: str | None) -> Path | None:
+    """Resolve ``resume`` (a path, ``"last"`` or None) to an existing checkpoint file."""
+    if resume is None:
+        return None
+    ckpt = Path(trainer.out_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not ckpt.is_file():
+        raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
+    return ckpt
 
 
 def pretrain(
@@ -385,14 +400,8 @@ def pretrain(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = PretrainModule(config)
-    ckpt = None
-    if resume is not None:
-        ckpt = (
-            Path(config.trainer.out_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-        )
-        if not ckpt.is_file():
-            raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
-    build_trainer(config, callbacks).fit(module, ckpt_path=ckpt)
+    ckpt = resume_path(config.trainer, resume)
+    build_trainer(config.trainer, config.optim.clip_grad, callbacks).fit(module, ckpt_path=ckpt)
     return module
 
 

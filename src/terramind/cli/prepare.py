@@ -1,0 +1,55 @@
+"""``terramind prepare``: GeoTIFF folders (one per modality, like ``examples/``) -> WebDataset shards."""
+
+from __future__ import annotations
+
+import argparse
+
+from terramind.core.errors import InputError
+from terramind.data.shards import write_shards
+from terramind.train.tokenizer import load_trained_tokenizer, tokenize_function
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``prepare`` subcommand."""
+    p = sub.add_parser(
+        "prepare",
+        help="write training shards from co-registered GeoTIFF folders",
+        description="Turn SRC/<MODALITY>/<tile>.tif (same tile names across modalities) into WebDataset "
+        "shards, one sample per tile, optionally with pre-computed token ids.",
+    )
+    p.add_argument("--src", required=True, help="folder of modality folders (S2L2A/, DEM/, ...)")
+    p.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="TILE", help="tile names to leave out")
+    p.add_argument(
+        "--new-modality", nargs="*", default=[], metavar="NAME", help="folders of sensors not in the catalog"
+    )
+    p.add_argument(
+        "--tokenize",
+        nargs="*",
+        default=[],
+        metavar="MOD=RUN_DIR",
+        help="store token ids of MOD computed by the tokenizer trained in RUN_DIR (train-tokenizer output)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the shards and print their paths."""
+    tokenizers = {}
+    for item in args.tokenize:
+        modality, sep, folder = item.partition("=")
+        if not sep:
+            raise InputError(f"--tokenize takes MOD=RUN_DIR, got {item!r}")
+        tokenizers[modality] = tokenize_function(load_trained_tokenizer(folder))
+    paths = write_shards(
+        args.src,
+        args.out,
+        shard_size=args.shard_size,
+        tokenizers=tokenizers,
+        exclude=args.exclude,
+        new_modalities=args.new_modality,
+    )
+    for path in paths:
+        print(path)
+    return 0

@@ -1,0 +1,29 @@
+"""``terramind pretrain -c config.yaml``: masked token pretraining (from scratch or continual)."""
+
+from __future__ import annotations
+
+import argparse
+
+from terramind.train.config import PretrainConfig, load_yaml
+from terramind.train.pretrain import pretrain
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` subcommand."""
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain TerraMind on shards (masked token prediction)",
+        description="Run a pretraining config (see configs/pretrain/). Multi-GPU/multi-node: set "
+        "trainer.strategy/devices/num_nodes and launch with torchrun or srun.",
+    )
+    p.add_argument("-c", "--config", required=True, help="YAML run config")
+    p.add_argument(
+        "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config and train."""
+    pretrain(load_yaml(PretrainConfig, args.config), resume=args.resume)
+    return 0

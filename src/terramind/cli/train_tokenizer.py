@@ -1,0 +1,29 @@
+"""``terramind train-tokenizer -c config.yaml``: train an FSQ-VAE tokenizer (diffusion or ViT decoder)."""
+
+from __future__ import annotations
+
+import argparse
+
+from terramind.train.config import load_yaml
+from terramind.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train-tokenizer`` subcommand."""
+    p = sub.add_parser(
+        "train-tokenizer",
+        help="train a modality tokenizer on shards",
+        description="Run a tokenizer config (see configs/tokenizer/); writes tokenizer.safetensors and "
+        "tokenizer.yaml into trainer.out_dir.",
+    )
+    p.add_argument("-c", "--config", required=True, help="YAML run config")
+    p.add_argument("--resume", default=None, help="checkpoint path, or 'last'")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config and train."""
+    config = load_yaml(TokenizerTrainConfig, args.config)
+    train_tokenizer(config, resume=args.resume)
+    print(f"{config.trainer.out_dir}/tokenizer.safetensors")
+    return 0
