@@ -9,7 +9,7 @@ from terramind.finetune.model import DenseModel, PooledModel
 from terramind.finetune.necks import DEFAULT_SCALES, PyramidNeck, default_layer_indices, tokens_to_map
 
 
-def _inputs(b: int = 2, size: int = 64) -> dict[str, torch.Tensor]:
+def _inputs(b: int = 2, size: int = 32) -> dict[str, torch.Tensor]:
     return {"S2L2A": torch.randn(b, 12, size, size), "S1RTC": torch.randn(b, 2, size, size)}
 
 
@@ -42,7 +42,7 @@ def test_dense_model_outputs_input_resolution(standin: torch.nn.Module, decoder:
     kwargs = {"channels": [32, 16, 16, 8]} if decoder == "unet" else {"channels": 16}
     model = DenseModel(standin, 5, decoder=decoder, decoder_kwargs=kwargs)
     out = model(_inputs())
-    assert out.shape == (2, 5, 64, 64)
+    assert out.shape == (2, 5, 32, 32)
     out.sum().backward()
     assert standin.embed["S1RTC"].weight.grad is not None  # gradients reach the backbone
 

@@ -58,6 +58,7 @@ class ModalityInput:
     index: tuple[int, ...]  # positions of ``bands`` among the file's bands
     file_band_count: int
     offset: float
+    scale: float = 1.0
 
 
 def _modality_inputs(
@@ -65,6 +66,7 @@ def _modality_inputs(
     bands: Mapping[str, Sequence[str]],
     file_bands: Mapping[str, Sequence[str]],
     offsets: Mapping[str, float],
+    scales: Mapping[str, float],
 ) -> list[ModalityInput]:
     """Resolve names and band subsets up front, so that a typo fails at configuration time."""
     unknown = [k for k in [*bands, *file_bands, *offsets] if k not in modalities]
@@ -86,7 +88,8 @@ def _modality_inputs(
         if missing:
             raise ModalityError(f"{spec.name}: bands {missing} are not among the file's bands {in_file}")
         index = tuple([f.upper() for f in in_file].index(b.upper()) for b in wanted)
-        out.append(ModalityInput(name, tuple(wanted), index, len(in_file), float(offsets.get(name, 0.0))))
+        offset, scale = float(offsets.get(name, 0.0)), float(scales.get(name, 1.0))
+        out.append(ModalityInput(name, tuple(wanted), index, len(in_file), offset, scale))
     return out
 
 
@@ -136,7 +139,8 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         invalid = ~np.isfinite(data)
         if raster.georef.nodata is not None:
             invalid |= data == raster.georef.nodata
-        x = standardize(mod.name, np.nan_to_num(data), bands=mod.bands, offset=mod.offset)
+        values = np.nan_to_num(data) * mod.scale
+        x = standardize(mod.name, values, bands=mod.bands, offset=mod.offset)
         x[invalid] = 0.0  # standardised 0 is the band mean: the least surprising fill
         return torch.from_numpy(x), torch.from_numpy(invalid.any(axis=0))
 
@@ -229,6 +233,9 @@ class GeoTiffDataModule(L.LightningDataModule):
         ignore_index: Label value ignored by loss and metrics.
         label_nodata: Value in label files meaning "no label" (mapped to ``ignore_index``).
         offsets: Per modality, a value added to the mean before standardising (S2 +1000 DN products).
+        scales: Per modality, a factor applied to the raw values first (reflectance 0-1 -> DN: 10000).
+        split_id_suffixes: File-name endings removed from split-file entries, besides the folders' own
+            suffixes (when split files name files of a folder the config does not use).
         augment: Random D4 transforms on the training split.
         crop_size: Random square training crops of this size (multiple of 16).
         batch_size: Samples per batch.
@@ -255,6 +262,8 @@ class GeoTiffDataModule(L.LightningDataModule):
         ignore_index: int = -1,
         label_nodata: float | None = None,
         offsets: dict[str, float] | None = None,
+        scales: dict[str, float] | None = None,
+        split_id_suffixes: list[str] | None = None,
         augment: bool = True,
         crop_size: int | None = None,
         batch_size: int = 8,
@@ -268,12 +277,15 @@ class GeoTiffDataModule(L.LightningDataModule):
         if task in ("segmentation", "classification", "multilabel") and not num_classes:
             raise TerraMindError(f"a {task} task needs num_classes")
         self.root = Path(data_root).expanduser()
-        self.inputs = _modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {})
+        self.inputs = _modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {}, scales or {})
         self.modalities = [m.name for m in self.inputs]
         self.task, self.num_classes = task, num_classes
         self.folders = {m: m for m in self.modalities} | {LABEL: LABEL} | dict(folders or {})
         self.suffixes = {k: ".tif" for k in self.folders} | dict(suffixes or {})
         self.split_folders = {s: s for s in SPLITS} | dict(split_folders or {})
+        self.id_suffixes = sorted(
+            {*self.suffixes.values(), *(split_id_suffixes or [])}, key=len, reverse=True
+        )
         self.split_files, self.split_ratio, self.seed = dict(splits or {}), split_ratio, seed
         self.label_file, self.ignore_index, self.label_nodata = label_file, ignore_index, label_nodata
         self.augment, self.crop_size, self.check_labels = augment, crop_size, check_labels
@@ -312,6 +324,8 @@ class GeoTiffDataModule(L.LightningDataModule):
     def _split_ids(self, split: str, ids: Sequence[str]) -> list[str]:
         if split in self.split_files:
             return self._read_split_file(split, ids)
+        if any("{split}" in folder for folder in self.folders.values()):
+            return list(ids)  # the split's own folders hold exactly its ids
         taken = {i for s in self.split_files for i in self._read_split_file(s, ids)}
         rest = sorted(set(ids) - taken)
         random.Random(self.seed).shuffle(rest)
@@ -327,7 +341,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         known, out = set(ids), []
         for line in lines:
             name = Path(line).name
-            stem = next((name[: -len(s)] for s in self.suffixes.values() if name.endswith(s)), name)
+            stem = next((name[: -len(s)] for s in self.id_suffixes if name.endswith(s)), name)
             out.append(stem)
         unknown = [i for i in out if i not in known]
         if unknown:

@@ -1,1 +1,37 @@
-"""terramind.finetune."""
+"""Fine-tuning TerraMind on a user's task: backbone -> neck -> decoder -> head, Lightning tasks, writers.
+
+Configs name these classes by ``class_path`` (see ``configs/finetune/``), e.g.
+``terramind.finetune.SegmentationTask`` with ``backbone: {class_path: terramind.finetune.Backbone}``.
+"""
+
+from terramind.finetune.backbone import Backbone, model_config
+from terramind.finetune.decoders import DECODERS, FCNDecoder, UNetDecoder, UPerNetDecoder, build_decoder
+from terramind.finetune.heads import PixelHead, PooledHead
+from terramind.finetune.losses import LOSSES, build_loss
+from terramind.finetune.model import DenseModel, PooledModel
+from terramind.finetune.necks import PyramidNeck, default_layer_indices, tokens_to_map
+from terramind.finetune.tasks import ClassificationTask, RegressionTask, SegmentationTask
+from terramind.finetune.writer import GeoTiffPredictionWriter
+
+__all__ = [
+    "DECODERS",
+    "LOSSES",
+    "Backbone",
+    "ClassificationTask",
+    "DenseModel",
+    "FCNDecoder",
+    "GeoTiffPredictionWriter",
+    "PixelHead",
+    "PooledHead",
+    "PooledModel",
+    "PyramidNeck",
+    "RegressionTask",
+    "SegmentationTask",
+    "UNetDecoder",
+    "UPerNetDecoder",
+    "build_decoder",
+    "build_loss",
+    "default_layer_indices",
+    "model_config",
+    "tokens_to_map",
+]

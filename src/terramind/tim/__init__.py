@@ -1,1 +1,5 @@
-"""terramind.tim."""
+"""Thinking-in-Modalities: a frozen generator that adds generated token modalities to the inputs."""
+
+from terramind.tim.tim import TiMGenerator, sample_tokens, top_p_filter
+
+__all__ = ["TiMGenerator", "sample_tokens", "top_p_filter"]

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from terramind.finetune.backbone import Backbone
+from terramind.finetune.tasks import ClassificationTask, RegressionTask, SegmentationTask
+
+
+def _batches(label_fn: Any, n: int = 4, size: int = 32) -> DataLoader[dict[str, Any]]:
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(n):
+        x = torch.randn(12, size, size, generator=g)
+        samples.append({"inputs": {"S2L2A": x}, "label": label_fn(x), "path": "x.tif"})
+    return DataLoader(samples, batch_size=2)
+
+
+def _fit(task: L.LightningModule, loader: DataLoader[dict[str, Any]], steps: int = 2) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=steps,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(task, loader, loader)
+    return trainer
+
+
+def test_segmentation_task_logs_miou_and_per_class_iou(small_standin: torch.nn.Module) -> None:
+    task = SegmentationTask(small_standin, 3, decoder="fcn", decoder_kwargs={"channels": 8}, loss="dice")
+    trainer = _fit(task, _batches(lambda x: (x[0] > 0).long() + (x[1] > 1).long()))
+    logged = trainer.callback_metrics
+    assert {"val/mIoU", "val/IoU_0", "val/IoU_2", "val/F1", "val/accuracy", "train/loss_epoch"} <= set(logged)
+    assert 0.0 <= float(logged["val/mIoU"]) <= 1.0
+    pred = task.predict_step(next(iter(_batches(lambda x: x[0].long()))), 0)["prediction"]
+    assert pred.shape == (2, 32, 32) and pred.dtype == torch.uint8
+
+
+def test_regression_task_trains_on_valid_pixels(small_standin: torch.nn.Module) -> None:
+    def label(x: torch.Tensor) -> torch.Tensor:
+        y = x[:1].clone()
+        y[:, :4] = float("nan")
+        return y
+
+    task = RegressionTask(small_standin, 1, decoder="fcn", decoder_kwargs={"channels": 8})
+    trainer = _fit(task, _batches(label))
+    assert torch.isfinite(trainer.callback_metrics["val/RMSE"])
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_classification_tasks(small_standin: torch.nn.Module, multilabel: bool) -> None:
+    def label(x: torch.Tensor) -> torch.Tensor:
+        return (x[:3].mean((1, 2)) > 0).float() if multilabel else (x[0].mean() > 0).long()
+
+    task = ClassificationTask(small_standin, 3, multilabel=multilabel, scheduler="cosine")
+    trainer = _fit(task, _batches(label))
+    assert 0.0 <= float(trainer.callback_metrics["val/accuracy"]) <= 1.0
+    pred = task.predict_step(next(iter(_batches(label))), 0)["prediction"]
+    assert pred.shape == ((2, 3) if multilabel else (2,))
+
+
+def test_frozen_backbone_keeps_weights_decoder_trains(small_standin: torch.nn.Module) -> None:
+    backbone = small_standin
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    task = SegmentationTask(backbone, 2, decoder="fcn", freeze_backbone=True, scheduler="none", lr=1e-2)
+    head_before = task.model.head.proj.weight.clone()
+    _fit(task, _batches(lambda x: (x[0] > 0).long()))
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+    assert not torch.equal(head_before, task.model.head.proj.weight)
+
+
+def test_tim_backbone_appends_one_token_grid_per_tim_modality() -> None:
+    x = {"S2L2A": torch.randn(1, 12, 224, 224)}
+    plain = Backbone("terramind_v1_tiny", ["S2L2A"], merge=None, encoder_depth=1)
+    tim = Backbone("terramind_v1_tiny", ["S2L2A"], merge=None, encoder_depth=1, tim_modalities=["LULC"])
+    assert plain(x)[-1].shape == (1, 196, 192)
+    assert tim(x)[-1].shape == (1, 196 + 196, 192)
+
+
+def test_tim_generator_unchanged_by_a_training_step() -> None:
+    torch.manual_seed(0)
+    backbone = Backbone("terramind_v1_tiny", ["S2L2A"], encoder_depth=1, tim_modalities=["LULC"])
+    assert backbone.tim is not None
+    generator_before = {k: v.clone() for k, v in backbone.tim.state_dict().items()}
+    lulc_emb = backbone.encoder.encoder_embeddings["tok_lulc@224"].token_emb.weight
+    emb_before = lulc_emb.clone()
+    task = SegmentationTask(backbone, 2, layer_indices=[0], decoder="fcn", scheduler="none", lr=1e-2)
+    optimizer = task.configure_optimizers()
+    batch = next(iter(_batches(lambda x: (x[0] > 0).long(), n=2)))
+    task.train()
+    task.loss_fn(task(batch["inputs"]), batch["label"]).backward()
+    optimizer.step()
+    assert all(torch.equal(generator_before[k], v) for k, v in backbone.tim.state_dict().items())
+    assert not torch.equal(emb_before, lulc_emb)  # the TiM token embedding is trained
