@@ -1,0 +1,167 @@
+"""One record per released TerraMind v1 tokenizer, and loading them (spec 4.5, 7.1).
+
+Each record says where the weights live on the hub and which architecture they fill. Only the tokenizer a
+call asks for is built and read: a DiVAE tokenizer is 289 M parameters (1.16 GB in fp32).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from terramind.checkpoints.io import HubFile, fetch, load_into, read_state_dict
+from terramind.core.errors import CheckpointError, ModalityError
+from terramind.modalities import get_modality
+from terramind.tokenizers import (
+    LEVELS_4375,
+    LEVELS_15360,
+    CoordsTokenizer,
+    ImageTokenizer,
+    TokenizerConfig,
+    UNetConfig,
+    ViTConfig,
+    build_tokenizer,
+)
+
+REPO = "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{}"
+Weights = str | os.PathLike[str] | None
+"""``None`` (random init), ``"hub"`` (the official file) or a local path."""
+
+
+@dataclass(frozen=True)
+class TokenizerRecord:
+    """A released tokenizer: its name, modality, weights file and architecture.
+
+    Attributes:
+        name: Registry name of the release (``terramind_v1_tokenizer_s2l2a``).
+        modality: Canonical modality name.
+        hub: Where the weights live (sha256 pinned when known).
+        config: Architecture (None for the coordinate vocabulary).
+        params: Parameter count of the architecture (None for the vocabulary).
+    """
+
+    name: str
+    modality: str
+    hub: HubFile
+    config: TokenizerConfig | None
+    params: int | None
+
+
+def _image(mod: str, channels: int, params: int, *, lulc: bool = False) -> TokenizerRecord:
+    levels = LEVELS_4375 if lulc else LEVELS_15360
+    decoder: UNetConfig | ViTConfig = ViTConfig() if lulc else UNetConfig()
+    config = TokenizerConfig(mod, channels, levels, decoder=decoder, classes=10 if lulc else None)
+    hub = HubFile(REPO.format(mod), f"TerraMind_Tokenizer_{mod}.pt")
+    return TokenizerRecord(f"terramind_v1_tokenizer_{mod.lower()}", mod, hub, config, params)
+
+
+# Parameter counts measured on the reference builds (keys listings in shared/spec/keys).
+TOKENIZERS: MappingProxyType[str, TokenizerRecord] = MappingProxyType(
+    {
+        "S2L2A": _image("S2L2A", 12, 289_290_693),
+        "S1GRD": _image("S1GRD", 2, 286_587_173),
+        "S1RTC": _image("S1RTC", 2, 286_587_173),
+        "DEM": _image("DEM", 1, 286_316_821),
+        "NDVI": _image("NDVI", 1, 286_316_821),
+        "LULC": _image("LULC", 10, 183_894_021, lulc=True),
+        "coords": TokenizerRecord(
+            "terramind_v1_coords_tokenizer",
+            "coords",
+            HubFile(REPO.format("Coords"), "config.json"),
+            None,
+            None,
+        ),
+    }
+)
+
+
+def tokenizer_record(modality: str) -> TokenizerRecord:
+    """Return the release record of a modality's tokenizer (any alias of the modality name works).
+
+    Raises:
+        ModalityError: If the modality has no released v1 tokenizer (S2L1C, S2RGB, caption).
+    """
+    spec = get_modality(modality)
+    if spec.name not in TOKENIZERS:
+        raise ModalityError(
+            f"{spec.name} has no TerraMind v1 tokenizer; tokenizers exist for {', '.join(TOKENIZERS)}"
+        )
+    return TOKENIZERS[spec.name]
+
+
+def _resolve(record: TokenizerRecord, weights: Weights) -> Path | None:
+    if weights is None:
+        return None
+    if os.fspath(weights) == "hub":
+        return fetch(record.hub)
+    return Path(weights)
+
+
+def _check_modality(sd: dict[str, torch.Tensor], cfg: TokenizerConfig, hub: HubFile, path: Path) -> None:
+    """Name the likely source when a file belongs to another tokenizer (channel count or decoder kind)."""
+    proj = sd.get("encoder.proj.weight")
+    if proj is None or proj.ndim != 4:
+        return
+    has_unet = "decoder.time_embed.0.weight" in sd
+    if proj.shape[1] != cfg.channels or has_unet != cfg.is_diffusion:
+        others = [
+            r.modality
+            for r in TOKENIZERS.values()
+            if r.config and r.config.channels == proj.shape[1] and r.config.is_diffusion == has_unet
+        ]
+        found = "diffusion" if has_unet else "ViT"
+        wanted = "diffusion" if cfg.is_diffusion else "ViT"
+        raise CheckpointError(
+            f"{path} is not a {cfg.modality} tokenizer checkpoint: its encoder takes {proj.shape[1]} "
+            f"channels with a {found} decoder (a {'/'.join(others) or 'foreign'} tokenizer?), while "
+            f"{cfg.modality} needs {cfg.channels} channels and a {wanted} decoder: pass {hub.filename}"
+        )
+
+
+def load_image_tokenizer(
+    modality: str, weights: Weights = None, *, config: TokenizerConfig | None = None
+) -> ImageTokenizer:
+    """Build one image tokenizer and fill it with weights.
+
+    Args:
+        modality: Modality name or alias.
+        weights: None for random init, ``"hub"`` for the official file, or a local ``.pt``/``.safetensors``.
+        config: Architecture to build instead of the release's (down-sized models in tests, experiments).
+
+    Returns:
+        The tokenizer in eval mode.
+
+    Raises:
+        CheckpointError: Unreadable file, a checkpoint of another tokenizer, or keys that do not match.
+    """
+    record = tokenizer_record(modality)
+    cfg = config or record.config
+    if cfg is None:
+        raise ModalityError(f"{record.modality} is not an image modality: use load_coords_tokenizer")
+    path = _resolve(record, weights)
+    tokenizer = build_tokenizer(cfg)
+    if path is not None:
+        sd = read_state_dict(path)
+        _check_modality(sd, cfg, record.hub, path)
+        load_into(tokenizer, sd, what=f"{record.modality} tokenizer weights {path}")
+    return tokenizer.eval()
+
+
+def load_coords_tokenizer(weights: Weights = "hub") -> CoordsTokenizer:
+    """Load the coordinate vocabulary from a local JSON file or (``"hub"``) the release.
+
+    Raises:
+        CheckpointError: Without a vocabulary (``weights=None``: there is nothing to initialise randomly).
+    """
+    record = TOKENIZERS["coords"]
+    path = _resolve(record, weights)
+    if path is None:
+        raise CheckpointError(
+            "the coordinate tokenizer is a vocabulary, not weights: pass weights='hub' or the path of its "
+            f"config.json ({record.hub.url})"
+        )
+    return CoordsTokenizer.from_file(path)

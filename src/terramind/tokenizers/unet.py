@@ -1,0 +1,222 @@
+"""The patched, code-conditioned UNet of the DiVAE decoders (spec 4.3).
+
+The noisy image is folded into 4x4 patches (``C*16`` channels, channel-major), the FSQ code map is upsampled
+(nearest) to the patch grid and concatenated, and a guided-diffusion-style UNet predicts the clean image
+(x0-prediction). Structure of the release: 4 levels (channel multipliers 1, 2, 2, 2 of 256), 3 residual
+blocks per level, single-head attention at downsampling factors 4 and 8 and in the middle, GroupNorm(32)
+computed in fp32, the timestep embedding added after each block's first convolution. Submodule names
+(``input_blocks.5.0.in_layers.2`` ...) follow the official state dicts, which is why the residual blocks keep
+their ``nn.Sequential`` layouts (index 2 of ``out_layers`` is the release's dropout slot).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of a DiVAE decoder UNet.
+
+    Attributes:
+        model_channels: Width of the first level.
+        channel_mult: Width multiplier per level; each level but the last halves the resolution.
+        num_res_blocks: Residual blocks per level on the way down (one more on the way up).
+        attention_ds: Downsampling factors at which blocks get self-attention.
+        patch_size: Pixel patch folded into channels before the UNet.
+        groups: GroupNorm groups.
+    """
+
+    model_channels: int = 256
+    channel_mult: tuple[int, ...] = (1, 2, 2, 2)
+    num_res_blocks: int = 3
+    attention_ds: tuple[int, ...] = (4, 8)
+    patch_size: int = 4
+    groups: int = 32
+
+    @property
+    def time_dim(self) -> int:
+        """Width of the timestep embedding MLP."""
+        return 4 * self.model_channels
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm evaluated in fp32 whatever the input dtype (as the release, for fp16/bf16 stability)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` in fp32 and cast back."""
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        return out.to(x.dtype)
+
+
+def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal timestep features ``(N, dim)`` in the release's ``[cos, sin]`` order."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angle = t.float()[:, None] * freqs[None]
+    return torch.cat([angle.cos(), angle.sin()], dim=-1)
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-conv, plus the projected timestep embedding, GN-SiLU-conv, and a (1x1 conv) skip."""
+
+    def __init__(self, channels: int, out_channels: int, time_dim: int, groups: int) -> None:
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            GroupNorm32(groups, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, out_channels))
+        self.out_layers = nn.Sequential(
+            GroupNorm32(groups, out_channels),
+            nn.SiLU(),
+            nn.Identity(),  # the release's (p=0) dropout slot keeps the conv at index 3
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        )
+        self.skip_connection: nn.Module = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """Apply the block to ``x`` ``(B, C, H, W)`` with timestep embedding ``emb`` ``(B or 1, T)``."""
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb).to(h.dtype)[..., None, None]
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class SpatialAttention(nn.Module):
+    """Single-head self-attention over all positions of a feature map, residual.
+
+    The release's legacy QKV layout puts q, k, v one after another along the channel axis of a 1x1 Conv1d;
+    its ``1/sqrt(sqrt(d))`` scaling of both q and k is the usual ``1/sqrt(d)``, so SDPA computes the same.
+    """
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.norm = GroupNorm32(groups, channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Attend over the ``H*W`` positions of ``x`` ``(B, C, H, W)``."""
+        b, c, hh, ww = x.shape
+        qkv = self.qkv(rearrange(self.norm(x), "b c h w -> b c (h w)"))
+        q, k, v = rearrange(qkv, "b (three c) n -> three b 1 n c", three=3)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, 1, n, c)
+        out = self.proj_out(rearrange(out, "b 1 n c -> b c n"))
+        return x + out.reshape(b, c, hh, ww)
+
+
+class Downsample(nn.Module):
+    """3x3 stride-2 convolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Halve the resolution."""
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Nearest x2 upsampling then a 3x3 convolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Double the resolution."""
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Stage(nn.ModuleList):
+    """A few layers applied in order; residual blocks also receive the timestep embedding."""
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """Run the layers on ``x``."""
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+class PatchedUNet(nn.Module):
+    """x0-predicting UNet over 4x4-patchified images, conditioned on concatenated FSQ codes.
+
+    Args:
+        channels: Image channels ``C`` (input and output).
+        cond_channels: Channels of the code map (FSQ dimension, 5).
+        cfg: Shape of the UNet.
+    """
+
+    def __init__(self, channels: int, cond_channels: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.channels = channels
+        p2 = cfg.patch_size**2
+        mc, td, g = cfg.model_channels, cfg.time_dim, cfg.groups
+        self.time_embed = nn.Sequential(nn.Linear(mc, td), nn.SiLU(), nn.Linear(td, td))
+        self.input_blocks = nn.ModuleList(
+            [Stage([nn.Conv2d(channels * p2 + cond_channels, mc, 3, padding=1)])]
+        )
+        skips, ch, ds = [mc], mc, 1
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.input_blocks.append(self._stage(ch, mult * mc, ds))
+                ch = mult * mc
+                skips.append(ch)
+            if level < len(cfg.channel_mult) - 1:
+                self.input_blocks.append(Stage([Downsample(ch)]))
+                skips.append(ch)
+                ds *= 2
+        self.middle_block = Stage([ResBlock(ch, ch, td, g), SpatialAttention(ch, g), ResBlock(ch, ch, td, g)])
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                stage = self._stage(ch + skips.pop(), mult * mc, ds)
+                ch = mult * mc
+                if level and i == cfg.num_res_blocks:
+                    stage.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(stage)
+        self.out = nn.Sequential(GroupNorm32(g, ch), nn.SiLU(), nn.Conv2d(ch, channels * p2, 3, padding=1))
+
+    def _stage(self, ch_in: int, ch_out: int, ds: int) -> Stage:
+        stage = Stage([ResBlock(ch_in, ch_out, self.cfg.time_dim, self.cfg.groups)])
+        if ds in self.cfg.attention_ds:
+            stage.append(SpatialAttention(ch_out, self.cfg.groups))
+        return stage
+
+    def forward(self, x: Tensor, t: Tensor, codes: Tensor) -> Tensor:
+        """Predict the clean image.
+
+        Args:
+            x: Noisy image ``(B, C, H, W)``, sides multiples of ``4 * 2**(levels-1)``.
+            t: Timestep, a scalar or ``(B,)`` tensor.
+            codes: FSQ code map ``(B, D, h, w)``.
+
+        Returns:
+            Predicted clean image ``(B, C, H, W)``.
+        """
+        p = self.cfg.patch_size
+        hp, wp = x.shape[-2] // p, x.shape[-1] // p
+        folded = rearrange(x, "b c (h p) (w q) -> b (c p q) h w", p=p, q=p)
+        cond = F.interpolate(codes.to(folded.dtype), size=(hp, wp), mode="nearest")
+        emb = self.time_embed(timestep_features(t.reshape(-1), self.cfg.model_channels).to(x.device))
+        h = torch.cat([folded, cond], dim=1)
+        skips = []
+        for stage in self.input_blocks:
+            h = stage(h, emb)
+            skips.append(h)
+        h = self.middle_block(h, emb)
+        for stage in self.output_blocks:
+            h = stage(torch.cat([h, skips.pop()], dim=1), emb)
+        out = self.out(h)
+        return rearrange(out, "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)
