@@ -105,12 +105,14 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Attend over the ``H*W`` positions of ``x`` ``(B, C, H, W)``."""
-        b, c, hh, ww = x.shape
-        qkv = self.qkv(rearrange(self.norm(x), "b c h w -> b c (h w)"))
-        q, k, v = rearrange(qkv, "b (three c) n -> three b 1 n c", three=3)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, 1, n, c)
-        out = self.proj_out(rearrange(out, "b 1 n c -> b c n"))
-        return x + out.reshape(b, c, hh, ww)
+        hh, ww = x.shape[-2:]
+        tokens = rearrange(self.norm(x), "b c h w -> b (h w) c")
+        # token-major q/k/v (channels contiguous) let SDPA take its fused CPU kernel, not the math fallback
+        qkv = F.linear(tokens, self.qkv.weight[..., 0], self.qkv.bias)
+        q, k, v = (t.unsqueeze(1) for t in qkv.chunk(3, dim=-1))  # (b, 1, n, c) each
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        out = F.linear(out, self.proj_out.weight[..., 0], self.proj_out.bias)
+        return x + rearrange(out, "b (h w) c -> b c h w", h=hh, w=ww)
 
 
 class Downsample(nn.Module):

@@ -1,0 +1,101 @@
+"""``terramind tokenize``: a GeoTIFF tile -> TerraMind token ids (``.npz``).
+
+Example::
+
+    terramind tokenize examples/S2L2A/38D_378R_2_3.tif --modality S2L2A -o tokens.npz
+
+The archive holds ``ids`` (uint16, one id per 16x16 pixel patch), ``modality``, ``codebook_size`` and the
+tile's georeference (``crs`` as WKT, ``transform`` of the pixel grid, ``width``, ``height``, ``patch_size``),
+so token maps can be placed back on the map.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from terramind.api import tokenizers as api_tokenizers
+from terramind.core.errors import ModalityError
+from terramind.core.files import atomic_path
+from terramind.data.geotiff import Raster, read_raster
+from terramind.modalities import get_modality, standardize
+from terramind.tokenizers import CoordsTokenizer, ImageTokenizer
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``tokenize`` and ``reconstruct``."""
+    p.add_argument("file", type=Path, help="input GeoTIFF tile (sides multiples of 16 px, e.g. 224)")
+    p.add_argument("--modality", "-m", required=True, help="S2L2A, S1GRD, S1RTC, DEM, NDVI or LULC")
+    p.add_argument(
+        "--weights",
+        default="hub",
+        help="tokenizer weights: hub (default, the official file), a local .pt/.safetensors, or 'random'",
+    )
+    p.add_argument("--offset", type=float, default=0.0, help="added to the mean (S2 +1000 DN products: 1000)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tokenize`` subcommand."""
+    p = sub.add_parser(
+        "tokenize",
+        help="turn a GeoTIFF tile into TerraMind token ids (.npz)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    p.set_defaults(func=run)
+
+
+def load_tokenizer(modality: str, weights: str, device: str) -> ImageTokenizer:
+    """Create the modality's image tokenizer; ``weights='random'`` is explicit and announced."""
+    spec = get_modality(modality)
+    if weights == "random":
+        print(f"note: {spec.name} tokenizer is randomly initialised (untrained): outputs are meaningless")
+    tok = api_tokenizers.create_tokenizer(spec.name, weights=None if weights == "random" else weights)
+    if isinstance(tok, CoordsTokenizer):
+        raise ModalityError(f"{spec.name} is not an image modality: tokenize takes GeoTIFF tiles")
+    return tok.to(device)
+
+
+def read_tile(path: Path, modality: str) -> Raster:
+    """Read a tile checked against the modality's band count."""
+    return read_raster(path, modality)
+
+
+def to_model_input(raster: Raster, modality: str, offset: float, device: str) -> torch.Tensor:
+    """Standardized ``(1, C, H, W)`` float tensor (LULC: class ids ``(1, H, W)``)."""
+    spec = get_modality(modality)
+    if spec.classes is not None:
+        return torch.from_numpy(raster.data[0].astype(np.int64))[None].to(device)
+    x = standardize(spec, raster.data.astype(np.float32), offset=offset)
+    return torch.from_numpy(x)[None].to(device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tokenize one tile and write the ``.npz``."""
+    spec = get_modality(args.modality)
+    raster = read_tile(args.file, spec.name)
+    tok = load_tokenizer(spec.name, args.weights, args.device)
+    with torch.inference_mode():
+        ids = tok.encode(to_model_input(raster, spec.name, args.offset, args.device))[0].cpu().numpy()
+    geo = raster.georef
+    with atomic_path(args.output, overwrite=args.overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            ids=ids.astype(np.uint16),  # every codebook (15360, 4375) fits
+            modality=np.array(spec.name),
+            codebook_size=np.array(tok.codebook_size),
+            patch_size=np.array(tok.patch_size),
+            crs=np.array(geo.crs.to_wkt() if geo.crs else ""),
+            transform=np.array(tuple(geo.transform)[:6], dtype=np.float64),
+            width=np.array(geo.width),
+            height=np.array(geo.height),
+        )
+    print(f"{args.file}: {spec.name} -> {ids.shape[0]}x{ids.shape[1]} tokens written to {args.output}")
+    return 0
