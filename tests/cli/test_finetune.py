@@ -115,4 +115,4 @@ def test_config_errors_surface_before_training(
     bad = config.read_text().replace("terramind_v1_tiny", "terramind_v1_huge")
     config.write_text(bad)
     assert main(["finetune", "fit", "-c", str(config)]) == 2
-    assert "unknown backbone 'terramind_v1_huge'" in capsys.readouterr().err
+    assert "unknown model 'terramind_v1_huge'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -7,8 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from terramind.core.errors import ModalityError
 from terramind.finetune.backbone import Backbone
 from terramind.finetune.tasks import ClassificationTask, RegressionTask, SegmentationTask
+from terramind.model import TINY, TerraMind
 
 
 def _batches(label_fn: Any, n: int = 4, size: int = 32) -> DataLoader[dict[str, Any]]:
@@ -100,3 +103,21 @@ def test_tim_generator_unchanged_by_a_training_step() -> None:
     optimizer.step()
     assert all(torch.equal(generator_before[k], v) for k, v in backbone.tim.state_dict().items())
     assert not torch.equal(emb_before, lulc_emb)  # the TiM token embedding is trained
+
+
+def test_backbone_and_tim_generator_load_a_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    keys = ["untok_sen2l2a@224", "tok_lulc@224"]  # official files hold every encoder embedding
+    source = TerraMind(TINY, encoder_keys=keys, decoder_keys=["tok_lulc@224"])
+    path = tmp_path / "tiny.pt"
+    torch.save(source.state_dict(), path)
+    backbone = Backbone(
+        "terramind_v1_tiny", ["S2L2A"], weights=str(path), encoder_depth=2, tim_modalities=["LULC"]
+    )
+    assert backbone.tim is not None
+    mine, theirs = backbone.encoder.state_dict(), source.state_dict()
+    assert torch.equal(mine["encoder.1.attn.qkv.weight"], theirs["encoder.1.attn.qkv.weight"])
+    generator = backbone.tim.model.state_dict()
+    assert torch.equal(generator["decoder.0.mlp.fc1.weight"], theirs["decoder.0.mlp.fc1.weight"])
+    with pytest.raises(ModalityError, match="bands cannot be combined"):
+        Backbone("terramind_v1_tiny", ["S2L2A"], bands={"S2L2A": ["RED"]}, tim_modalities=["LULC"])

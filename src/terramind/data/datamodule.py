@@ -61,14 +61,25 @@ class ModalityInput:
     scale: float = 1.0
 
 
-def _modality_inputs(
+def modality_inputs(
     modalities: Sequence[str],
     bands: Mapping[str, Sequence[str]],
     file_bands: Mapping[str, Sequence[str]],
     offsets: Mapping[str, float],
     scales: Mapping[str, float],
 ) -> list[ModalityInput]:
-    """Resolve names and band subsets up front, so that a typo fails at configuration time."""
+    """Resolve modality names and band subsets up front, so that a typo fails at configuration time.
+
+    Args:
+        modalities: Modality names.
+        bands: Per modality, the bands the model uses (default: all file bands).
+        file_bands: Per modality, the bands the files hold (default: the modality's full set, in order).
+        offsets: Per modality, the mean offset of :func:`terramind.modalities.standardize`.
+        scales: Per modality, a factor applied to raw values before standardising.
+
+    Returns:
+        One :class:`ModalityInput` per modality.
+    """
     unknown = [k for k in [*bands, *file_bands, *offsets] if k not in modalities]
     if unknown:
         raise ModalityError(
@@ -197,6 +208,41 @@ def _class_label(value: Any, task: TaskKind, num_classes: int | None) -> torch.T
     return torch.tensor(int(value))
 
 
+def match_files(
+    folders: Mapping[str, Path], suffixes: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Path]]:
+    """Pair the files of several folders by name.
+
+    Args:
+        folders: Key (modality or ``"label"``) -> folder.
+        suffixes: Key -> file-name ending (default ``.tif``); the id is the name without it.
+
+    Returns:
+        Id -> {key: path}, sorted by id.
+
+    Raises:
+        InputError: A folder is missing or empty, or some ids lack a file in some folder (listed).
+    """
+    found: dict[str, dict[str, Path]] = {}
+    for key, folder in folders.items():
+        suffix = (suffixes or {}).get(key, ".tif")
+        if not folder.is_dir():
+            raise InputError(f"{key} folder {str(folder)!r} does not exist (set folders: {{{key}: ...}})")
+        found[key] = {p.name[: -len(suffix)]: p for p in folder.iterdir() if p.name.endswith(suffix)}
+        if not found[key]:
+            raise InputError(f"{key} folder {str(folder)!r} has no files ending in {suffix!r}")
+    all_ids = set().union(*(set(v) for v in found.values()))
+    lacking = {key: sorted(all_ids - set(ids)) for key, ids in found.items()}
+    problems = [
+        f"{key} lacks {len(ids)} id(s) the other folders have: {_listing(ids)}"
+        for key, ids in lacking.items()
+        if ids
+    ]
+    if problems:
+        raise InputError("files do not match across folders: " + "; ".join(problems))
+    return {i: {key: found[key][i] for key in folders} for i in sorted(all_ids)}
+
+
 def _read_class_file(path: Path, task: TaskKind) -> dict[str, Any]:
     """``id,label`` rows; multi-label rows list class ids separated by spaces (``id,1 4 7``)."""
     if not path.is_file():
@@ -277,7 +323,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         if task in ("segmentation", "classification", "multilabel") and not num_classes:
             raise TerraMindError(f"a {task} task needs num_classes")
         self.root = Path(data_root).expanduser()
-        self.inputs = _modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {}, scales or {})
+        self.inputs = modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {}, scales or {})
         self.modalities = [m.name for m in self.inputs]
         self.task, self.num_classes = task, num_classes
         self.folders = {m: m for m in self.modalities} | {LABEL: LABEL} | dict(folders or {})
@@ -302,24 +348,7 @@ class GeoTiffDataModule(L.LightningDataModule):
     def _index(self, split: str, with_labels: bool) -> dict[str, dict[str, Path]]:
         """Id -> {modality/label: path} for the files of one split's folders; mismatches are errors."""
         keys = self.modalities + ([LABEL] if with_labels and self._dense_labels else [])
-        found: dict[str, dict[str, Path]] = {}
-        for key in keys:
-            folder, suffix = self._folder(key, split), self.suffixes[key]
-            if not folder.is_dir():
-                raise InputError(f"{key} folder {str(folder)!r} does not exist (set folders: {{{key}: ...}})")
-            found[key] = {p.name[: -len(suffix)]: p for p in folder.iterdir() if p.name.endswith(suffix)}
-            if not found[key]:
-                raise InputError(f"{key} folder {str(folder)!r} has no files ending in {suffix!r}")
-        all_ids = set().union(*(set(v) for v in found.values()))
-        lacking = {key: sorted(all_ids - set(ids)) for key, ids in found.items()}
-        problems = [
-            f"{key} lacks {len(ids)} id(s) the other folders have: {_listing(ids)}"
-            for key, ids in lacking.items()
-            if ids
-        ]
-        if problems:
-            raise InputError("files do not match across folders: " + "; ".join(problems))
-        return {i: {key: found[key][i] for key in keys} for i in sorted(all_ids)}
+        return match_files({k: self._folder(k, split) for k in keys}, {k: self.suffixes[k] for k in keys})
 
     def _split_ids(self, split: str, ids: Sequence[str]) -> list[str]:
         if split in self.split_files:

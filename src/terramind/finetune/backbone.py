@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from terramind.checkpoints import load_into, read_state_dict
-from terramind.core.errors import TerraMindError
+from terramind.checkpoints import load_into
+from terramind.checkpoints.models import Weights, load_backbone_weights, model_record, read_weights
+from terramind.core.errors import ModalityError
 from terramind.modalities import get_modality
-from terramind.model import CONFIGS, TerraMind, TerraMindBackbone, TerraMindConfig
+from terramind.model import TerraMind, TerraMindBackbone, TerraMindConfig
 from terramind.model.backbone import input_key
 from terramind.tim import TiMGenerator
 
@@ -28,18 +29,25 @@ def model_config(name: str, encoder_depth: int | None = None) -> TerraMindConfig
     """Return the configuration of a released size, optionally with fewer encoder blocks (quick runs).
 
     Raises:
-        TerraMindError: For an unknown backbone name (the message lists the known ones).
+        InputError: For an unknown model name (the message lists the known ones).
     """
-    if name not in CONFIGS:
-        raise TerraMindError(f"unknown backbone {name!r}: choose one of {sorted(CONFIGS)}")
-    config = CONFIGS[name]
+    config = model_record(name).config
     return config if encoder_depth is None else replace(config, encoder_depth=encoder_depth)
 
 
-def _load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load the checkpoint's tensors the module has; the module's own keys must all be present."""
-    own = module.state_dict()
-    load_into(module, {k: v for k, v in state_dict.items() if k in own}, what=what)
+def _first_blocks(state_dict: Mapping[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """Drop the encoder blocks past ``depth`` (a reduced-depth backbone takes the first blocks)."""
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if not (k.startswith("encoder.") and int(k.split(".")[1]) >= depth)
+    }
+
+
+def _load_generator(model: TerraMind, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load the generator's part of a full checkpoint: all of its keys must be there, others are ignored."""
+    own = model.state_dict()
+    load_into(model, {k: v for k, v in state_dict.items() if k in own}, what=what)
 
 
 class Backbone(nn.Module):
@@ -48,7 +56,8 @@ class Backbone(nn.Module):
     Args:
         name: Model size, ``terramind_v1_tiny|small|base|large``.
         modalities: Input modality names in sequence order (``S2L2A``, ``S1GRD``, ``S1RTC``, ``DEM``, ...).
-        weights: Checkpoint file with official key names (``.pt`` or ``.safetensors``); None: random init.
+        weights: ``"hub"`` (the official file of ``name``), a checkpoint path (official key names), or
+            None (random init).
         bands: Per pixel modality, the band names of the input channels (subset or reorder).
         merge: ``mean``, ``max``, ``concat`` or None (all tokens), as in spec §2.4.
         encoder_depth: Use only the first blocks (fewer than the size's depth; for quick runs and tests).
@@ -63,7 +72,7 @@ class Backbone(nn.Module):
         name: str = "terramind_v1_tiny",
         modalities: Sequence[str] = ("S2L2A",),
         *,
-        weights: str | None = None,
+        weights: Weights = None,
         bands: dict[str, list[str]] | None = None,
         merge: str | None = "mean",
         encoder_depth: int | None = None,
@@ -75,12 +84,16 @@ class Backbone(nn.Module):
         super().__init__()
         config = model_config(name, encoder_depth)
         tim = [get_modality(m).name for m in tim_modalities or []]
+        if tim and bands:
+            # As in the reference: the frozen generator was pretrained on all bands of its inputs.
+            raise ModalityError("bands cannot be combined with tim_modalities: TiM needs all input bands")
         self.modalities = [get_modality(m).name for m in modalities]
         self.encoder = TerraMindBackbone(config, [*modalities, *tim], merge=merge)
         self.out_channels = list(self.encoder.out_channels)
-        state = read_state_dict(weights) if weights else None
+        loaded = read_weights(model_record(name), weights)
+        state, what = (_first_blocks(loaded[0], config.encoder_depth), loaded[1]) if loaded else (None, "")
         if state is not None:
-            _load(self.encoder, state, weights or "")
+            load_backbone_weights(self.encoder, state, what)
         self.tim: TiMGenerator | None = None
         if tim:
             generator = TerraMind(
@@ -89,7 +102,7 @@ class Backbone(nn.Module):
                 decoder_keys=[get_modality(m).token_key or "" for m in tim],
             )
             if state is not None:
-                _load(generator, state, weights or "")
+                _load_generator(generator, state, what)
             self.tim = TiMGenerator(
                 generator, tim, temperature=tim_temperature, top_p=tim_top_p, cache=tim_cache
             )

@@ -1,0 +1,141 @@
+"""Tile embeddings from a backbone: mean-pooled (one vector per tile) or per token, written with names.
+
+The backbone is any module mapping ``{modality: (B, C, H, W)}`` to a list of per-block ``(B, N, D)``
+tensors (e.g. :class:`terramind.finetune.Backbone`), passed in by the caller: this layer does not build
+models. Outputs are ``.npy`` (the array, plus ``<file>.names.txt`` with one tile name per row) or
+``.parquet`` (columns ``file`` and ``embedding``; needs pyarrow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from terramind.core.errors import InputError
+from terramind.core.files import atomic_path, check_output_path
+from terramind.core.optional import require
+from terramind.data.datamodule import GeoTiffDataset, ModalityInput
+
+Pooling = Literal["mean", "tokens"]
+SUFFIXES = (".npy", ".parquet")
+
+
+@torch.no_grad()
+def embed_batches(
+    backbone: nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    *,
+    pooling: Pooling = "mean",
+    layer: int = -1,
+) -> np.ndarray:
+    """Embed batches of standardized inputs.
+
+    Args:
+        backbone: Module returning one ``(B, N, D)`` tensor per block.
+        batches: ``{modality: (B, C, H, W)}`` dicts.
+        pooling: ``mean`` over tokens -> ``(n, D)``; ``tokens`` keeps them -> ``(n, N, D)``.
+        layer: Which block's output (default the last, which is normalised).
+
+    Returns:
+        Float32 array of all samples in order.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    for inputs in batches:
+        tokens = backbone(dict(inputs))[layer]  # (B, N, D)
+        out.append((tokens.mean(dim=1) if pooling == "mean" else tokens).float().cpu().numpy())
+    backbone.train(was_training)
+    if not out:
+        raise InputError("no samples to embed")
+    return np.concatenate(out)
+
+
+def embed_files(
+    backbone: nn.Module,
+    files: Sequence[Mapping[str, Path]],
+    inputs: Sequence[ModalityInput],
+    *,
+    pooling: Pooling = "mean",
+    layer: int = -1,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Embed GeoTIFF tiles (one file per modality and tile), standardised as for fine-tuning.
+
+    Args:
+        backbone: Module returning per-block tokens.
+        files: Per tile, modality -> file.
+        inputs: How each modality is read (from :func:`terramind.data.datamodule.modality_inputs`).
+        pooling: ``mean`` or ``tokens``.
+        layer: Which block's output.
+        batch_size: Tiles per forward pass.
+
+    Returns:
+        ``(n, D)`` or ``(n, N, D)`` float32 array in the order of ``files``.
+    """
+    loader: DataLoader[dict[str, Any]] = DataLoader(GeoTiffDataset(files, inputs), batch_size=batch_size)
+    return embed_batches(backbone, (b["inputs"] for b in loader), pooling=pooling, layer=layer)
+
+
+def write_embeddings(
+    path: str | Path, names: Sequence[str], embeddings: np.ndarray, overwrite: bool = True
+) -> Path:
+    """Write embeddings with their tile names (``.npy`` + ``.names.txt`` sidecar, or ``.parquet``).
+
+    Raises:
+        InputError: For another suffix, or a name count that differs from the rows.
+    """
+    out = check_output_path(path, overwrite=overwrite)
+    if len(names) != len(embeddings):
+        raise InputError(f"{len(names)} names for {len(embeddings)} embeddings")
+    if out.suffix == ".npy":
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            np.save(tmp, embeddings)
+        with atomic_path(_names_path(out), overwrite=overwrite) as tmp:
+            tmp.write_text("".join(f"{n}\n" for n in names))
+        return out
+    if out.suffix == ".parquet":
+        pa = require("pyarrow", "embed")
+        pq = require("pyarrow.parquet", "embed")
+        table = pa.table({"file": list(names), "embedding": [row.reshape(-1).tolist() for row in embeddings]})
+        table = table.replace_schema_metadata({"shape": ",".join(map(str, embeddings.shape[1:]))})
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            pq.write_table(table, tmp)
+        return out
+    raise InputError(f"embedding output must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read what :func:`write_embeddings` wrote: ``(names, embeddings)``.
+
+    Raises:
+        InputError: Missing file or sidecar, unknown suffix, or names and rows that differ in number.
+    """
+    src = Path(path)
+    if not src.is_file():
+        raise InputError(f"embedding file {str(src)!r} does not exist")
+    if src.suffix == ".npy":
+        names_file = _names_path(src)
+        if not names_file.is_file():
+            raise InputError(f"{str(names_file)!r} (the tile names of {src.name}) is missing")
+        names, array = names_file.read_text().splitlines(), np.load(src)
+    elif src.suffix == ".parquet":
+        table = require("pyarrow.parquet", "embed").read_table(src)
+        shape = tuple(int(s) for s in table.schema.metadata[b"shape"].decode().split(","))
+        names = table.column("file").to_pylist()
+        array = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32).reshape(-1, *shape)
+    else:
+        raise InputError(f"embedding file must end in {' or '.join(SUFFIXES)}, got {src.name!r}")
+    if len(names) != len(array):
+        raise InputError(f"{str(src)!r}: {len(names)} names for {len(array)} embeddings")
+    return names, array
+
+
+def _names_path(path: Path) -> Path:
+    return path.with_suffix(".names.txt")

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from terramind.cli.main import main
+from terramind.evaluate.embeddings import read_embeddings
+
+NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
+
+
+def test_embed_example_folders(tmp_path: Path, examples_dir: Path) -> None:
+    out = tmp_path / "emb.npy"
+    args = [
+        "embed",
+        "--input",
+        f"S2L2A={examples_dir / 'S2L2A'}",
+        "--input",
+        f"s1rtc={examples_dir / 'S1RTC'}",
+    ]
+    assert main([*args, "--output", str(out), "--model", "terramind_v1_tiny", "--weights", "none"]) == 0
+    names, emb = read_embeddings(out)
+    assert names == NAMES and emb.shape == (5, 192)
+    assert emb.std(axis=0).mean() > 0  # tiles differ
+
+
+def test_embed_one_tile_per_token(tmp_path: Path, examples_dir: Path) -> None:
+    out = tmp_path / "tokens.npy"
+    tile = examples_dir / "S2L2A" / f"{NAMES[0]}.tif"
+    code = main(
+        [
+            "embed",
+            "--input",
+            f"S2L2A={tile}",
+            "--output",
+            str(out),
+            "--model",
+            "terramind_v1_tiny",
+            "--weights",
+            "none",
+            "--pooling",
+            "tokens",
+        ]
+    )
+    assert code == 0
+    names, emb = read_embeddings(out)
+    assert names == [NAMES[0]] and emb.shape == (1, 196, 192)
+
+
+def test_embed_errors(tmp_path: Path, examples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = tmp_path / "S1RTC"
+    partial.mkdir()
+    (partial / f"{NAMES[0]}.tif").symlink_to(examples_dir / "S1RTC" / f"{NAMES[0]}.tif")
+    args = ["embed", "--input", f"S2L2A={examples_dir / 'S2L2A'}", "--input", f"S1RTC={partial}"]
+    assert main([*args, "--output", str(tmp_path / "e.npy"), "--weights", "none"]) == 2
+    assert "S1RTC lacks 4 id(s)" in capsys.readouterr().err
+    assert main(["embed", "--input", "S9=x", "--output", str(tmp_path / "e.npy")]) == 2
+    assert "S9" in capsys.readouterr().err
