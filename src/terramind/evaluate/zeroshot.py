@@ -1,0 +1,181 @@
+"""Zero-shot water mapping (paper §zero-shot): generate LULC from S2 and read off the water class.
+
+No training: the pretrained model generates a land-cover map (LULC) from the input scene, tile by tile
+through the generation package's whole-scene engine, and every pixel of class *water* (optionally also
+*flooded vegetation*) is water. With a reference mask the result is scored by IoU, precision, recall and
+F1 of the water class over the labelled pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from terramind.core.errors import InputError, ShapeError
+from terramind.core.files import check_output_path
+from terramind.data.geotiff import read_raster, write_raster
+from terramind.generation.scene import SceneOutput, fill_values, generate_scene
+from terramind.generation.tiling import TileFn
+from terramind.modalities import LULC_CLASSES
+
+WATER = ("water",)
+FLOODED_VEGETATION = ("flooded vegetation",)
+NO_DATA = 255  # written where the generated LULC is "no data" (invalid input pixels)
+WATER_COLOURS = {0: (230, 230, 230), 1: (65, 155, 223)}
+
+
+def class_ids(names: Sequence[str]) -> tuple[int, ...]:
+    """LULC class ids of class names, from the catalog's class table."""
+    table = {c.name: c.id for c in LULC_CLASSES}
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise InputError(f"unknown LULC class(es) {unknown}; classes are {list(table)}")
+    return tuple(table[n] for n in names)
+
+
+def water_mask(lulc: np.ndarray, flooded_vegetation: bool = False) -> np.ndarray:
+    """Boolean water mask of a LULC class map (class *water*, plus *flooded vegetation* if asked)."""
+    names = WATER + (FLOODED_VEGETATION if flooded_vegetation else ())
+    return np.isin(lulc, class_ids(names))
+
+
+@dataclass(frozen=True)
+class BinaryScores:
+    """Scores of a binary (water / not water) map over the valid pixels.
+
+    Attributes:
+        iou: Intersection over union of the positive class, ``tp / (tp + fp + fn)``.
+        precision: ``tp / (tp + fp)``.
+        recall: ``tp / (tp + fn)``.
+        f1: Harmonic mean of precision and recall.
+        tp: True-positive pixels.
+        fp: False-positive pixels.
+        fn: False-negative pixels.
+        valid: Pixels scored.
+    """
+
+    iou: float
+    precision: float
+    recall: float
+    f1: float
+    tp: int
+    fp: int
+    fn: int
+    valid: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Plain dict, e.g. for JSON."""
+        return asdict(self)
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else float("nan")
+
+
+def binary_scores(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> BinaryScores:
+    """Score a predicted boolean map against the truth over the valid pixels.
+
+    Ratios with an empty denominator (no water anywhere) are NaN.
+
+    Raises:
+        ShapeError: When the maps differ in shape.
+    """
+    if pred.shape != truth.shape or (valid is not None and valid.shape != pred.shape):
+        raise ShapeError(f"prediction {pred.shape} and label {truth.shape} differ in shape")
+    keep = np.ones(pred.shape, bool) if valid is None else valid.astype(bool)
+    p, t = pred.astype(bool)[keep], truth.astype(bool)[keep]
+    tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return BinaryScores(
+        iou=_ratio(tp, tp + fp + fn),
+        precision=precision,
+        recall=recall,
+        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        valid=int(keep.sum()),
+    )
+
+
+def read_water_label(
+    path: str | Path, *, water_values: Sequence[float] = (1,), ignore_values: Sequence[float] = (-1, 255)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a reference mask: ``(water, valid)`` boolean maps.
+
+    Pixels equal to an ``ignore_values`` entry, the file's nodata value or non-finite are not scored.
+    """
+    raster = read_raster(path, allow_nonfinite=True)
+    if raster.data.shape[0] != 1:
+        raise ShapeError(f"label {str(path)!r} has {raster.data.shape[0]} bands; a water mask has one")
+    data = raster.data[0]
+    invalid = ~np.isfinite(data) | np.isin(data, list(ignore_values))
+    if raster.georef.nodata is not None:
+        invalid |= data == raster.georef.nodata
+    return np.isin(data, list(water_values)) & ~invalid, ~invalid
+
+
+def map_water(
+    lulc_fn: TileFn,
+    inputs: Mapping[str, Path],
+    output: Path,
+    *,
+    flooded_vegetation: bool = False,
+    keep_lulc: bool = False,
+    tile: int = 224,
+    overlap: int = 32,
+    batch: int = 4,
+    settings: Mapping[str, object] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Generate the LULC map of a scene and write its water mask (uint8: 1 water, 0 not, 255 no data).
+
+    Args:
+        lulc_fn: Tile function returning ``{"LULC": (B, 10, T, T) logits}`` for input tiles, e.g.
+            :func:`terramind.generation.scene.generator_tile_fn` of a generator with output LULC.
+        inputs: Input GeoTIFF per modality (S2L2A), on one grid.
+        output: Water-mask GeoTIFF to write (on the inputs' grid).
+        flooded_vegetation: Count *flooded vegetation* as water too.
+        keep_lulc: Keep the generated LULC map as ``<output stem>_lulc.tif``.
+        tile: Tile size of the generation.
+        overlap: Overlap of neighbouring tiles (blended).
+        batch: Tiles per model call.
+        settings: What else determines the result (model, seed), for resuming an interrupted run.
+        overwrite: Replace existing outputs.
+
+    Returns:
+        The water-mask path.
+    """
+    check_output_path(output, overwrite=overwrite)
+    lulc_path = output.with_name(f"{output.stem}_lulc.tif")
+    generate_scene(
+        lulc_fn,
+        inputs,
+        [SceneOutput.for_modality("LULC", lulc_path)],
+        work_dir=output.parent / ".terramind-zeroshot",
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        fill=fill_values(list(inputs)),
+        settings=settings,
+        overwrite=overwrite or not keep_lulc,
+    )
+    lulc = read_raster(lulc_path)
+    if not keep_lulc:
+        lulc_path.unlink()
+    water = water_mask(lulc.data[0], flooded_vegetation).astype(np.uint8)
+    water[lulc.data[0] == 0] = NO_DATA
+    write_raster(
+        output,
+        water[None],
+        lulc.georef,
+        dtype="uint8",
+        nodata=NO_DATA,
+        colormap=WATER_COLOURS,
+        band_names=["water"],
+        overwrite=overwrite,
+    )
+    return output

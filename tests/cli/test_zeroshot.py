@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import terramind.cli.zeroshot as zeroshot
+from terramind.cli.main import main
+
+TILE = "282D_485L_3_3"
+
+
+class FakeGenerator:
+    """Duck-typed generator: LULC logits saying water where NDWI > 0."""
+
+    def generate(self, inputs: Mapping[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
+        s2 = inputs["S2L2A"]
+        water = (s2[:, 2] - s2[:, 7]) / (s2[:, 2] + s2[:, 7] + 1e-6) > 0
+        logits = torch.zeros(s2.shape[0], 10, *s2.shape[-2:])
+        logits[:, 1] = water.float() * 10
+        logits[:, 2] = (~water).float() * 10
+        return {"LULC": logits.argmax(1, keepdim=True), "LULC_logits": logits}
+
+
+def test_zeroshot_water_reports_scores(
+    tmp_path: Path, examples_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_create(name: str, **kwargs: Any) -> FakeGenerator:
+        calls.append({"name": name, **kwargs})
+        return FakeGenerator()
+
+    monkeypatch.setattr(zeroshot, "create_generator", fake_create)
+    out = tmp_path / "water.tif"
+    args = ["zeroshot", "water", "--input", f"S2L2A={examples_dir / 'S2L2A' / f'{TILE}.tif'}"]
+    args += ["--output", str(out), "--label", str(examples_dir / "LULC" / f"{TILE}.tif"), "--json"]
+    assert main(args) == 0
+    assert calls[0]["outputs"] == ["LULC"] and calls[0]["weights"] == "hub"
+    scores = json.loads(capsys.readouterr().out.splitlines()[-1])
+    # the LULC file as a "label": 1 = water, other classes = not water; every pixel is labelled
+    assert scores["valid"] == 224 * 224 and 0.3 < scores["iou"] <= 1
+    assert scores["tp"] + scores["fn"] == int(np.sum(np.asarray(_lulc(examples_dir)) == 1))
+
+
+def _lulc(examples_dir: Path) -> np.ndarray:
+    with rasterio.open(examples_dir / "LULC" / f"{TILE}.tif") as f:
+        return f.read(1)
+
+
+def test_zeroshot_rejects_other_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zeroshot", "water", "--input", "S1RTC=x.tif", "--output", str(tmp_path / "w.tif")]) == 2
+    assert "S2L2A=PATH" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from terramind.core.errors import ShapeError
+from terramind.evaluate.zeroshot import binary_scores, map_water, read_water_label, water_mask
+
+TILE = "282D_485L_3_3"  # a tile with ~26k water pixels in its LULC map
+
+
+def ndwi_lulc(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """A stand-in LULC generator: water (1) where NDWI > 0, trees (2) elsewhere, as one-hot logits."""
+    s2 = tiles["S2L2A"]  # (B, 12, T, T) reflectance DN
+    green, nir = s2[:, 2], s2[:, 7]
+    water = (green - nir) / (green + nir + 1e-6) > 0
+    logits = np.zeros((s2.shape[0], 10, *s2.shape[-2:]), np.float32)
+    logits[:, 1][water] = 10.0
+    logits[:, 2][~water] = 10.0
+    return {"LULC": logits}
+
+
+def test_water_classes() -> None:
+    lulc = np.array([0, 1, 2, 3])
+    assert water_mask(lulc).tolist() == [False, True, False, False]
+    assert water_mask(lulc, flooded_vegetation=True).tolist() == [False, True, False, True]
+
+
+def test_binary_scores() -> None:
+    pred = np.array([1, 1, 0, 0, 1], bool)
+    truth = np.array([1, 0, 1, 0, 1], bool)
+    s = binary_scores(pred, truth)
+    assert (s.tp, s.fp, s.fn, s.valid) == (2, 1, 1, 5)
+    assert (
+        s.iou == pytest.approx(0.5)
+        and s.precision == pytest.approx(2 / 3)
+        and s.recall == pytest.approx(2 / 3)
+    )
+    masked = binary_scores(pred, truth, valid=np.array([1, 0, 1, 1, 1], bool))
+    assert (masked.fp, masked.valid) == (0, 4)
+    assert math.isnan(binary_scores(np.zeros(3, bool), np.zeros(3, bool)).iou)
+    with pytest.raises(ShapeError):
+        binary_scores(np.zeros(3, bool), np.zeros(4, bool))
+
+
+def test_map_water_on_a_real_tile(tmp_path: Path, examples_dir: Path) -> None:
+    s2 = examples_dir / "S2L2A" / f"{TILE}.tif"
+    out = map_water(ndwi_lulc, {"S2L2A": s2}, tmp_path / "water.tif", tile=96, overlap=16, keep_lulc=True)
+    with rasterio.open(out) as dst, rasterio.open(s2) as src:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        water = dst.read(1)
+        bands = src.read().astype(np.float32)
+    assert set(np.unique(water)) <= {0, 1}
+    expected = (bands[2] - bands[7]) / (bands[2] + bands[7] + 1e-6) > 0
+    assert np.array_equal(water == 1, expected)  # blending one-hot logits across tiles changes nothing
+    assert (tmp_path / "water_lulc.tif").exists()
+    truth, valid = read_water_label(examples_dir / "LULC" / f"{TILE}.tif", ignore_values=(0,))
+    scores = binary_scores(water == 1, truth, valid)
+    assert scores.valid == 224 * 224 and 0.3 < scores.iou <= 1.0  # NDWI agrees with ESRI water largely
