@@ -114,8 +114,12 @@ def build_encdec(size: str | None, cfg: dict | None, enc_keys, dec_keys, vocab: 
         decoder_embeddings={k: emb(k, "decoder") for k in dec_keys},
         modality_info=MODALITY_INFO,
     )
-    if size is not None:
+    if size in ("base", "large"):
         return FULL_MODEL_REGISTRY.build(f"terratorch_terramind_v1_{size}_encdec", pretrained=False, **kw)
+    if size is not None:
+        # terratorch 1.2.11's tiny/small _encdec registry entries pass pretrained_bands= on to TerraMind(),
+        # which rejects it (TypeError): build the class with the registry's own hyper-parameters instead.
+        cfg = RELEASED[size]
     swiglu = cfg["mlp"] == "swiglu"
     return TerraMind(
         **kw,
@@ -254,6 +258,12 @@ def cmd_encdec_full(args: argparse.Namespace) -> None:
     torch.save(case, out / f"{name}.io.pt")
     print("wrote", out / f"{name}.io.pt")
 
+
+# The hyper-parameters of the registry's terramind_v1_{tiny,small}_encdec entries.
+RELEASED = {
+    "tiny": dict(dim=192, encoder_depth=12, decoder_depth=4, num_heads=3, mlp="gelu"),
+    "small": dict(dim=384, encoder_depth=12, decoder_depth=6, num_heads=6, mlp="gelu"),
+}
 
 # ------------------------------------------------------------------------------------------- goldens
 # Reduced configs of both block flavours; pixel keys and sizes chosen to keep each file small, with

@@ -126,7 +126,7 @@ def test_parity_backbone_layers(size: str) -> None:
     runs = [f for f in _peer_files(size) if "encdec" not in f.name and "lulc" not in f.name]
     if not runs:
         pytest.skip(f"no reference outputs under {PEER / size}")
-    model = _backbone(size, "*.state_dict.pt", SIX)
+    model = _backbone(size, "*_seed0_S2L2A_B1_perturb0.02.state_dict.pt", SIX)
     for path in runs:
         io = torch.load(path, weights_only=False)
         errs = []

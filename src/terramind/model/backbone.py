@@ -65,6 +65,7 @@ class TerraMindBackbone(TerraMindEncoder):
             config, encoder_keys=[k for k in names.values() if k not in extra], extra_pixel=extra
         )
         self.names = names  # user name -> key
+        self.new_modalities = tuple(extra)  # keys of freshly initialised pixel modalities
         self.merge = merge
         self.image_keys = [
             k for k, m in self.encoder_embeddings.items() if not isinstance(m, SequenceEmbedding)
