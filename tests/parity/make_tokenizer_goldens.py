@@ -15,7 +15,7 @@ The outputs ``peer_terratorch.py`` records are therefore bf16-matmul results; th
 reference's true fp32 numbers. This script resets the precision to "highest" after the import.
 
     HF_HUB_OFFLINE=1 .peer-venv/bin/python tests/parity/make_tokenizer_goldens.py tiny
-    HF_HUB_OFFLINE=1 .peer-venv/bin/python tests/parity/make_tokenizer_goldens.py fp32 [--steps-override ...]
+    HF_HUB_OFFLINE=1 .peer-venv/bin/python tests/parity/make_tokenizer_goldens.py fp32 [--only tokenizer_dem]
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def make_tiny() -> None:
         print(path, f"{path.stat().st_size / 1e3:.0f} kB", {k: tuple(v.shape) for k, v in out.items()})
 
 
-def make_fp32(out_dir: Path) -> None:
-    for sd_path in sorted(glob.glob(str(out_dir / "*.state_dict.pt"))):
+def make_fp32(out_dir: Path, only: str) -> None:
+    for sd_path in sorted(glob.glob(str(out_dir / f"*{only}*.state_dict.pt"))):
         tag = Path(sd_path).name.removesuffix(".state_dict.pt")
         name = tag.split("_seed")[0]
         model = FULL_MODEL_REGISTRY.build(f"terratorch_{name}", pretrained=False).eval()
@@ -140,9 +140,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("job", choices=["tiny", "fp32"])
     ap.add_argument("--out-dir", type=Path, default=Path("peer_out/tokenizers"))
+    ap.add_argument("--only", default="", help="fp32: only tags containing this text (e.g. tokenizer_dem)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    make_tiny() if args.job == "tiny" else make_fp32(args.out_dir)
+    make_tiny() if args.job == "tiny" else make_fp32(args.out_dir, args.only)
 
 
 if __name__ == "__main__":
