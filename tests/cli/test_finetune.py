@@ -102,6 +102,16 @@ def test_finetune_fit_then_predict_on_example_tiles(tmp_path: Path, examples_dir
         assert (pred.width, pred.height, pred.count) == (224, 224, 1)
         values = pred.read(1)
     assert values.max() <= 9
+    # the same checkpoint over a "scene" in overlapping 128 px tiles, blended
+    scene_out = tmp_path / "scene.tif"
+    s2, s1 = (examples_dir / m / f"{NAMES[4]}.tif" for m in ("S2L2A", "S1RTC"))
+    args = ["finetune", "scene", "-c", str(config), "--ckpt_path", str(ckpt), "--input", f"S2L2A={s2}"]
+    args += ["--input", f"S1RTC={s1}", "--output", str(scene_out), "--tile", "128", "--overlap", "32"]
+    assert main(args) == 0
+    with rasterio.open(scene_out) as scene:
+        assert scene.transform == pred.transform and scene.crs == pred.crs
+        blended = scene.read(1)
+    assert blended.max() <= 9 and (blended == values).mean() > 0.5  # same model, different tile context
 
 
 def test_config_errors_surface_before_training(

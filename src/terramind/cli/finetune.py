@@ -4,13 +4,18 @@ Everything after ``finetune`` goes to :class:`lightning.pytorch.cli.LightningCLI
 works (``--print_config``, ``--trainer.max_epochs=5``, ``--ckpt_path``, several ``-c`` files). The model is
 any task class (``terramind.finetune.SegmentationTask``, ...) and the data any LightningDataModule, both
 named by ``class_path`` in the config; see ``configs/finetune/``.
+
+``terramind finetune scene -c config.yaml --ckpt_path best.ckpt --input S2L2A=scene.tif --output out.tif``
+predicts a whole scene of any size with a fine-tuned dense model (overlapping tiles, blended).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from terramind.cli.embed import parse_inputs
 from terramind.core.errors import TerraMindError
 from terramind.core.optional import require
 
@@ -70,8 +75,59 @@ def _config_error(err: ValueError) -> TerraMindError | None:
     return TerraMindError("invalid config: " + "; ".join(reasons)) if reasons else None
 
 
+def scene(argv: list[str]) -> Path:
+    """``finetune scene``: build the task from its config, load a checkpoint, predict a whole scene.
+
+    Returns:
+        The written GeoTIFF.
+    """
+    p = argparse.ArgumentParser(prog="terramind finetune scene", description=scene.__doc__)
+    p.add_argument("-c", "--config", action="append", required=True, help="the task's config file(s)")
+    p.add_argument("--ckpt_path", required=True, type=Path, help="a checkpoint written by `fit`")
+    p.add_argument(
+        "--input", action="append", required=True, metavar="MODALITY=PATH", help="scene per modality"
+    )
+    p.add_argument("--output", required=True, type=Path, help="GeoTIFF to write")
+    p.add_argument("--tile", type=int, default=224)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    require("lightning", "train")
+    import torch
+
+    from terramind.data.datamodule import GeoTiffDataModule
+    from terramind.finetune.scene import predict_scene
+    from terramind.finetune.tasks import RegressionTask, SegmentationTask
+
+    built = cli([arg for c in args.config for arg in ("-c", c)], run=False)
+    task, data = built.model, built.datamodule
+    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
+        raise TerraMindError(
+            "finetune scene needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
+        )
+    if not args.ckpt_path.is_file():
+        raise TerraMindError(f"checkpoint {str(args.ckpt_path)!r} does not exist")
+    task.load_state_dict(torch.load(args.ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
+    return predict_scene(
+        task.model,
+        parse_inputs(args.input),
+        data.inputs,
+        args.output,
+        out_channels=task.model.out_channels,
+        kind="classes" if isinstance(task, SegmentationTask) else "values",
+        tile=args.tile,
+        overlap=args.overlap,
+        batch=args.batch,
+        overwrite=args.overwrite,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run LightningCLI with the forwarded arguments; config errors become one-line messages."""
+    if args.lightning_args[:1] == ["scene"]:
+        print(f"wrote {scene(list(args.lightning_args[1:]))}")
+        return 0
     try:
         cli(list(args.lightning_args) or ["--help"])
     except ValueError as err:

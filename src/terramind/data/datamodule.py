@@ -104,6 +104,29 @@ def modality_inputs(
     return out
 
 
+def prepare_input(
+    mod: ModalityInput, data: np.ndarray, nodata: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise the model's bands of one modality; nodata and non-finite pixels become 0 (the mean).
+
+    Args:
+        mod: How the modality is read.
+        data: ``(C, H, W)`` raw values of ``mod.bands`` (already selected from the file's bands).
+        nodata: The file's nodata value.
+
+    Returns:
+        ``(x, invalid)``: float32 ``(C, H, W)`` standardised values and the ``(H, W)`` mask of pixels invalid
+        in any band.
+    """
+    data = data.astype(np.float32)
+    invalid = ~np.isfinite(data)
+    if nodata is not None:
+        invalid |= data == np.float32(nodata)
+    x = standardize(mod.name, np.nan_to_num(data) * mod.scale, bands=mod.bands, offset=mod.offset)
+    x[invalid] = 0.0  # standardised 0 is the band mean: the least surprising fill
+    return x, invalid.any(axis=0)
+
+
 class GeoTiffDataset(Dataset[dict[str, Any]]):
     """Samples of one split: standardised inputs per modality, the label (if any) and the source path.
 
@@ -146,14 +169,8 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
                 f"{str(path)!r} has {raster.data.shape[0]} bands but {mod.name} files should have "
                 f"{mod.file_band_count} (set file_bands to the bands the files hold)"
             )
-        data = raster.data[list(mod.index)].astype(np.float32)
-        invalid = ~np.isfinite(data)
-        if raster.georef.nodata is not None:
-            invalid |= data == raster.georef.nodata
-        values = np.nan_to_num(data) * mod.scale
-        x = standardize(mod.name, values, bands=mod.bands, offset=mod.offset)
-        x[invalid] = 0.0  # standardised 0 is the band mean: the least surprising fill
-        return torch.from_numpy(x), torch.from_numpy(invalid.any(axis=0))
+        x, invalid = prepare_input(mod, raster.data[list(mod.index)], raster.georef.nodata)
+        return torch.from_numpy(x), torch.from_numpy(invalid)
 
     def _read_label(self, index: int, invalid: torch.Tensor) -> torch.Tensor | None:
         if self.labels is not None:

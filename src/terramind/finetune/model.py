@@ -72,6 +72,7 @@ class DenseModel(nn.Module):
         if scales is None and len(indices) == len(DEFAULT_SCALES):
             scales = DEFAULT_SCALES
         self.backbone = backbone
+        self.out_channels = out_channels
         self.neck = PyramidNeck(widths[indices[0]], indices, scales)
         self.decoder = build_decoder(decoder, self.neck.out_channels, **dict(decoder_kwargs or {}))
         self.head = PixelHead(self.decoder.out_channels, out_channels, head_dropout)

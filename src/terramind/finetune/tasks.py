@@ -162,6 +162,7 @@ class SegmentationTask(_Task):
     """
 
     monitor = "val/loss"
+    model: DenseModel
 
     def __init__(
         self,
@@ -234,6 +235,8 @@ class RegressionTask(_Task):
         freeze_backbone: Train only neck, decoder and head.
         head_dropout: Dropout before the output convolution.
     """
+
+    model: DenseModel
 
     def __init__(
         self,
