@@ -125,3 +125,16 @@ def test_bad_sources(tmp_path):
         write_shards(tmp_path, tmp_path / "out")
     with pytest.raises(InputError, match="prepare"):
         StreamConfig(shards=(), modalities=("S2L2A",))
+
+
+def test_skip_batches_with_workers(shards):
+    from torch.utils.data import DataLoader
+
+    def batches(skip, n):
+        loader = DataLoader(ShardStream(config(shards), skip_batches=skip), batch_size=None, num_workers=2)
+        return list(itertools.islice(iter(loader), n))
+
+    full, resumed = batches(0, 5), batches(3, 2)
+    for x, y in zip(full[3:], resumed, strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert not torch.equal(full[0]["S2L2A"], full[1]["S2L2A"])  # the two workers read different shares

@@ -304,16 +304,25 @@ class ShardStream(IterableDataset[dict[str, torch.Tensor]]):
         self.skip_batches = skip_batches
         self.counter = SkipCounter()
 
-    def _split(self) -> tuple[int, int]:
+    def _role(self) -> tuple[int, int]:
+        """(role, workers): which worker's share this worker reads.
+
+        The DataLoader hands out batches round-robin starting at worker 0. After ``skip_batches`` batches
+        the next one belongs to worker ``skip_batches % workers`` of the original run, so on resume worker
+        ``i`` takes the role of worker ``(i + skip_batches) % workers``: the batch order continues exactly.
+        """
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        return self.rank * workers + worker, self.world_size * workers
+        return (worker + self.skip_batches) % workers, workers
+
+    def _split(self) -> tuple[int, int]:
+        role, workers = self._role()
+        return self.rank * workers + role, self.world_size * workers
 
     def _worker_skip(self) -> int:
-        info = get_worker_info()
-        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        # Batch j of this rank comes from worker j % workers.
-        return len(range(worker, self.skip_batches, workers))
+        role, workers = self._role()
+        # Batch j of this rank came from the worker with role j % workers.
+        return len(range(role, self.skip_batches, workers))
 
     def _epoch_samples(self, epoch: int, split: int, splits: int) -> Iterator[Mapping[str, object]]:
         order = np.random.default_rng((self.config.seed, epoch)).permutation(len(self.config.shards))

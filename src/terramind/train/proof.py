@@ -75,8 +75,9 @@ class ProofSizes:
         pretrain_steps: Optimizer steps of the pretraining.
         model_dim: Width of the pretrained model.
         model_depth: Encoder and decoder blocks.
-        crop: Pretraining crop (px).
+        crop: Pretraining crop (px); smaller than the tiles, so that random crops vary the few samples.
         tokens: Input and target tokens per sample.
+        batch: Samples per pretraining step (and held-out crops evaluated).
         eval_masks: Mask draws averaged on the held-out tile.
         ddim_steps: Diffusion steps when decoding held-out tokens.
     """
@@ -89,8 +90,9 @@ class ProofSizes:
     pretrain_steps: int = 400
     model_dim: int = 128
     model_depth: int = 3
-    crop: int = 224
-    tokens: int = 64
+    crop: int = 128
+    tokens: int = 32
+    batch: int = 8
     eval_masks: int = 16
     ddim_steps: int = 10
 
@@ -105,6 +107,7 @@ QUICK = ProofSizes(
     model_depth=1,
     crop=64,
     tokens=16,
+    batch=2,
     eval_masks=2,
     ddim_steps=2,
 )
@@ -181,19 +184,21 @@ def pretrain_config(shards: str, out: Path, sizes: ProofSizes) -> PretrainConfig
         model=ModelSection(size="tiny", overrides=overrides),
         masking=MaskingSection(num_input_tokens=sizes.tokens, num_target_tokens=sizes.tokens),
         optim=OptimSection(lr=1e-3, warmup_steps=max(1, sizes.pretrain_steps // 10), weight_decay=0.05),
-        data=DataSection(shards=shards, batch_size=4, crop=sizes.crop, shuffle_buffer=4),
+        data=DataSection(shards=shards, batch_size=sizes.batch, crop=sizes.crop, shuffle_buffer=8),
         trainer=_trainer(out, sizes.pretrain_steps),
     )
 
 
-def holdout_batch(shard: Path, modalities: Sequence[str], tokens: Sequence[str], crop: int) -> dict[str, Any]:
-    """Read the held-out tile as one batch (a seeded crop when the tile is larger than ``crop``)."""
+def holdout_batch(
+    shard: Path, modalities: Sequence[str], tokens: Sequence[str], crop: int, batch: int
+) -> dict[str, Any]:
+    """Read ``batch`` seeded random crops of the held-out tile as one batch."""
     stream = ShardStream(
         StreamConfig(
             shards=(str(shard),),
             modalities=tuple(modalities),
             token_modalities=tuple(tokens),
-            batch_size=1,
+            batch_size=batch,
             crop=crop,
             shuffle_buffer=1,
         )
@@ -301,7 +306,7 @@ def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = Non
     recorder = LossRecorder()
     module = pretrain(config, callbacks=[recorder])
     pixels = [e.name for e in config.modalities if e.input == "pixel"]
-    batch = holdout_batch(hold[0], pixels, MODALITIES, sizes.crop)
+    batch = holdout_batch(hold[0], pixels, MODALITIES, sizes.crop, sizes.batch)
     params = sum(int(p.numel()) for p in module.model.parameters())
     return {
         "holdout": holdout,
