@@ -79,3 +79,33 @@ def test_continual_pretraining_with_a_new_sensor_and_ema(tiny_config, fake_token
     assert not torch.equal(ema["mask_token"], live["mask_token"])
     with pytest.raises(InputError, match="only be a pixel input"):
         ModalityEntry("AERIAL4", input="pixel", target=True, channels=4, mean=(0,) * 4, std=(1,) * 4)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_config):
+    from terramind.train.pretrain import PretrainModule
+
+    config = tiny_config()
+    plain = PretrainModule(config)
+    ckpt = PretrainModule(
+        dataclasses.replace(config, model=dataclasses.replace(config.model, activation_checkpointing=True))
+    )
+    ckpt.load_state_dict(plain.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        "S2L2A": torch.rand(2, 12, 64, 64, generator=gen) * 3000,
+        "DEM": torch.rand(2, 1, 64, 64, generator=gen),
+        **{f"tok_{m}": torch.randint(0, 64, (2, 4, 4), generator=gen) for m in ("S2L2A", "DEM", "LULC")},
+    }
+    for module in (plain, ckpt):
+        module.compute_loss(batch, step=0).loss.backward()
+    torch.testing.assert_close(plain.model.mask_token.grad, ckpt.model.mask_token.grad)
+    assert set(plain.state_dict()) == set(ckpt.state_dict())
+
+
+def test_masking_budget_error_is_raised_at_build(tiny_config):
+    config = tiny_config()
+    too_many = dataclasses.replace(
+        config, masking=dataclasses.replace(config.masking, num_input_tokens=40, num_target_tokens=20)
+    )
+    with pytest.raises(InputError, match="exceed the available tokens"):
+        pretrain(too_many)
