@@ -40,7 +40,17 @@ def test_reconstruct_lulc_reports_pixel_accuracy(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "lulc.tif"
-    argv = ["reconstruct", str(EXAMPLES / "LULC" / TILE), "-m", "LULC", "-o", str(out), "--weights", "random"]
+    argv = [
+        "reconstruct",
+        str(EXAMPLES / "LULC" / TILE),
+        "-m",
+        "LULC",
+        "-o",
+        str(out),
+        "--weights",
+        "random",
+        "--bf16",
+    ]
     assert main(argv) == 0
     assert "pixel_accuracy" in capsys.readouterr().out
     with rasterio.open(out) as rec:

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", type=Path, default=None, help="also write a quicklook PNG of the reconstruction")
     p.add_argument("--steps", type=int, default=10, help="diffusion steps (default 10; the release used 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial diffusion noise (default 0)")
+    p.add_argument(
+        "--bf16", action="store_true", help="decode under bf16 autocast (about 2x faster on CPUs with AMX)"
+    )
     p.set_defaults(func=run)
 
 
@@ -65,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     tok = load_tokenizer(spec.name, args.weights, args.device)
     x = to_model_input(raster, spec.name, args.offset, args.device)
     generator = torch.Generator().manual_seed(args.seed)
+    autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16)
     with torch.inference_mode():
-        out = tok.decode(tok.encode(x), steps=args.steps, generator=generator)[0].float().cpu().numpy()
+        ids = tok.encode(x)
+        with autocast:
+            out = tok.decode(ids, steps=args.steps, generator=generator)[0].float().cpu().numpy()
     if spec.classes is not None:
         rec = out.argmax(axis=0)[None].astype(np.uint8)
         write_raster(args.output, rec, raster.georef, colormap=_colormap(spec), overwrite=args.overwrite)
