@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from terramind.api.models import create_model
 from terramind.api.tokenizers import create_tokenizer
 from terramind.checkpoints.tokenizers import TOKENIZERS, Weights
 from terramind.core.errors import CheckpointError
@@ -47,8 +48,6 @@ def create_generator(
         ModalityError: An output that cannot be generated, or an output that is also an input.
         CheckpointError: Weights that cannot be found or loaded.
     """
-    from terramind.api.model import create_model  # the model's verb, a sibling in this layer
-
     check_modalities(inputs, outputs)  # fail before loading gigabytes
     tokenizers: dict[str, Tokenizer] = {}
     for modality in needed_tokenizers(inputs, outputs):
