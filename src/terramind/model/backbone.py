@@ -112,8 +112,8 @@ class TerraMindBackbone(TerraMindEncoder):
         keyed = {self.key_of(name): value for name, value in inputs.items()}
         if len(keyed) != len(inputs):
             raise ModalityError(f"inputs {list(inputs)} name the same modality twice")
-        x, emb, _, counts = self.embed(keyed)
-        layers = self.run_encoder(x + emb)
+        tokens, counts = self.embed_tokens(keyed)
+        layers = self.run_encoder(tokens)
         if self.merge is None:
             return layers
         if self.merge == "dict":

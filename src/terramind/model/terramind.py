@@ -124,30 +124,18 @@ class TerraMindEncoder(nn.Module):
             ``x`` and ``emb`` (B, N, D), the (B, N) real-token mask (None: all real) and the token count of
             each input before masking (used to split the sequence by modality).
         """
-        if not inputs:
-            raise InputError("no inputs given: pass at least one modality")
         masks = masks or {}
         unknown = [k for k in masks if k not in inputs]
         if unknown:
             raise InputError(f"masks given for {unknown}, which are not among the inputs {list(inputs)}")
-        xs, embs, keeps, counts = [], [], [], []
-        batch = next(iter(inputs.values())).shape[0]
-        for key, value in inputs.items():
-            x, emb = self._embed_one(key, value, masks.get(key))
-            if x.shape[0] != batch:
-                raise ShapeError(f"{key}: batch size {x.shape[0]} differs from the first input's {batch}")
-            xs.append(x)
-            embs.append(emb.expand(batch, -1, -1))
-            counts.append(x.shape[1])
-            keeps.append(self._keep(key, masks.get(key), x.shape[:2]))
-        x, emb = torch.cat(xs, 1), torch.cat(embs, 1)
-        if all(k is None for k in keeps):
+        parts = self._embed_parts(inputs, masks)
+        counts = [x.shape[1] for x, _ in parts]
+        x = torch.cat([x for x, _ in parts], 1)
+        emb = torch.cat([e.expand(x.shape[0], -1, -1) for _, e in parts], 1)
+        if not masks:
             return x, emb, None, counts
         keep = torch.cat(
-            [
-                torch.ones(xi.shape[:2], dtype=torch.bool, device=x.device) if k is None else k
-                for xi, k in zip(xs, keeps, strict=True)
-            ],
+            [self._keep(key, masks.get(key), part[0]) for key, part in zip(inputs, parts, strict=True)],
             1,
         )
         if not bool(keep.any(1).all()):
@@ -155,14 +143,37 @@ class TerraMindEncoder(nn.Module):
         x, emb, real = pack(x, emb, keep)
         return x, emb, real, counts
 
+    def embed_tokens(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        """Return the encoder input ``x + emb`` (B, N, D) of unmasked inputs and each input's token count.
+
+        The fast path of the backbone: positions are added per modality, no separate ``emb`` is kept.
+        """
+        parts = self._embed_parts(inputs, {})
+        tokens = [x + emb for x, emb in parts]
+        return (tokens[0] if len(tokens) == 1 else torch.cat(tokens, 1)), [t.shape[1] for t in tokens]
+
+    def _embed_parts(
+        self, inputs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if not inputs:
+            raise InputError("no inputs given: pass at least one modality")
+        batch = next(iter(inputs.values())).shape[0]
+        parts = []
+        for key, value in inputs.items():
+            x, emb = self._embed_one(key, value, masks.get(key))
+            if x.shape[0] != batch:
+                raise ShapeError(f"{key}: batch size {x.shape[0]} differs from the first input's {batch}")
+            parts.append((x, emb))
+        return parts
+
     @staticmethod
-    def _keep(key: str, mask: torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor | None:
+    def _keep(key: str, mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """Return one input's (B, N) keep-mask (all True when not masked), checked against its tokens."""
+        shape = tuple(x.shape[:2])
         if mask is None:
-            return None
-        if tuple(mask.shape) != tuple(shape) or mask.dtype != torch.bool:
-            raise ShapeError(
-                f"mask of {key} must be bool {tuple(shape)}, got {mask.dtype} {tuple(mask.shape)}"
-            )
+            return torch.ones(shape, dtype=torch.bool, device=x.device)
+        if tuple(mask.shape) != shape or mask.dtype != torch.bool:
+            raise ShapeError(f"mask of {key} must be bool {shape}, got {mask.dtype} {tuple(mask.shape)}")
         return mask
 
     def _embed_one(
@@ -209,6 +220,8 @@ class TerraMindEncoder(nn.Module):
             inputs: See :meth:`TerraMind.encode`.
             masks: See :meth:`TerraMind.encode`.
         """
+        if not masks:
+            return self.run_encoder(self.embed_tokens(inputs)[0])
         x, emb, mask, _ = self.embed(inputs, masks)
         return self.run_encoder(x + emb, mask)
 
