@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from terramind.cli.main import main
@@ -11,18 +12,16 @@ NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637
 
 
 def test_embed_example_folders(tmp_path: Path, examples_dir: Path) -> None:
+    for mod in ("S2L2A", "S1RTC"):  # two real tiles per modality keep the test quick
+        (tmp_path / mod).mkdir()
+        for name in NAMES[:2]:
+            (tmp_path / mod / f"{name}.tif").symlink_to(examples_dir / mod / f"{name}.tif")
     out = tmp_path / "emb.npy"
-    args = [
-        "embed",
-        "--input",
-        f"S2L2A={examples_dir / 'S2L2A'}",
-        "--input",
-        f"s1rtc={examples_dir / 'S1RTC'}",
-    ]
+    args = ["embed", "--input", f"S2L2A={tmp_path / 'S2L2A'}", "--input", f"s1rtc={tmp_path / 'S1RTC'}"]
     assert main([*args, "--output", str(out), "--model", "terramind_v1_tiny", "--weights", "none"]) == 0
     names, emb = read_embeddings(out)
-    assert names == NAMES and emb.shape == (5, 192)
-    assert emb.std(axis=0).mean() > 0  # tiles differ
+    assert names == NAMES[:2] and emb.shape == (2, 192)
+    assert not np.allclose(emb[0], emb[1])  # tiles differ
 
 
 def test_embed_one_tile_per_token(tmp_path: Path, examples_dir: Path) -> None:
