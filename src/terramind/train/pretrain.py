@@ -336,6 +336,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+def _strategy(name: str) -> str:
+    """Map ``ddp`` to DDP with unused-parameter detection.
+
+    With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings
+    take no gradient, which plain DDP treats as an error.
+    """
+    return "ddp_find_unused_parameters_true" if name == "ddp" else name
+
+
 def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:
     """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints.
 
@@ -360,7 +369,7 @@ def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callb
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=_strategy(t.strategy),
         precision=t.precision,  # type: ignore[arg-type]
         gradient_clip_val=clip_grad or None,
         logger=logger,
