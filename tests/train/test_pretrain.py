@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import shutil
 
 import pytest
@@ -109,3 +110,25 @@ def test_masking_budget_error_is_raised_at_build(tiny_config):
     )
     with pytest.raises(InputError, match="exceed the available tokens"):
         pretrain(too_many)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_masks_drawn_in_data_workers_match_the_step(tiny_config, workers):
+    from torch.utils.data import DataLoader
+
+    from terramind.data.shards import ShardStream
+    from terramind.train.pretrain import MaskDrawer, PretrainModule, stream_config, unpack_masks
+
+    module = PretrainModule(tiny_config())
+    drawer = MaskDrawer(module.masking, seed=0, rank=0)
+    stream = ShardStream(stream_config(module.config, module.modalities), skip_batches=1, transform=drawer)
+    loader = DataLoader(stream, batch_size=None, num_workers=workers)
+    for step, batch in enumerate(itertools.islice(iter(loader), 3), start=1):  # resumed after 1 batch
+        attached, drawn = unpack_masks(batch, module.masking), drawer.draw(2, step)
+        for name in drawn:
+            assert torch.equal(attached[name].input_mask, drawn[name].input_mask)
+            assert torch.equal(attached[name].target_positions, drawn[name].target_positions)
+        assert torch.equal(
+            module.compute_loss(batch, step).loss,
+            module.compute_loss({k: v for k, v in batch.items() if not k.startswith("mask_")}, step).loss,
+        )

@@ -40,6 +40,9 @@ TOKEN_PREFIX = "tok_"
 # Tokenizer patch size: token grids are pixel grids divided by this (spec section 4.1).
 TOKEN_PATCH = 16
 
+BatchTransform = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
+"""``(batch, index of the batch in its rank's sequence) -> batch``, run inside the DataLoader worker."""
+
 Tokenize = Callable[[np.ndarray], np.ndarray]
 """Raw pixels ``(C, H, W)`` -> ids ``(H/16, W/16)``; composed by the caller (data never loads models)."""
 
@@ -290,7 +293,15 @@ class ShardStream(IterableDataset[dict[str, torch.Tensor]]):
     Raw values are returned; standardisation belongs to the consumer.
     """
 
-    def __init__(self, config: StreamConfig, *, rank: int = 0, world_size: int = 1, skip_batches: int = 0):
+    def __init__(
+        self,
+        config: StreamConfig,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_batches: int = 0,
+        transform: BatchTransform | None = None,
+    ):
         """Create the stream.
 
         Args:
@@ -298,10 +309,13 @@ class ShardStream(IterableDataset[dict[str, torch.Tensor]]):
             rank: This process's rank.
             world_size: Number of ranks.
             skip_batches: Batches this rank already consumed (to resume exactly after an interruption).
+            transform: Applied in the worker to each batch with its index in this rank's batch sequence
+                (e.g. drawing the step's masks off the training loop); None: batches as read.
         """
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.skip_batches = skip_batches
+        self.transform = transform
         self.counter = SkipCounter()
 
     def _role(self) -> tuple[int, int]:
@@ -359,14 +373,20 @@ class ShardStream(IterableDataset[dict[str, torch.Tensor]]):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches forever (the consumer decides how many steps to take)."""
         split, splits = self._split()
-        batch: list[dict[str, torch.Tensor]] = []
+        role, workers = self._role()
         to_skip = self._worker_skip()
-        for sample in self._samples(split, splits):
+        for made, batch in enumerate(self._batched(self._samples(split, splits))):
+            if to_skip > 0:
+                to_skip -= 1
+                continue
+            # This worker's batch number ``made`` is batch ``role + made * workers`` of the rank.
+            yield batch if self.transform is None else self.transform(batch, role + made * workers)
+
+    def _batched(self, samples: Iterator[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+        """Stack consecutive samples into batches of ``batch_size``."""
+        batch: list[dict[str, torch.Tensor]] = []
+        for sample in samples:
             batch.append(sample)
             if len(batch) == self.config.batch_size:
-                collated = {k: torch.stack([s[k] for s in batch]) for k in batch[0]}
+                yield {k: torch.stack([s[k] for s in batch]) for k in batch[0]}
                 batch = []
-                if to_skip > 0:
-                    to_skip -= 1
-                    continue
-                yield collated

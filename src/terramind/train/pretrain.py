@@ -37,7 +37,7 @@ from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.core.errors import CheckpointError, InputError
 from terramind.core.files import atomic_path
 from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
-from terramind.masking import MaskingConfig, Stream, collate_masks, sample_masks
+from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import Kind, get_modality, standardize
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
 from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, to_dict
@@ -182,6 +182,46 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
     )
 
 
+MASK_INPUT, MASK_TARGETS, MASK_VALID = "mask_input/", "mask_targets/", "mask_valid/"
+
+
+class MaskDrawer:
+    """Draws a batch's masks from (seed, step, rank) alone, so the data workers can draw them off the loop.
+
+    As a shard-stream transform it attaches ``mask_input/<m>`` (B, N) bool, ``mask_targets/<m>`` (B, T)
+    long and ``mask_valid/<m>`` (B, T) bool to the batch; batch ``i`` of a rank is consumed at step ``i``.
+    """
+
+    def __init__(self, masking: MaskingConfig, seed: int, rank: int):
+        """Remember the scheme, the run seed and the rank."""
+        self.masking, self.seed, self.rank = masking, seed, rank
+
+    def draw(self, batch_size: int, step: int) -> dict[str, ImageBatchMask]:
+        """Masks of the batch of ``step``: a pure function of (seed, step, rank)."""
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        images, _ = collate_masks([sample_masks(self.masking, rng) for _ in range(batch_size)], self.masking)
+        return images
+
+    def __call__(self, batch: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+        """Attach the masks of the batch consumed at step ``index``."""
+        images = self.draw(next(iter(batch.values())).shape[0], index)
+        for name, m in images.items():
+            batch[f"{MASK_INPUT}{name}"] = m.input_mask
+            batch[f"{MASK_TARGETS}{name}"] = m.target_positions
+            batch[f"{MASK_VALID}{name}"] = m.target_valid
+        return batch
+
+
+def unpack_masks(batch: Mapping[str, torch.Tensor], masking: MaskingConfig) -> dict[str, ImageBatchMask]:
+    """Read the masks a :class:`MaskDrawer` attached to a batch."""
+    return {
+        s.name: ImageBatchMask(
+            batch[f"{MASK_INPUT}{s.name}"], batch[f"{MASK_TARGETS}{s.name}"], batch[f"{MASK_VALID}{s.name}"]
+        )
+        for s in masking.streams
+    }
+
+
 class PretrainModule(L.LightningModule):
     """Masked token prediction: the model, the masking, the loss, the optimiser and the data position."""
 
@@ -199,10 +239,14 @@ class PretrainModule(L.LightningModule):
         self.resume_batches = 0
         self._step_start = 0.0
 
-    def draw_masks(self, batch_size: int, step: int, rank: int) -> list[Any]:
-        """Masks of one batch: a pure function of (seed, step, rank)."""
-        rng = np.random.default_rng([self.config.seed, step, rank])
-        return [sample_masks(self.masking, rng) for _ in range(batch_size)]
+    def batch_masks(
+        self, batch: Mapping[str, torch.Tensor], step: int, rank: int
+    ) -> dict[str, ImageBatchMask]:
+        """Return the masks the data workers attached (:class:`MaskDrawer`), else draw them here."""
+        if all(f"{MASK_INPUT}{s.name}" in batch for s in self.masking.streams):
+            return unpack_masks(batch, self.masking)
+        size = next(iter(batch.values())).shape[0]
+        return MaskDrawer(self.masking, self.config.seed, rank).draw(size, step)
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor], step: int, rank: int = 0) -> LossResult:
         """Mask a batch, encode its inputs, decode its targets and return the loss.
@@ -213,7 +257,7 @@ class PretrainModule(L.LightningModule):
             rank: Process rank (selects the masks).
         """
         first = next(iter(batch.values()))
-        images, _ = collate_masks(self.draw_masks(first.shape[0], step, rank), self.masking)
+        images = self.batch_masks(batch, step, rank)
         inputs, masks = {}, {}
         for m in self.modalities:
             mask = images[m.name].input_mask.to(first.device)
@@ -282,6 +326,7 @@ class PretrainModule(L.LightningModule):
             rank=self.global_rank,
             world_size=self.trainer.world_size,
             skip_batches=self.resume_batches,
+            transform=MaskDrawer(self.masking, self.config.seed, self.global_rank),
         )
         return DataLoader(stream, batch_size=None, num_workers=self.config.data.num_workers)
 
