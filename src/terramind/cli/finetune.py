@@ -12,6 +12,7 @@ predicts a whole scene of any size with a fine-tuned dense model (overlapping ti
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run LightningCLI: terramind finetune {fit,validate,test,predict} -c config.yaml [...]",
         add_help=False,
     )
+    parser.add_argument("-h", "--help", action="store_true", help="LightningCLI's help")
     parser.add_argument("lightning_args", nargs=argparse.REMAINDER, help="arguments for LightningCLI")
     parser.set_defaults(func=run)
 
@@ -46,16 +48,19 @@ def cli(args: list[str], **kwargs: Any) -> Any:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        **kwargs,
-    )
+    with warnings.catch_warnings():
+        # we pass the arguments explicitly on purpose (they are what follows `terramind finetune`)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return LightningCLI(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            **kwargs,
+        )
 
 
 def _config_error(err: ValueError) -> TerraMindError | None:
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {scene(list(args.lightning_args[1:]))}")
         return 0
     try:
-        cli(list(args.lightning_args) or ["--help"])
+        cli(list(args.lightning_args) if args.lightning_args and not args.help else ["--help"])
     except ValueError as err:
         wrapped = _config_error(err)
         if wrapped is None:
