@@ -31,7 +31,7 @@ from terramind.train.config import (
     PretrainConfig,
 )
 from terramind.train.optim import build_optimizer
-from terramind.train.pretrain import MaskDrawer, PretrainModule
+from terramind.train.pretrain import MaskDrawer, PretrainModule, avoid_cudnn_attention
 
 MODALITIES = (
     ModalityEntry("S2L2A"),
@@ -130,14 +130,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--cudnn-attention", action="store_true", help="allow SDPA's cuDNN backend")
     args = parser.parse_args()
+    if not args.cudnn_attention:
+        avoid_cudnn_attention()  # as the trainer does
     torch.set_num_threads(args.threads)
     device_name = (
         torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     )
     print(
         f"device: {device_name}; batch {args.batch}; 128 input + 128 target tokens per sample; "
-        f"{args.precision}; activation checkpointing {'on' if args.activation_checkpointing else 'off'}\n"
+        f"{args.precision}; activation checkpointing {'on' if args.activation_checkpointing else 'off'}; "
+        f"cuDNN attention {'on' if args.cudnn_attention else 'off'}\n"
     )
     print("| size | params (M) | s/step | tokens/s | samples/s | peak memory (MB) | masks (ms/batch) |")
     print("|---|---|---|---|---|---|---|")
