@@ -1,0 +1,230 @@
+"""Generation benchmark: ours vs the reference (terratorch), interleaved, one worker process per measurement.
+
+Scenarios on one 224 px S2L2A tile (random weights, batch 1, 2 threads, the default sampling of both:
+temperature 1, top-p 0.8, chained outputs):
+
+- ``lulc``: S2L2A -> LULC (no diffusion);
+- ``s1rtc``: S2L2A -> S1RTC with 10 diffusion steps;
+- ``five``: S2L2A -> S1GRD, S1RTC, DEM, LULC, NDVI (10 diffusion steps; S2L2A is the input so it is not
+  regenerated -- the reference would also keep the S2L2A tokenizer resident);
+- ours in bf16 for ``s1rtc`` and ``five``, with its error against fp32 on the same tokens;
+- ours on a 2240 x 2240 scene (S2L2A -> LULC, tiles 224, overlap 32, batch 4): tiles per second.
+
+Every measurement runs in a fresh process (``--worker``) so its peak memory (``ru_maxrss``) is its own; the
+parent alternates ours and reference for each scenario. The reference runs with the matmul precision that
+importing terratorch leaves ("medium", which lets oneDNN use bf16 on CPUs that have it) and, as a second row,
+with "highest" (true fp32, like ours).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_generation.py [--model terramind_v1_base] [--repeats 2] [--scene]
+        [--scenarios lulc,s1rtc,five] [--diffusion-steps 10] [--warmup 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS_PY = ROOT / ".venv" / "bin" / "python"
+PEER_PY = ROOT / ".peer-venv" / "bin" / "python"
+SCENARIOS = {"lulc": ["LULC"], "s1rtc": ["S1RTC"], "five": ["S1GRD", "S1RTC", "DEM", "LULC", "NDVI"]}
+DIFFUSION_STEPS = int(os.environ.get("BENCH_DIFFUSION_STEPS", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "0"))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tile():
+    import torch
+
+    return torch.rand(1, 12, 224, 224, generator=torch.Generator().manual_seed(0)) * 3000 + 200
+
+
+def worker_ours(model: str, outputs: list[str], repeats: int, precision: str) -> dict:
+    import torch
+
+    from terramind.api.generation import create_generator
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    gen = create_generator(model, inputs=["S2L2A"], outputs=outputs)
+    build = time.perf_counter() - t0
+    x, times = _tile(), []
+    for i in range(WARMUP):
+        gen.generate({"S2L2A": x}, seed=i, diffusion_steps=DIFFUSION_STEPS, precision=precision)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        gen.generate({"S2L2A": x}, seed=i, diffusion_steps=DIFFUSION_STEPS, precision=precision)
+        times.append(time.perf_counter() - t0)
+    result = {"build_s": build, "times": times, "peak_mb": _peak_mb()}
+    if precision == "bf16":
+        result["bf16_error"] = _bf16_error(gen, x)
+    return result
+
+
+def _bf16_error(gen, x) -> dict:
+    """Greedy token agreement, and the decoders' relative error on identical tokens, bf16 vs fp32."""
+    from terramind.generation.generate import GenerationOptions
+    from terramind.generation.sampling import SamplingConfig
+
+    greedy = SamplingConfig(temperature=0.0)
+    t32 = gen.generate_tokens({"S2L2A": x}, GenerationOptions(sampling=greedy), seed=0)
+    t16 = gen.generate_tokens({"S2L2A": x}, GenerationOptions(sampling=greedy, precision="bf16"), seed=0)
+    agree = {k: float((t32[k] == t16[k]).float().mean()) for k in t32}
+    errors = {}
+    for precision in ("fp32", "bf16"):
+        opts = GenerationOptions(diffusion_steps=DIFFUSION_STEPS, precision=precision)
+        errors[precision] = gen.decode(t32, (14, 14), opts, 0, [0], standardize=False)
+    rel = {
+        k: float((errors["bf16"][k] - v).norm() / v.norm().clamp_min(1e-12))
+        for k, v in errors["fp32"].items()
+    }
+    return {"token_agreement": agree, "decoded_rel_error": rel}
+
+
+def worker_ref(model: str, outputs: list[str], repeats: int, precision: str) -> dict:
+    import warnings
+
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from terratorch.registry import FULL_MODEL_REGISTRY  # importing terratorch sets "medium"
+
+        torch.set_float32_matmul_precision(precision)
+        t0 = time.perf_counter()
+        net = FULL_MODEL_REGISTRY.build(
+            f"terratorch_{model}_generate", pretrained=False, modalities=["S2L2A"], output_modalities=outputs,
+            timesteps=DIFFUSION_STEPS, standardize=True,
+        ).eval()  # fmt: skip
+        build = time.perf_counter() - t0
+        x, times = _tile(), []
+        for _ in range(WARMUP):
+            with torch.inference_mode():
+                net({"S2L2A": x.clone()})
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                net({"S2L2A": x.clone()})
+            times.append(time.perf_counter() - t0)
+    return {"build_s": build, "times": times, "peak_mb": _peak_mb()}
+
+
+def worker_scene(model: str, size: int, batch: int) -> dict:
+    import numpy as np
+    import rasterio
+    import torch
+    from affine import Affine
+
+    from terramind.api.generation import create_generator
+    from terramind.generation.scene import SceneOutput, fill_values, generate_scene, generator_tile_fn
+
+    torch.set_num_threads(2)
+    gen = create_generator(model, inputs=["S2L2A"], outputs=["LULC"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scene.tif"
+        data = np.random.default_rng(0).integers(0, 5000, (12, size, size), dtype=np.int16)
+        profile = dict(driver="GTiff", width=size, height=size, count=12, dtype="int16", crs="EPSG:32632",
+                       transform=Affine(10, 0, 500000, 0, -10, 6000000), tiled=True)  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+        del data
+        outputs = [SceneOutput.for_modality("LULC", Path(tmp) / "LULC.tif")]
+        counted = {"tiles": 0}
+
+        def progress(total: int, done: int):
+            counted["tiles"] = total
+            return lambda n: None
+
+        t0 = time.perf_counter()
+        generate_scene(
+            generator_tile_fn(gen, outputs, seed=0), {"S2L2A": path}, outputs, work_dir=Path(tmp) / "work",
+            batch=batch, fill=fill_values(["S2L2A"]), progress=progress,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+    return {"tiles": counted["tiles"], "seconds": elapsed, "tiles_per_s": counted["tiles"] / elapsed,
+            "peak_mb": _peak_mb()}  # fmt: skip
+
+
+def run_worker(python: Path, *args: str) -> dict:
+    cmd = [str(python), str(Path(__file__).resolve()), "--worker", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="terramind_v1_base")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scenarios", default="lulc,s1rtc,five")
+    ap.add_argument("--scene", action="store_true", help="also time a whole scene (ours)")
+    ap.add_argument("--scene-size", type=int, default=2240)
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench_results" / "generation.json")
+    ap.add_argument("--diffusion-steps", type=int, default=DIFFUSION_STEPS)
+    ap.add_argument("--warmup", type=int, default=WARMUP, help="untimed runs before the timed ones")
+    args = ap.parse_args()
+    os.environ["BENCH_DIFFUSION_STEPS"], os.environ["BENCH_WARMUP"] = (
+        str(args.diffusion_steps),
+        str(args.warmup),
+    )
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "scene":
+            result = worker_scene(rest[0], int(rest[1]), int(rest[2]))
+        else:
+            fn = worker_ours if kind == "ours" else worker_ref
+            result = fn(rest[0], rest[1].split(","), int(rest[2]), rest[3])
+        print(json.dumps(result))
+        return
+    rows = []
+    for name in args.scenarios.split(","):
+        outs = ",".join(SCENARIOS[name])
+        plan = [
+            ("ours fp32", OURS_PY, "ours", "fp32"),
+            ("reference (as imported: medium)", PEER_PY, "ref", "medium"),
+            ("ours bf16", OURS_PY, "ours", "bf16"),
+            ("reference fp32 (highest)", PEER_PY, "ref", "highest"),
+        ]
+        if name == "lulc":
+            plan = [p for p in plan if p[0] != "ours bf16"]
+        for label, python, kind, precision in plan:
+            result = run_worker(python, kind, args.model, outs, str(args.repeats), precision)
+            result.update(scenario=name, who=label, median_s=statistics.median(result["times"]))
+            rows.append(result)
+            line = (
+                f"{name:6s} {label:34s} median {result['median_s']:8.2f} s  peak {result['peak_mb']:8.0f} MB"
+            )
+            print(line, flush=True)
+    if args.scene:
+        result = run_worker(OURS_PY, "scene", args.model, str(args.scene_size), "4")
+        result.update(scenario=f"scene {args.scene_size}", who="ours fp32")
+        rows.append(result)
+        rate = f"{result['tiles_per_s']:.2f} tiles/s"
+        print(
+            f"scene  {result['tiles']} tiles in {result['seconds']:.1f} s = {rate}, peak {result['peak_mb']:.0f} MB"  # noqa: E501
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model": args.model, "threads": 2, "diffusion_steps": args.diffusion_steps, "warmup": args.warmup}
+    args.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
