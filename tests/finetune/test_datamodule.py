@@ -122,3 +122,22 @@ def test_augmentation_and_nodata_apply_to_inputs_and_label(tmp_path: Path, tiny_
         assert int(invalid.sum()) == 5 and bool((y[invalid] == -1).all())
         vv = destandardize("S1RTC", x)[0]
         assert torch.equal((vv > -15).long()[~invalid], y[~invalid])
+
+
+@pytest.mark.parametrize("task", ["classification", "multilabel"])
+def test_classification_labels_from_a_csv(tmp_path: Path, examples_dir: Path, task: str) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S1RTC": NAMES})
+    rows = [f"{n},{i % 3}" if task == "classification" else f"{n},0 {1 + i % 2}" for i, n in enumerate(NAMES)]
+    (root / "labels.csv").write_text("\n".join(rows))
+    dm = GeoTiffDataModule(str(root), ["S1RTC"], 3, task=task, split_ratio=(0.6, 0.4, 0.0), batch_size=5)  # type: ignore[arg-type]
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    labels = batch["label"]
+    assert labels.shape == ((3,) if task == "classification" else (3, 3))
+    if task == "multilabel":
+        assert bool((labels[:, 0] == 1).all()) and bool((labels.sum(1) == 2).all())
+    (root / "labels.csv").write_text("\n".join(f"{n},7" for n in NAMES))
+    with pytest.raises(InputError, match=r"classes \[7\] are outside 0\.\.2"):
+        GeoTiffDataModule(str(root), ["S1RTC"], 3, task="classification", split_ratio=(0.6, 0.4, 0.0)).setup(
+            "fit"
+        )
