@@ -92,3 +92,17 @@ def test_baselines_use_the_bit_budget():
     classes[:, 112:] = 3
     out = class_block_baseline(classes, bits_per_token(4375), 10)
     assert out.shape == classes.shape and (out == classes).float().mean() > 0.9
+
+
+def test_ema_weights_are_saved(train_shards, tmp_path):
+    import dataclasses
+
+    from terramind.train.tokenizer import load_trained_tokenizer
+
+    cfg = config(train_shards, tmp_path, "LULC", "vit", steps=3)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, ema_decay=0.5))
+    module = train_tokenizer(cfg)
+    saved = load_trained_tokenizer(tmp_path / "LULC")
+    key = "quant_proj.weight"
+    assert torch.equal(saved.state_dict()[key], module.ema.module.state_dict()[key])
+    assert not torch.equal(saved.state_dict()[key], module.tokenizer.state_dict()[key])

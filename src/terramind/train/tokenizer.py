@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import yaml
 from lightning.pytorch.callbacks import Callback
 from safetensors.torch import save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from terramind.checkpoints.io import load_into, read_state_dict
@@ -118,6 +119,12 @@ class TokenizerModule(L.LightningModule):
         # The release's training noise schedule (linear betas rescaled to zero terminal SNR, spec 4.3).
         self.alphas_cumprod = make_scheduler().alphas_cumprod.float()
         self.resume_batches = 0
+        self.ema: AveragedModel | None = None
+        if config.optim.ema_decay is not None:  # the release used EMA 0.9999 (DiVAE) / 0.99 (LULC), spec 4.5
+            self.ema = AveragedModel(
+                self.tokenizer, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay)
+            )
+            self.ema.requires_grad_(False)
 
     def compute_loss(self, raw: torch.Tensor, step: int, rank: int = 0) -> torch.Tensor:
         """Loss of one batch of raw pixels ``(B, C, H, W)`` (LULC: class ids ``(B, 1, H, W)``)."""
@@ -182,6 +189,11 @@ class TokenizerModule(L.LightningModule):
         )
         return DataLoader(stream, batch_size=None, num_workers=d.num_workers)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the EMA weights after the optimiser step."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.tokenizer)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the data position."""
         checkpoint["terramind_batches_consumed"] = self.global_step
@@ -192,7 +204,7 @@ class TokenizerModule(L.LightningModule):
 
 
 def save_tokenizer(module: TokenizerModule, out_dir: str | Path) -> Path:
-    """Write ``tokenizer.safetensors`` and the ``tokenizer.yaml`` that rebuilds its architecture.
+    """Write ``tokenizer.safetensors`` (EMA weights if enabled) and the ``tokenizer.yaml`` that rebuilds it.
 
     Returns:
         The weights file.
@@ -202,7 +214,8 @@ def save_tokenizer(module: TokenizerModule, out_dir: str | Path) -> Path:
     with atomic_path(out / "tokenizer.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(_yaml_ready(to_dict(module.config)), sort_keys=False))
     weights = out / "tokenizer.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in module.tokenizer.state_dict().items()}
+    trained = module.ema.module if module.ema is not None else module.tokenizer  # EMA weights when kept
+    state = {k: v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
     return weights
