@@ -141,3 +141,10 @@ def test_classification_labels_from_a_csv(tmp_path: Path, examples_dir: Path, ta
         GeoTiffDataModule(str(root), ["S1RTC"], 3, task="classification", split_ratio=(0.6, 0.4, 0.0)).setup(
             "fit"
         )
+
+
+def test_token_modalities_and_stray_names_are_config_errors(examples_dir: Path) -> None:
+    with pytest.raises(ModalityError, match="LULC enters TerraMind as tokenizer ids"):
+        GeoTiffDataModule(str(examples_dir), ["S2L2A", "LULC"], 2)
+    with pytest.raises(ModalityError, match=r"scales name \['S1RTC'\]"):
+        GeoTiffDataModule(str(examples_dir), ["S2L2A"], 2, scales={"S1RTC": 2.0})

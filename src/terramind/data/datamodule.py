@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from terramind.core.errors import InputError, ModalityError, TerraMindError
 from terramind.data.geotiff import open_georef, read_raster
-from terramind.modalities import band_indices, get_modality, standardize
+from terramind.modalities import Kind, band_indices, get_modality, standardize
 
 LABEL = "label"
 SPLITS = ("train", "val", "test", "predict")
@@ -80,17 +80,21 @@ def modality_inputs(
     Returns:
         One :class:`ModalityInput` per modality.
     """
-    unknown = [k for k in [*bands, *file_bands, *offsets] if k not in modalities]
+    unknown = [k for k in [*bands, *file_bands, *offsets, *scales] if k not in modalities]
     if unknown:
-        raise ModalityError(
-            f"bands/file_bands/offsets name modalities {unknown} that are not in {list(modalities)}"
-        )
+        raise ModalityError(f"bands/file_bands/offsets/scales name {unknown}, not in {list(modalities)}")
     out = []
     for name in modalities:
         spec = get_modality(name)
         if not spec.is_image:
             raise ModalityError(
                 f"{spec.name} is not a raster modality: it cannot be read from GeoTIFF folders"
+            )
+        if spec.input_kind is Kind.TOKEN:
+            # The model takes LULC/NDVI as tokenizer ids; raw maps would fail at the first step.
+            raise ModalityError(
+                f"{spec.name} enters TerraMind as tokenizer ids, which this datamodule does not compute: "
+                f"drop it from the inputs, or generate it with Thinking-in-Modalities (tim_modalities)"
             )
         in_file = list(file_bands.get(name, spec.bands))
         band_indices(spec, in_file)  # raises on names that are not the modality's bands
