@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from tiny_tokenizers import tiny_config
 
 from terramind.core.errors import InputError, ShapeError
-from terramind.tokenizers import DiVAETokenizer, ImageTokenizer, VQVAETokenizer, build_tokenizer
+from terramind.tokenizers import DiVAETokenizer, ImageTokenizer, UNetConfig, VQVAETokenizer, build_tokenizer
 from terramind.tokenizers.vit import sincos_table
 
 
@@ -64,6 +66,14 @@ def test_wrong_channel_count(s1: ImageTokenizer) -> None:
 def test_size_not_multiple_of_16(s1: ImageTokenizer) -> None:
     with pytest.raises(ShapeError, match="multiples of 16"):
         s1.encode(torch.randn(1, 2, 40, 32))
+
+
+def test_diffusion_decoding_needs_an_even_token_grid() -> None:
+    """Four UNet levels (as released) x patch 4: sides must be multiples of 32 px, so 240 px fails."""
+    cfg = replace(tiny_config("DEM", 1), decoder=UNetConfig(32, (1, 1, 1, 1), 1, (8,)))
+    tok = build_tokenizer(cfg).eval()
+    with pytest.raises(ShapeError, match="multiples of 32 px"):
+        tok.decode(torch.ones(1, 15, 14, dtype=torch.long), steps=1)
 
 
 def test_non_finite_input(s1: ImageTokenizer) -> None:

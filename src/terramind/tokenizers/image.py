@@ -167,6 +167,7 @@ class DiVAETokenizer(ImageTokenizer):
     ) -> Tensor:
         """Sample an image ``(B, C, 16h, 16w)`` conditioned on ``codes`` ``(B, 5, h, w)``."""
         b, _, h, w = codes.shape
+        self._check_unet_grid(h, w)
         shape = (b, self.num_channels, h * self.patch_size, w * self.patch_size)
         if noise is None:
             noise = initial_noise(shape, generator)
@@ -175,6 +176,17 @@ class DiVAETokenizer(ImageTokenizer):
         noise = noise.to(codes.device)
         with torch.no_grad():  # sampling never needs gradients; a 50-step graph would exhaust memory
             return ddim_sample(lambda x, t: self.decoder(x, t, codes), noise, steps)
+
+    def _check_unet_grid(self, h: int, w: int) -> None:
+        """Reject token grids the UNet cannot halve ``levels - 1`` times (skips need whole sides)."""
+        unet = self.decoder.cfg
+        factor = 2 ** (len(unet.channel_mult) - 1) * unet.patch_size  # pixels per smallest-grid cell
+        if (h * self.patch_size) % factor or (w * self.patch_size) % factor:
+            raise ShapeError(
+                f"{self.modality} diffusion decoding needs image sides that are multiples of {factor} px "
+                f"(an even token grid), got {h}x{w} tokens = {h * self.patch_size}x{w * self.patch_size} px: "
+                f"use e.g. 224 or 256 px tiles"
+            )
 
 
 class VQVAETokenizer(ImageTokenizer):
