@@ -200,3 +200,21 @@ def _greedy():
     from terramind.generation import SamplingConfig
 
     return SamplingConfig(temperature=0.0)
+
+
+def test_pruning_keeps_what_generation_uses():
+    from tiny import TINY_MODEL
+
+    from terramind.generation.generate import prune_embeddings
+    from terramind.model import TerraMind
+
+    model = prune_embeddings(TerraMind(TINY_MODEL), ["S2L2A", "LULC"], ["DEM"])
+    assert set(model.encoder_embeddings) == {"untok_sen2l2a@224", "tok_lulc@224", "tok_dem@224"}
+    assert set(model.decoder_embeddings) == {"tok_dem@224"}
+    gen = Generator(
+        model,
+        {"DEM": tiny_tokenizer("DEM"), "LULC": tiny_tokenizer("LULC")},
+        inputs=["S2L2A", "LULC"],
+        outputs=["DEM"],
+    )
+    assert gen.generate_tokens({"S2L2A": s2()}, seed=0)["DEM"].shape == (2, 4, 4)

@@ -10,7 +10,13 @@ from terramind.api.models import create_model
 from terramind.api.tokenizers import create_tokenizer
 from terramind.checkpoints.tokenizers import TOKENIZERS, Weights
 from terramind.core.errors import CheckpointError
-from terramind.generation.generate import Generator, Tokenizer, check_modalities, needed_tokenizers
+from terramind.generation.generate import (
+    Generator,
+    Tokenizer,
+    check_modalities,
+    needed_tokenizers,
+    prune_embeddings,
+)
 
 TokenizerWeights = str | os.PathLike[str] | Mapping[str, Weights] | None
 """``None`` (random), ``"hub"``, a folder holding the release files, or a path per modality."""
@@ -54,7 +60,7 @@ def create_generator(
         tokenizers[modality] = create_tokenizer(
             modality, weights=_tokenizer_file(modality, tokenizer_weights)
         )
-    model = create_model(name, weights=weights)
+    model = prune_embeddings(create_model(name, weights=weights), inputs, outputs)
     return Generator(model, tokenizers, inputs=inputs, outputs=outputs)
 
 
