@@ -1,1 +1,7 @@
-"""The handful of public verbs (create a backbone, model, tokenizer, generator)."""
+"""The handful of public verbs: create a backbone, a full model, a tokenizer or a generator."""
+
+from terramind.api.generation import create_generator
+from terramind.api.models import create_backbone, create_model
+from terramind.api.tokenizers import create_tokenizer
+
+__all__ = ["create_backbone", "create_generator", "create_model", "create_tokenizer"]
