@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from terramind.api.models import create_backbone, create_model
 from terramind.checkpoints.models import MODELS, model_record
-from terramind.core.errors import CheckpointError, InputError, ModalityError
+from terramind.core.errors import CheckpointError, InputError, ModalityError, ShapeError
 
 TINY = "terramind_v1_tiny"
 S2 = "encoder_embeddings.untok_sen2l2a@224.proj.weight"
@@ -135,3 +135,22 @@ def test_bad_names() -> None:
         create_backbone("terramind_v2_tiny", ["S2L2A"])
     with pytest.raises(ModalityError, match="S2L2A"):
         create_backbone(TINY, ["S2L3A"])
+
+
+def test_readme_example_on_a_real_tile() -> None:
+    """The README's backbone example: a real S2L2A tile plus LULC ids, random weights."""
+    import rasterio
+
+    from terramind.modalities import standardize
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    with rasterio.open(examples / "S2L2A" / "38D_378R_2_3.tif") as src:
+        s2 = standardize("S2L2A", torch.from_numpy(src.read().astype("float32"))[None])
+    lulc_ids = torch.randint(0, 4375, (1, 14, 14))  # tokens from the LULC tokenizer in real use
+    backbone = create_backbone(TINY, ["S2L2A", "LULC"], merge="mean")
+    with torch.no_grad():
+        features = backbone({"S2L2A": s2, "LULC": lulc_ids})
+    assert len(features) == 12 and features[-1].shape == (1, 196, 192)
+    assert torch.isfinite(features[-1]).all()
+    with pytest.raises(ShapeError, match="multiples of 16"):
+        backbone({"S2L2A": s2[..., :200, :200]})
