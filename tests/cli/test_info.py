@@ -2,7 +2,7 @@ import json
 
 from huggingface_hub import constants
 
-from terramind.cli.info import MODEL_SIZES, collect
+from terramind.cli.info import collect
 from terramind.cli.main import main
 from terramind.modalities import MODALITIES
 
@@ -34,7 +34,8 @@ def test_info_json(capsys):
     assert mods["S2L1C"]["tokenizer_repo"] is None and not mods["S2L1C"]["generable"]
     assert mods["LULC"]["tokenizer_file"] == "TerraMind_Tokenizer_LULC.pt"
     assert mods["S2RGB"]["bands"] == ["RED", "GREEN", "BLUE"]
-    assert all(s.dim == 64 * s.heads for s in MODEL_SIZES)
+    params = {m["name"]: round(m["params_m"], 2) for m in info["models"]}
+    assert params == {"tiny": 52.06, "small": 124.26, "base": 376.09, "large": 942.1}  # spec section 2.1
 
 
 def test_info_sees_cached_weights(tmp_path, monkeypatch):

@@ -1,71 +1,23 @@
 """``terramind info``: the modalities, the model sizes, and where the weights come from and are cached.
 
-The model-size table below is a stop-gap until the model package's registry of released variants exists;
-its numbers are the official configurations (spec section 2.1, parameter counts measured on the reference).
+Every fact comes from the catalog and the release records in :mod:`terramind.checkpoints`; parameter counts
+are measured on the architecture itself (built on the meta device, so nothing is allocated).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from typing import Any
 
+import torch
 from huggingface_hub import constants, try_to_load_from_cache
 
+from terramind.checkpoints.io import HubFile
+from terramind.checkpoints.models import MODELS, ModelRecord
+from terramind.checkpoints.tokenizers import TOKENIZERS
 from terramind.modalities import MODALITIES, ModalitySpec
-
-
-@dataclass(frozen=True)
-class ModelSize:
-    """One released TerraMind v1 size.
-
-    Attributes:
-        name: ``tiny``, ``small``, ``base`` or ``large``.
-        dim: Token width.
-        encoder_depth: Encoder blocks.
-        decoder_depth: Decoder blocks.
-        heads: Attention heads (head width 64).
-        params_m: Parameters of the full encoder-decoder with all v1 embeddings, millions.
-    """
-
-    name: str
-    dim: int
-    encoder_depth: int
-    decoder_depth: int
-    heads: int
-    params_m: float
-
-    @property
-    def repo(self) -> str:
-        """Hugging Face repository of the weights."""
-        return f"ibm-esa-geospatial/TerraMind-1.0-{self.name}"
-
-    @property
-    def filename(self) -> str:
-        """Checkpoint file inside :attr:`repo`."""
-        return f"TerraMind_v1_{self.name}.pt"
-
-
-MODEL_SIZES = (
-    ModelSize("tiny", 192, 12, 4, 3, 52.06),
-    ModelSize("small", 384, 12, 6, 6, 124.26),
-    ModelSize("base", 768, 12, 12, 12, 376.09),
-    ModelSize("large", 1024, 24, 24, 16, 942.10),
-)
-
-# Where each tokenizer artefact is published: (repository, file) per tokenizer name (spec section 7.1).
-TOKENIZER_FILES: dict[str, tuple[str, str]] = {
-    **{
-        f"terramind_v1_tokenizer_{m.lower()}": (
-            f"ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{m}",
-            f"TerraMind_Tokenizer_{m}.pt",
-        )
-        for m in ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
-    },
-    "terramind_v1_coords_tokenizer": ("ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords", "config.json"),
-    "terramind_v01_caption_tokenizer": ("FAST-EO/TerraMind-v0.1-Tokenizer-Text", "config.json"),
-}
+from terramind.model import TerraMind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,12 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _cached(repo: str, filename: str) -> bool:
-    return isinstance(try_to_load_from_cache(repo, filename), str)
+def _cached(hub: HubFile) -> bool:
+    return isinstance(try_to_load_from_cache(hub.repo_id, hub.filename, revision=hub.revision), str)
+
+
+def _params(record: ModelRecord) -> int:
+    """Parameters of the full encoder-decoder with every v1 embedding (tied weights counted once)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in TerraMind(record.config).parameters())
 
 
 def _modality_row(spec: ModalitySpec) -> dict[str, Any]:
-    repo, filename = TOKENIZER_FILES.get(spec.tokenizer or "", (None, None))
+    record = TOKENIZERS.get(spec.name)
+    hub = record.hub if record is not None else None
     return {
         "name": spec.name,
         "kind": spec.input_kind.value if spec.input_kind else None,
@@ -89,23 +48,24 @@ def _modality_row(spec: ModalitySpec) -> dict[str, Any]:
         "unit": spec.unit,
         "versions": list(spec.versions),
         "tokenizer": spec.tokenizer,
-        "tokenizer_repo": repo,
-        "tokenizer_file": filename,
-        "tokenizer_cached": _cached(repo, filename) if repo and filename else None,
+        "tokenizer_repo": hub.repo_id if hub else None,
+        "tokenizer_file": hub.filename if hub else None,
+        "tokenizer_cached": _cached(hub) if hub else None,
     }
 
 
-def _model_row(size: ModelSize) -> dict[str, Any]:
+def _model_row(record: ModelRecord) -> dict[str, Any]:
+    config = record.config
     return {
-        "name": size.name,
-        "dim": size.dim,
-        "encoder_depth": size.encoder_depth,
-        "decoder_depth": size.decoder_depth,
-        "heads": size.heads,
-        "params_m": size.params_m,
-        "repo": size.repo,
-        "file": size.filename,
-        "cached": _cached(size.repo, size.filename),
+        "name": record.name.removeprefix("terramind_v1_"),
+        "dim": config.dim,
+        "encoder_depth": config.encoder_depth,
+        "decoder_depth": config.decoder_depth,
+        "heads": config.num_heads,
+        "params_m": _params(record) / 1e6,
+        "repo": record.hub.repo_id,
+        "file": record.hub.filename,
+        "cached": _cached(record.hub),
     }
 
 
@@ -113,7 +73,7 @@ def collect() -> dict[str, Any]:
     """Everything ``terramind info`` reports, as plain data."""
     return {
         "modalities": [_modality_row(m) for m in MODALITIES.values()],
-        "models": [_model_row(s) for s in MODEL_SIZES],
+        "models": [_model_row(r) for r in MODELS.values()],
         "weights": {
             "cache": str(constants.HF_HUB_CACHE),
             "hf_home": str(constants.HF_HOME),
