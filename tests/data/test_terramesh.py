@@ -20,12 +20,16 @@ SHARD = "majortom_shard_000001.tar"
 TIME_NS = 1_600_000_000 * 10**9  # 2020-09-13T12:26:40Z
 
 
-def zarr_zip(tmp: Path, bands: np.ndarray, time_ns: int, lonlat: tuple[float, float]) -> bytes:
+def zarr_zip(
+    tmp: Path, bands: np.ndarray, time_ns: int, lonlat: tuple[float, float], time_units: str | None = None
+) -> bytes:
     """Write one sample as the release does: a zarr v2 group, consolidated, zipped."""
     store = tmp / "sample.zarr"
     group = zarr.open_group(zarr.storage.LocalStore(store), mode="w", zarr_format=2)
     group.create_array("bands", data=bands[np.newaxis])  # (time=1, C, H, W)
-    group.create_array("time", data=np.array([time_ns], dtype=np.int64))
+    time = group.create_array("time", data=np.array([time_ns], dtype=np.int64))
+    if time_units is not None:
+        time.attrs["units"] = time_units
     group.create_array("center_lon", data=np.array([lonlat[0]]))
     group.create_array("center_lat", data=np.array([lonlat[1]]))
     zarr.consolidate_metadata(zarr.storage.LocalStore(store), zarr_format=2)
@@ -75,6 +79,11 @@ def test_decode_reads_bands_time_and_centre(root: Path) -> None:
     assert sample.center_lonlat == (1.5, -2.5)
 
 
+def test_decode_reads_cf_time_units(root: Path) -> None:
+    sample = decode_zarr_zip(zarr_zip(root, pixels(0, 1), 10, (0, 0), time_units="days since 2020-01-01"))
+    assert sample.time == "2020-01-11T00:00:00+00:00"
+
+
 def test_full_samples_match_written_values(root: Path) -> None:
     samples = list(
         iter_terramesh(root, "train", ["S1RTC", "dem"], subset="majortom", crop=None, shuffle=False)
@@ -117,6 +126,15 @@ def test_ranks_split_samples_without_overlap(root: Path) -> None:
     assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 3
 
 
+def test_dataloader_workers_read_disjoint_shares(root: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    dataset = TerraMesh(root, "train", ["S1RTC", "DEM"], crop=16, shuffle=False)
+    batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
+    assert sorted(b["__key__"] for b in batches) == [f"majortom_train_{k:07d}" for k in range(3)]
+    assert tuple(batches[0]["S1RTC"].shape) == (2, 16, 16)
+
+
 def test_bad_samples_are_skipped_and_counted(tmp_path: Path) -> None:
     good = {
         f"majortom_train_{k:07d}.zarr.zip": zarr_zip(tmp_path, pixels(k, 2), TIME_NS, (0, 0))
@@ -127,11 +145,14 @@ def test_bad_samples_are_skipped_and_counted(tmp_path: Path) -> None:
         "majortom_train_0000001.zarr.zip": zarr_zip(tmp_path, pixels(1, 2), 0, (0, 0)),  # 2 bands: wrong
         # sample 2 has no DEM at all
     }
+    good["majortom_train_0000003.zarr.zip"] = b"not a zip"
+    dem["majortom_train_0000003.zarr.zip"] = dem["majortom_train_0000000.zarr.zip"]
     write_tar(tmp_path / "train" / "S1RTC" / SHARD, good)
     write_tar(tmp_path / "train" / "DEM" / SHARD, dem)
     dataset = TerraMesh(tmp_path, "train", ["S1RTC", "DEM"], crop=16, min_samples_for_check=10)
     assert [s["__key__"] for s in dataset] == ["majortom_train_0000000"]
-    assert (dataset.counter.seen, dataset.counter.skipped) == (3, 2)
+    assert (dataset.counter.seen, dataset.counter.skipped) == (4, 3)
+    assert any("unreadable zarr zip" in r for r in dataset.counter.reasons)
     assert any("missing modality DEM" in r for r in dataset.counter.reasons)
     assert any("DEM has shape (2, 32, 32)" in r for r in dataset.counter.reasons)
 

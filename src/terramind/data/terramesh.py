@@ -102,7 +102,10 @@ def _decode_time(array: Any) -> str | None:
         unit, _, origin = units.partition(" since ")
         if unit not in _UNIT_NS:
             return None
-        base = datetime.fromisoformat(origin.strip().replace(" ", "T")).replace(tzinfo=timezone.utc)
+        try:
+            base = datetime.fromisoformat(origin.strip().replace(" ", "T")).replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None  # an origin we cannot read: report "no timestamp" rather than a wrong one
         epoch_ns = int((base - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
         ns = int(value) * _UNIT_NS[unit] + epoch_ns
     if ns <= NO_TIME_NS:
@@ -380,10 +383,12 @@ class TerraMesh(IterableDataset[dict[str, Any]]):
         return out
 
     def _decoded(self, key: str, raw: dict[str, bytes | None]) -> dict[str, ZarrSample | None] | str:
+        """Decode every modality of a sample, or return why it cannot be read."""
         try:
             return {m: None if b is None else decode_zarr_zip(b) for m, b in raw.items()}
-        except InputError as err:
-            return f"{key}: {err}"
+        except (InputError, ValueError, KeyError, OSError) as err:
+            # A corrupt member is one bad sample, counted like the others, not the end of the pass.
+            return f"{key}: unreadable zarr zip ({err})"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Yield this reader's samples once (a fresh pass per call)."""
