@@ -296,7 +296,8 @@ class TerraMesh(IterableDataset[dict[str, Any]]):
             root: Dataset root holding ``train/`` and ``val/``.
             split: ``"train"`` or ``"val"``.
             modalities: Modality names (catalog names or aliases such as ``"sen2l2a"``).
-            subset: ``"majortom"``, ``"ssl4eos12"`` or ``"combined"``.
+            subset: ``"majortom"``, ``"ssl4eos12"`` or ``"combined"``; only subsets holding every requested
+                modality are read (S1RTC: majortom only, S1GRD: ssl4eos12 only).
             shards: Shard ids or file names to read; None: all found.
             seed: Seed of shard order, shuffle buffer and crops.
             shuffle: Shuffle shards and samples; None: only for ``"train"``.
