@@ -109,6 +109,8 @@ def make_tiny() -> None:
         sd = recipe_weights(shapes, SEED)
         model.load_state_dict(sd, strict=True)
         out = run(model, x, STEPS)
+        if kind == "divae":  # also the release's default 50 steps
+            out["decoded_50"] = run(model, x, 50)["decoded"]
         checksum = sum(float(v.double().abs().sum()) for v in sd.values())
         path = GOLDENS / f"tokenizer_tiny_{kind}.pt"
         torch.save(dict(shapes=shapes, checksum=checksum, x=x, steps=STEPS, **out), path)
