@@ -10,8 +10,13 @@ after importing terratorch.
 
 Commands (from the repository root, ``export HF_HUB_OFFLINE=1``)::
 
-    # per-layer backbone outputs, any peer_terratorch.py arguments, in true fp32
-    .peer-venv/bin/python tests/parity/make_model_goldens.py peer --model terramind_v1_tiny --perturb 0.02 ...
+    # per-layer backbone outputs, any peer_terratorch.py arguments, in true fp32; the parity tests expect, per
+    # SIZE, a first run with the state dict and the others with --no-state-dict (same seed, same weights):
+    M="--model terramind_v1_SIZE --seed 0 --perturb 0.02 --modalities S2L2A,S2L1C,S2RGB,S1GRD,S1RTC,DEM
+       --out-dir peer_out/model/SIZE"
+    .peer-venv/bin/python tests/parity/make_model_goldens.py peer $M --inputs S2L2A
+    ... peer $M --no-state-dict --inputs S2L2A,S1RTC   (also: all six; --batch 2;
+        --img-size 256 --tag terramind_v1_SIZE_img256; --s2-tif examples/S2L2A/38D_378R_2_3.tif)
     # backbone with LULC token ids fed directly (the reference tokenizer is removed from the model)
     .peer-venv/bin/python tests/parity/make_model_goldens.py lulc --size tiny --out-dir peer_out/model/tiny
     # full encoder-decoder: masked encoding and jointly decoded logits of three targets

@@ -104,9 +104,7 @@ def _peer_files(size: str) -> list[Path]:
 def _backbone(size: str, state_dict_glob: str, modalities: list[str]) -> TerraMindBackbone:
     files = sorted((PEER / size).glob(state_dict_glob))
     if not files:
-        pytest.skip(
-            f"no reference state dict {state_dict_glob} under {PEER / size}: run peer_out/model/run_queue.sh"
-        )
+        pytest.skip(f"no reference state dict {state_dict_glob} under {PEER / size} (make_model_goldens.py)")
     sd = torch.load(files[0], weights_only=True)
     model = TerraMindBackbone(CONFIGS[f"terramind_v1_{size}"], modalities, merge=None).eval()
     load_into(model, {k: v for k, v in sd.items() if not k.startswith("tokenizer.")})
@@ -125,7 +123,7 @@ def test_parity_backbone_layers(size: str) -> None:
     """Every block output, raw and mean-merged, for every peer run of this size."""
     runs = [f for f in _peer_files(size) if "encdec" not in f.name and "lulc" not in f.name]
     if not runs:
-        pytest.skip(f"no reference outputs under {PEER / size}")
+        pytest.skip(f"no reference outputs under {PEER / size}: see make_model_goldens.py (peer command)")
     model = _backbone(size, "*_seed0_S2L2A_B1_perturb0.02.state_dict.pt", SIX)
     for path in runs:
         io = torch.load(path, weights_only=False)
