@@ -194,7 +194,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     rows = []
-    for name in args.scenarios.split(","):
+    scenarios = [n for n in args.scenarios.split(",") if n] if args.repeats > 0 else []  # 0: scene only
+    for name in scenarios:
         outs = ",".join(SCENARIOS[name])
         plan = [
             ("ours fp32", OURS_PY, "ours", "fp32"),
