@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+
+from terramind.train.config import OptimSection
 
 # Parameters whose name contains one of these never decay: embeddings, positional tables and the mask
 # token are lookup tables, not weights that shrinkage regularises (4M / MAE practice).
@@ -73,3 +76,17 @@ def build_optimizer(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio)
     )
     return optimizer, schedule
+
+
+def lightning_optimizers(model: nn.Module, optim: OptimSection, total_steps: int) -> dict[str, Any]:
+    """``configure_optimizers`` result for Lightning: :func:`build_optimizer` stepped every batch."""
+    optimizer, schedule = build_optimizer(
+        model,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        betas=optim.betas,
+        warmup_steps=optim.warmup_steps,
+        total_steps=total_steps,
+        min_lr_ratio=optim.min_lr_ratio,
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

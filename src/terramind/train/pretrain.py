@@ -42,7 +42,7 @@ from terramind.modalities import Kind, get_modality, standardize
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
 from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, to_dict
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
-from terramind.train.optim import build_optimizer
+from terramind.train.optim import lightning_optimizers
 
 # Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
 _IDENTITY = ("modalities", "model", "masking", "seed", "loss")
@@ -307,17 +307,7 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW (no decay on norms, biases, embeddings) with per-step warmup + cosine."""
-        o = self.config.optim
-        optimizer, schedule = build_optimizer(
-            self.model,
-            lr=o.lr,
-            weight_decay=o.weight_decay,
-            betas=o.betas,
-            warmup_steps=o.warmup_steps,
-            total_steps=self.config.trainer.max_steps,
-            min_lr_ratio=o.min_lr_ratio,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return lightning_optimizers(self.model, self.config.optim, self.config.trainer.max_steps)
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         """Stream this rank's shards, advanced past the batches a resumed run already consumed."""

@@ -43,7 +43,7 @@ from terramind.tokenizers import (
 )
 from terramind.tokenizers.diffusion import make_scheduler
 from terramind.train.config import DataSection, OptimSection, TrainerSection, from_dict, to_dict
-from terramind.train.optim import build_optimizer
+from terramind.train.optim import lightning_optimizers
 from terramind.train.pretrain import build_trainer, resume_path
 
 TRAIN_TIMESTEPS = 1000
@@ -154,17 +154,7 @@ class TokenizerModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW (no decay on norms, biases, position tables) with warmup + cosine."""
-        o = self.config.optim
-        optimizer, schedule = build_optimizer(
-            self.tokenizer,
-            lr=o.lr,
-            weight_decay=o.weight_decay,
-            betas=o.betas,
-            warmup_steps=o.warmup_steps,
-            total_steps=self.config.trainer.max_steps,
-            min_lr_ratio=o.min_lr_ratio,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return lightning_optimizers(self.tokenizer, self.config.optim, self.config.trainer.max_steps)
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         """Random crops of the modality from the shards."""
