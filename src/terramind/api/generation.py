@@ -17,6 +17,7 @@ from terramind.generation.generate import (
     needed_tokenizers,
     prune_embeddings,
 )
+from terramind.tokenizers import ImageTokenizer
 
 TokenizerWeights = str | os.PathLike[str] | Mapping[str, Weights] | None
 """``None`` (random), ``"hub"``, a folder holding the release files, or a path per modality."""
@@ -54,12 +55,13 @@ def create_generator(
         ModalityError: An output that cannot be generated, or an output that is also an input.
         CheckpointError: Weights that cannot be found or loaded.
     """
-    check_modalities(inputs, outputs)  # fail before loading gigabytes
+    given, _ = check_modalities(inputs, outputs)  # fail before loading gigabytes
     tokenizers: dict[str, Tokenizer] = {}
     for modality in needed_tokenizers(inputs, outputs):
-        tokenizers[modality] = create_tokenizer(
-            modality, weights=_tokenizer_file(modality, tokenizer_weights)
-        )
+        tokenizer = create_tokenizer(modality, weights=_tokenizer_file(modality, tokenizer_weights))
+        if isinstance(tokenizer, ImageTokenizer) and modality not in {spec.name for spec in given}:
+            tokenizer.drop_encoder()  # an output is only decoded: its encoder would be dead weight
+        tokenizers[modality] = tokenizer
     model = prune_embeddings(create_model(name, weights=weights), inputs, outputs)
     return Generator(model, tokenizers, inputs=inputs, outputs=outputs)
 

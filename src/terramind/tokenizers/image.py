@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from terramind.core.errors import InputError, ShapeError
+from terramind.core.errors import InputError, ShapeError, TerraMindError
 from terramind.tokenizers.diffusion import ddim_sample, initial_noise
 from terramind.tokenizers.fsq import FSQ
 from terramind.tokenizers.unet import PatchedUNet, UNetConfig
@@ -60,7 +60,7 @@ class ImageTokenizer(nn.Module):
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = ViTEncoder(cfg.channels, cfg.encoder)
+        self.encoder: ViTEncoder | None = ViTEncoder(cfg.channels, cfg.encoder)
         self.quant_proj = nn.Conv2d(cfg.encoder.dim, len(cfg.levels), 1)
         self.quantize = FSQ(cfg.levels)
 
@@ -83,6 +83,13 @@ class ImageTokenizer(nn.Module):
     def patch_size(self) -> int:
         """Pixels per token side (16)."""
         return self.cfg.encoder.patch_size
+
+    def drop_encoder(self) -> None:
+        """Free the ViT encoder (86 M parameters) of a tokenizer that will only decode.
+
+        A generator needs only the decoders of its output modalities; ``encode`` raises afterwards.
+        """
+        self.encoder = None
 
     def prepare(self, x: Tensor) -> Tensor:
         """Check an input image and return it as float ``(B, C, H, W)``."""
@@ -110,6 +117,11 @@ class ImageTokenizer(nn.Module):
 
     def encode_codes(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Encode to quantised codes ``(B, 5, h, w)`` in [0, 1] and ids ``(B, h, w)``."""
+        if self.encoder is None:
+            raise TerraMindError(
+                f"this {self.modality} tokenizer was loaded for decoding only: create it with "
+                f"create_tokenizer({self.modality!r}) to encode"
+            )
         latents = self.quant_proj(self.encoder(self.prepare(x)))
         return self.quantize.quantize(latents)
 
