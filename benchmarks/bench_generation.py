@@ -88,8 +88,8 @@ def _bf16_error(gen, x) -> dict:
         opts = GenerationOptions(diffusion_steps=DIFFUSION_STEPS, precision=precision)
         errors[precision] = gen.decode(t32, (14, 14), opts, 0, [0], standardize=False)
     rel = {
-        k: float((errors["bf16"][k] - v).norm() / v.norm().clamp_min(1e-12))
-        for k, v in errors["fp32"].items()
+        k: float((errors["bf16"][k].double() - v.double()).norm() / v.double().norm().clamp_min(1e-12))
+        for k, v in errors["fp32"].items()  # LULC comes back as class ids: compare as numbers
     }
     return {"token_agreement": agree, "decoded_rel_error": rel}
 
