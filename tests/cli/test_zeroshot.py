@@ -57,3 +57,16 @@ def _lulc(examples_dir: Path) -> np.ndarray:
 def test_zeroshot_rejects_other_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zeroshot", "water", "--input", "S1RTC=x.tif", "--output", str(tmp_path / "w.tif")]) == 2
     assert "S2L2A=PATH" in capsys.readouterr().err
+
+
+def test_bad_scene_fails_before_any_weights_load(tmp_path, capsys, monkeypatch):
+    from terramind.cli import zeroshot
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("weights were loaded before the input was checked")
+
+    monkeypatch.setattr(zeroshot, "create_generator", no_load)
+    dem = Path(__file__).resolve().parents[2] / "examples" / "DEM" / "38D_378R_2_3.tif"
+    assert main(["zeroshot", "water", "--input", f"S2L2A={dem}", "--output", str(tmp_path / "w.tif")]) == 2
+    assert "has 1 band(s); expected 12" in capsys.readouterr().err
+    assert not (tmp_path / "w.tif").exists()

@@ -16,7 +16,7 @@ from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
 from terramind.evaluate.zeroshot import binary_scores, map_water, read_water_label
-from terramind.generation.scene import SceneOutput, generator_tile_fn
+from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_tile_fn
 from terramind.modalities import get_modality
 
 INPUTS = ("S2L2A",)
@@ -64,10 +64,11 @@ def _check_grid(georef: GeoRef, label: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate LULC, write the water mask and report scores against the label."""
     inputs = _input(args.input)
+    scene = check_scene_inputs(inputs)  # a missing or wrong-band scene fails before gigabytes of weights load
     check_output_path(args.output, overwrite=args.overwrite)
     truth = read_water_label(args.label) if args.label else None  # fail on a bad label before the model
     if args.label:
-        _check_grid(open_georef(inputs["S2L2A"]), args.label)
+        _check_grid(scene, args.label)
     generator = create_generator(
         args.model,
         inputs=list(inputs),
