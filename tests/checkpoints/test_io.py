@@ -70,3 +70,14 @@ def test_fetch_offline_names_file_and_weights_argument(monkeypatch):
         fetch(hub)
     msg = str(err.value)
     assert hub.url in msg and "weights=" in msg and "TerraMind_v1_none.pt" in msg
+
+
+def test_read_keeps_only_the_requested_keys(tmp_path):
+    sd = _net().state_dict()
+    torch.save(sd, tmp_path / "w.pt")
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # cannot be memory-mapped
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "w.safetensors"))
+    for name in ("w.pt", "legacy.pt", "w.safetensors"):
+        got = read_state_dict(tmp_path / name, keep=lambda k: k.startswith("2."))
+        assert sorted(got) == ["2.bias", "2.weight"], name
+        assert torch.equal(got["2.weight"], sd["2.weight"])

@@ -109,3 +109,24 @@ def test_coords_needs_a_vocabulary() -> None:
         load_coords_tokenizer(None)
     with pytest.raises(CheckpointError, match="vocabulary"):
         create_tokenizer("coords")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_decode_only_tokenizer_reads_no_encoder(tmp_path: Path, suffix: str) -> None:
+    from safetensors.torch import save_file
+
+    cfg = tiny_config("DEM", 1)
+    src = build_tokenizer(cfg).eval()
+    path = tmp_path / f"dem{suffix}"
+    if suffix == ".pt":
+        torch.save(src.state_dict(), path)
+    else:
+        save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    dec = load_image_tokenizer("DEM", path, config=cfg, decode_only=True)
+    assert dec.encoder is None
+    assert not any(k.startswith("encoder.") for k in dec.state_dict())
+    ids = torch.randint(0, dec.codebook_size, (1, 2, 2))
+    noise = torch.randn(1, 1, 32, 32)
+    assert torch.equal(dec.decode(ids, steps=2, noise=noise), src.decode(ids, steps=2, noise=noise))
+    with pytest.raises(CheckpointError, match=r"not a S1RTC tokenizer checkpoint"):  # still recognised
+        load_image_tokenizer("S1RTC", path, config=tiny_config("S1RTC", 2), decode_only=True)

@@ -11,7 +11,9 @@ from terramind.checkpoints.tokenizers import (
 from terramind.tokenizers import CoordsTokenizer, ImageTokenizer
 
 
-def create_tokenizer(modality: str, *, weights: Weights = None) -> ImageTokenizer | CoordsTokenizer:
+def create_tokenizer(
+    modality: str, *, weights: Weights = None, decode_only: bool = False
+) -> ImageTokenizer | CoordsTokenizer:
     """Create the TerraMind v1 tokenizer of one modality.
 
     Image tokenizers (S2L2A, S1GRD, S1RTC, DEM, NDVI, LULC) map standardized ``(B, C, H, W)`` images to token
@@ -22,6 +24,7 @@ def create_tokenizer(modality: str, *, weights: Weights = None) -> ImageTokenize
         modality: Modality name or alias (``"S2L2A"``, ``"s1rtc"``, ``"tok_dem@224"``, ``"coords"``).
         weights: ``None`` for random initialisation (not for coords), ``"hub"`` for the official release
             file, or a local path.
+        decode_only: Build an image tokenizer without its encoder (86 M parameters less; ``encode`` raises).
 
     Returns:
         The tokenizer (image tokenizers are ``nn.Module`` in eval mode).
@@ -33,4 +36,4 @@ def create_tokenizer(modality: str, *, weights: Weights = None) -> ImageTokenize
     record = tokenizer_record(modality)
     if record.config is None:
         return load_coords_tokenizer(weights)
-    return load_image_tokenizer(record.modality, weights)
+    return load_image_tokenizer(record.modality, weights, decode_only=decode_only)

@@ -10,7 +10,7 @@ import hashlib
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +56,18 @@ def _listing(keys: tuple[str, ...]) -> str:
     return ", ".join(keys[:_SHOW]) + more
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | os.PathLike[str], *, keep: Callable[[str], bool] | None = None
+) -> dict[str, torch.Tensor]:
     """Read a flat state dict from a ``.pt``/``.pth``/``.ckpt`` (torch.save) or ``.safetensors`` file.
 
     A Lightning-style ``{"state_dict": {...}}`` wrapper is unwrapped. Loading never executes pickled code
-    (``weights_only=True``).
+    (``weights_only=True``). Torch files are memory-mapped when their format allows, so tensors that are
+    left out (``keep``) never occupy memory.
+
+    Args:
+        path: The weights file.
+        keep: Which keys to return (default: all); safetensors files do not even read the others.
 
     Raises:
         CheckpointError: If the file is missing, unreadable, or not a mapping of names to tensors.
@@ -69,12 +76,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise CheckpointError(f"weights file {str(p)!r} does not exist: check the path passed as weights=")
     try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(p))
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = _read_safetensors(p, keep) if p.suffix == ".safetensors" else _read_torch(p)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise CheckpointError(
             f"cannot read weights file {str(p)!r} ({type(err).__name__}: {str(err)[:200]}); "
@@ -84,7 +86,25 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{str(p)!r} does not hold a state dict (a mapping of names to tensors)")
-    return dict(obj)
+    return {k: v for k, v in obj.items() if keep is None or keep(k)}
+
+
+def _read_torch(path: Path) -> object:
+    """``torch.load`` memory-mapped (zip format, torch >= 1.6) or, for legacy files, read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _read_safetensors(path: Path, keep: Callable[[str], bool] | None) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as fh:
+        keys = [k for k in fh.keys() if keep is None or keep(k)]  # noqa: SIM118
+        return {k: fh.get_tensor(k) for k in keys}
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -141,6 +161,7 @@ def load_into(
     allow_missing: bool = False,
     allow_unused: bool = False,
     what: str = "checkpoint",
+    assign: bool = False,
 ) -> LoadReport:
     """Load ``state_dict`` into ``module``, failing loudly on anything that does not match.
 
@@ -153,6 +174,9 @@ def load_into(
         allow_missing: Accept model keys the checkpoint lacks (they keep their initial values).
         allow_unused: Accept checkpoint keys the model has no place for.
         what: Name of the checkpoint in error messages.
+        assign: Make the checkpoint's tensors the module's (converted to the module's dtypes), instead of
+            copying them: a module built on the meta device is filled without a second copy of its weights.
+            Needs every key (``allow_missing`` would leave meta tensors behind).
 
     Returns:
         The :class:`LoadReport`.
@@ -170,5 +194,9 @@ def load_into(
         problems.append(f"{len(report.unused)} of its keys are unused: {_listing(report.unused)}")
     if problems:
         raise CheckpointError(f"cannot load {what}: " + "; ".join(problems))
-    module.load_state_dict({k: v for k, v in state_dict.items() if k not in report.unused}, strict=False)
+    if assign and report.missing:
+        raise ValueError("assign=True needs a checkpoint with every key of the module")
+    own = module.state_dict()
+    taken = {k: v.to(own[k].dtype) if assign else v for k, v in state_dict.items() if k not in report.unused}
+    module.load_state_dict(taken, strict=False, assign=assign)
     return report

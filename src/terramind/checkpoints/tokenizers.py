@@ -27,6 +27,7 @@ from terramind.tokenizers import (
     build_tokenizer,
 )
 
+_ENCODER_PROJ = "encoder.proj.weight"  # (768, channels, 16, 16): tells the tokenizers' files apart
 REPO = "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{}"
 Weights = str | os.PathLike[str] | None
 """``None`` (random init), ``"hub"`` (the official file) or a local path."""
@@ -101,9 +102,14 @@ def _resolve(record: TokenizerRecord, weights: Weights) -> Path | None:
     return Path(weights)
 
 
+def _decoder_key(key: str) -> bool:
+    """Keys a decode-only tokenizer reads: not the encoder's, but its patch projection, to check the file."""
+    return not key.startswith("encoder.") or key == _ENCODER_PROJ
+
+
 def _check_modality(sd: dict[str, torch.Tensor], cfg: TokenizerConfig, hub: HubFile, path: Path) -> None:
     """Name the likely source when a file belongs to another tokenizer (channel count or decoder kind)."""
-    proj = sd.get("encoder.proj.weight")
+    proj = sd.get(_ENCODER_PROJ)
     if proj is None or proj.ndim != 4:
         return
     has_unet = "decoder.time_embed.0.weight" in sd
@@ -123,7 +129,11 @@ def _check_modality(sd: dict[str, torch.Tensor], cfg: TokenizerConfig, hub: HubF
 
 
 def load_image_tokenizer(
-    modality: str, weights: Weights = None, *, config: TokenizerConfig | None = None
+    modality: str,
+    weights: Weights = None,
+    *,
+    config: TokenizerConfig | None = None,
+    decode_only: bool = False,
 ) -> ImageTokenizer:
     """Build one image tokenizer and fill it with weights.
 
@@ -131,6 +141,8 @@ def load_image_tokenizer(
         modality: Modality name or alias.
         weights: None for random init, ``"hub"`` for the official file, or a local ``.pt``/``.safetensors``.
         config: Architecture to build instead of the release's (down-sized models in tests, experiments).
+        decode_only: Build no encoder and read none of its weights (86 M parameters less); ``encode``
+            raises. For outputs that are only generated.
 
     Returns:
         The tokenizer in eval mode.
@@ -143,11 +155,15 @@ def load_image_tokenizer(
     if cfg is None:
         raise ModalityError(f"{record.modality} is not an image modality: use load_coords_tokenizer")
     path = _resolve(record, weights)
-    tokenizer = build_tokenizer(cfg)
-    if path is not None:
-        sd = read_state_dict(path)
-        _check_modality(sd, cfg, record.hub, path)
-        load_into(tokenizer, sd, what=f"{record.modality} tokenizer weights {path}")
+    if path is None:
+        return build_tokenizer(cfg, encoder=not decode_only).eval()
+    sd = read_state_dict(path, keep=_decoder_key if decode_only else None)
+    _check_modality(sd, cfg, record.hub, path)
+    if decode_only:
+        sd.pop(_ENCODER_PROJ, None)
+    with torch.device("meta"):  # no random init of weights that the file replaces at once
+        tokenizer = build_tokenizer(cfg, encoder=not decode_only)
+    load_into(tokenizer, sd, what=f"{record.modality} tokenizer weights {path}", assign=True)
     return tokenizer.eval()
 
 

@@ -3,7 +3,9 @@
 Not the tanh-bounded FSQ of Mentzer et al.: each latent dimension ``i`` is squashed with a sigmoid and rounded
 to one of ``L_i`` levels, ``n_i = round(sigmoid(z_i) * (L_i - 1))``, and the code is ``n_i / (L_i - 1)`` in
 [0, 1]. The token id is ``sum_i n_i * basis_i`` with ``basis = cumprod([1, L_0, L_1, ...])``: the FIRST
-dimension is the least significant digit. The buffers are not persistent, as in the official checkpoints.
+dimension is the least significant digit. The quantiser holds no tensors (the official checkpoints hold
+none either): its five-entry tables are made where they are used, so a tokenizer built on the meta device
+and filled from a file is complete.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ class FSQ(nn.Module):
         levels: Number of levels per latent dimension, e.g. ``(8, 8, 8, 6, 5)`` (codebook 15360).
     """
 
-    _levels: Tensor
-    _basis: Tensor
-
     def __init__(self, levels: Sequence[int]) -> None:
         super().__init__()
         if not levels or any(int(v) < 2 for v in levels):
@@ -35,9 +34,15 @@ class FSQ(nn.Module):
         basis = [1]
         for level in self.levels[:-1]:
             basis.append(basis[-1] * level)
+        self.basis: tuple[int, ...] = tuple(basis)
         self.codebook_size = basis[-1] * self.levels[-1]
-        self.register_buffer("_levels", torch.tensor(self.levels, dtype=torch.long), persistent=False)
-        self.register_buffer("_basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Levels and basis as long tensors ``(D,)`` on ``device``."""
+        return (
+            torch.tensor(self.levels, dtype=torch.long, device=device),
+            torch.tensor(self.basis, dtype=torch.long, device=device),
+        )
 
     @property
     def dim(self) -> int:
@@ -55,11 +60,12 @@ class FSQ(nn.Module):
         """
         if z.ndim != 4 or z.shape[1] != self.dim:
             raise InputError(f"FSQ expects latents (B, {self.dim}, h, w), got {tuple(z.shape)}")
-        span = (self._levels - 1).to(z.dtype).view(1, -1, 1, 1)
+        levels, basis = self._tables(z.device)
+        span = (levels - 1).to(z.dtype).view(1, -1, 1, 1)
         scaled = torch.sigmoid(z) * span
         number = scaled + (scaled.round() - scaled).detach()  # straight-through round
         codes = number / span
-        ids = (number.detach().round().long() * self._basis.view(1, -1, 1, 1)).sum(dim=1)
+        ids = (number.detach().round().long() * basis.view(1, -1, 1, 1)).sum(dim=1)
         return codes, ids
 
     def ids_to_codes(self, ids: Tensor) -> Tensor:
@@ -72,8 +78,9 @@ class FSQ(nn.Module):
             Codes ``(B, D, h, w)`` in [0, 1] (float32).
         """
         self.check_ids(ids)
-        digits = (ids.long().unsqueeze(-1) // self._basis) % self._levels  # (B, h, w, D)
-        codes = digits.float() / (self._levels - 1).float()
+        levels, basis = self._tables(ids.device)
+        digits = (ids.long().unsqueeze(-1) // basis) % levels  # (B, h, w, D)
+        codes = digits.float() / (levels - 1).float()
         return rearrange(codes, "b h w d -> b d h w")
 
     def check_ids(self, ids: Tensor) -> None:

@@ -55,12 +55,13 @@ class ImageTokenizer(nn.Module):
 
     Args:
         cfg: The architecture.
+        encoder: Build the ViT encoder; without it the tokenizer only decodes (``encode`` raises).
     """
 
-    def __init__(self, cfg: TokenizerConfig) -> None:
+    def __init__(self, cfg: TokenizerConfig, *, encoder: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder: ViTEncoder | None = ViTEncoder(cfg.channels, cfg.encoder)
+        self.encoder: ViTEncoder | None = ViTEncoder(cfg.channels, cfg.encoder) if encoder else None
         self.quant_proj = nn.Conv2d(cfg.encoder.dim, len(cfg.levels), 1)
         self.quantize = FSQ(cfg.levels)
 
@@ -163,8 +164,8 @@ class ImageTokenizer(nn.Module):
 class DiVAETokenizer(ImageTokenizer):
     """Tokenizer whose decoder is a code-conditioned diffusion UNet sampled with DDIM."""
 
-    def __init__(self, cfg: TokenizerConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: TokenizerConfig, *, encoder: bool = True) -> None:
+        super().__init__(cfg, encoder=encoder)
         if not isinstance(cfg.decoder, UNetConfig):
             raise ValueError("DiVAETokenizer needs a UNetConfig decoder")
         self.decoder = PatchedUNet(cfg.channels, len(cfg.levels), cfg.decoder)
@@ -204,8 +205,8 @@ class DiVAETokenizer(ImageTokenizer):
 class VQVAETokenizer(ImageTokenizer):
     """Tokenizer with a deterministic ViT decoder that returns class logits (LULC)."""
 
-    def __init__(self, cfg: TokenizerConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: TokenizerConfig, *, encoder: bool = True) -> None:
+        super().__init__(cfg, encoder=encoder)
         if not isinstance(cfg.decoder, ViTConfig):
             raise ValueError("VQVAETokenizer needs a ViTConfig decoder")
         self.post_quant_proj = nn.Conv2d(len(cfg.levels), cfg.decoder.dim, 1)
@@ -250,6 +251,7 @@ class VQVAETokenizer(ImageTokenizer):
         return self.decoder(self.post_quant_proj(codes))
 
 
-def build_tokenizer(cfg: TokenizerConfig) -> ImageTokenizer:
-    """Build a randomly initialised tokenizer of the given architecture."""
-    return DiVAETokenizer(cfg) if cfg.is_diffusion else VQVAETokenizer(cfg)
+def build_tokenizer(cfg: TokenizerConfig, *, encoder: bool = True) -> ImageTokenizer:
+    """Build a randomly initialised tokenizer of the given architecture (``encoder=False``: decode only)."""
+    kind = DiVAETokenizer if cfg.is_diffusion else VQVAETokenizer
+    return kind(cfg, encoder=encoder)
