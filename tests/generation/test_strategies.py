@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from terramind.core.errors import InputError
-from terramind.layers.sampling import SamplingConfig, generators
 from terramind.generation.schedule import temperature_schedule, token_schedule
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
+from terramind.layers.sampling import SamplingConfig, generators
 
 
 def test_token_schedules_match_the_reference_numbers():

@@ -4,10 +4,10 @@ The generator itself lives in :mod:`terramind.generation.generate` and the raste
 :mod:`terramind.generation.scene`; this package root exports the model-free building blocks.
 """
 
-from terramind.generation.sampling import SamplingConfig, derive_seed, filter_logits, generators, sample
 from terramind.generation.schedule import temperature_schedule, token_schedule
 from terramind.generation.strategies import STRATEGIES, Strategy, decode_grid, decode_sequence, get_strategy
 from terramind.generation.tiling import TileLayout, blend_window, run_tiles
+from terramind.layers.sampling import SamplingConfig, derive_seed, filter_logits, generators, sample
 
 __all__ = [
     "STRATEGIES",

@@ -24,8 +24,8 @@ from typing import Protocol
 import torch
 
 from terramind.core.errors import InputError
-from terramind.generation.sampling import SamplingConfig, sample
 from terramind.generation.schedule import temperature_schedule, token_schedule
+from terramind.layers.sampling import SamplingConfig, sample
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(ids (B, N), known (B, N) bool, positions (B, q)) -> logits (B, q, V)``."""

@@ -5,6 +5,9 @@ logits, then ``softmax(logits / temperature)`` is sampled; temperature 0 selects
 comes from explicit CPU ``torch.Generator`` objects, one per sample, so a sample's result never depends on the
 batch it was generated in nor on the device: uniform numbers are drawn on the CPU and turned into token ids
 by inverse-CDF lookup on the logits' device.
+
+It lives in ``layers``, below both ``generation`` and ``tim`` (sibling layers that may not import each other),
+so the two share one filter and one tempered distribution.
 """
 
 from __future__ import annotations

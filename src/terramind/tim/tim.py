@@ -10,8 +10,7 @@ its parameters are frozen, it runs under ``torch.no_grad`` and its outputs are d
 sample's input values, so augmented views get their own entry): faster, but no longer the reference's
 stochastic regeneration.
 
-Sampling lives here, not in :mod:`terramind.generation`: both packages sit on the same layer, and TiM needs
-only this one single-pass step.
+The filter and the tempered distribution are :mod:`terramind.layers.sampling`'s, shared with generation.
 """
 
 from __future__ import annotations
@@ -23,30 +22,12 @@ import torch
 from torch import nn
 
 from terramind.core.errors import ModalityError
+from terramind.layers.sampling import SamplingConfig, probabilities
 from terramind.modalities import get_modality
 from terramind.model.backbone import input_key
 from terramind.model.terramind import TerraMind
 
 PATCH = 16  # pixels per token side (spec §2.1)
-
-
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of highest logits whose probability mass reaches ``top_p``; mask the rest.
-
-    Args:
-        logits: (..., V) logits.
-        top_p: Nucleus mass in (0, 1]; 1 keeps everything.
-
-    Returns:
-        Logits with the excluded entries set to ``-inf`` (the most likely token is always kept).
-    """
-    if top_p >= 1.0:
-        return logits
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    mass_before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
-    drop_sorted = mass_before >= top_p  # drop a token once the mass before it already reaches top_p
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
 
 
 def sample_tokens(
@@ -58,17 +39,18 @@ def sample_tokens(
 ) -> torch.Tensor:
     """Sample one id per position from ``(B, n, V)`` logits.
 
-    Top-p is applied before the temperature, as in the reference wrapper (spec §10.13); temperature 0
-    means greedy.
+    Top-p filters the unscaled logits before the temperature, as in the reference wrapper (spec §10.13);
+    temperature 0 means greedy. One generator (or the global stream) serves the whole batch: TiM draws
+    fresh tokens each call, as the reference does, and needs no per-sample streams.
 
     Returns:
         (B, n) long ids.
     """
-    if temperature <= 0:
+    cfg = SamplingConfig(temperature=temperature, top_p=top_p)
+    if cfg.greedy:
         return logits.argmax(dim=-1)
-    probs = (top_p_filter(logits.float(), top_p) / temperature).softmax(dim=-1)
-    flat = probs.reshape(-1, probs.shape[-1])  # (B*n, V)
-    ids = torch.multinomial(flat, 1, generator=generator)
+    probs = probabilities(logits, cfg)
+    ids = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)  # (B*n, 1)
     return ids.reshape(probs.shape[:-1])
 
 
