@@ -8,7 +8,14 @@ temperature 1, top-p 0.8, chained outputs):
 - ``five``: S2L2A -> S1GRD, S1RTC, DEM, LULC, NDVI (10 diffusion steps; S2L2A is the input so it is not
   regenerated -- the reference would also keep the S2L2A tokenizer resident);
 - ours in bf16 for ``s1rtc`` and ``five``, with its error against fp32 on the same tokens;
-- ours on a 2240 x 2240 scene (S2L2A -> LULC, tiles 224, overlap 32, batch 4): tiles per second.
+- ours on a 2240 x 2240 scene (S2L2A -> LULC, tiles 224, overlap 32, batch 4): tiles per second; other
+  sizes with ``--scene-size WIDTHxHEIGHT``. Peak memory is set by the width (a strip of tile rows is held)
+  and the weights, not by the height.
+
+Ours reads its tokenizers from files, as a user with the released weights does: random tokenizers written
+once to ``bench_results/random_tokenizers`` (about 7 GB). By default ours loads each output decoder only
+while it decodes (this load is inside the timed call); the row "decoders kept" keeps them resident, as the
+reference does. The reference builds random tokenizers in memory (outside the timed call).
 
 Every measurement runs in a fresh process (``--worker``) so its peak memory (``ru_maxrss``) is its own; the
 parent alternates ours and reference for each scenario. The reference runs with the matmul precision that
@@ -35,6 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER_DIR = ROOT / "bench_results" / "random_tokenizers"
 OURS_PY = ROOT / ".venv" / "bin" / "python"
 PEER_PY = ROOT / ".peer-venv" / "bin" / "python"
 SCENARIOS = {"lulc": ["LULC"], "s1rtc": ["S1RTC"], "five": ["S1GRD", "S1RTC", "DEM", "LULC", "NDVI"]}
@@ -52,14 +60,38 @@ def _tile():
     return torch.rand(1, 12, 224, 224, generator=torch.Generator().manual_seed(0)) * 3000 + 200
 
 
-def worker_ours(model: str, outputs: list[str], repeats: int, precision: str) -> dict:
+def worker_files(outputs: list[str]) -> dict:
+    """Write random tokenizers (seeded per modality) in the release's file layout, once."""
+    import zlib
+
+    import torch
+
+    from terramind.api.tokenizers import create_tokenizer
+    from terramind.checkpoints.tokenizers import TOKENIZERS
+
+    TOKENIZER_DIR.mkdir(parents=True, exist_ok=True)
+    written = []
+    for modality in outputs:
+        path = TOKENIZER_DIR / TOKENIZERS[modality].hub.filename
+        if not path.exists():
+            torch.manual_seed(zlib.crc32(modality.encode()))
+            torch.save(create_tokenizer(modality).state_dict(), path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+            written.append(modality)
+    os.sync()  # no write-back of gigabytes during the timed runs that follow
+    return {"written": written}
+
+
+def worker_ours(model: str, outputs: list[str], repeats: int, precision: str, keep: bool = False) -> dict:
     import torch
 
     from terramind.api.generation import create_generator
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    gen = create_generator(model, inputs=["S2L2A"], outputs=outputs)
+    gen = create_generator(
+        model, inputs=["S2L2A"], outputs=outputs, tokenizer_weights=TOKENIZER_DIR, keep_decoders=keep
+    )
     build = time.perf_counter() - t0
     x, times = _tile(), []
     for i in range(WARMUP):
@@ -77,7 +109,7 @@ def worker_ours(model: str, outputs: list[str], repeats: int, precision: str) ->
 def _bf16_error(gen, x) -> dict:
     """Greedy token agreement, and the decoders' relative error on identical tokens, bf16 vs fp32."""
     from terramind.generation.generate import GenerationOptions
-    from terramind.generation.sampling import SamplingConfig
+    from terramind.layers.sampling import SamplingConfig
 
     greedy = SamplingConfig(temperature=0.0)
     t32 = gen.generate_tokens({"S2L2A": x}, GenerationOptions(sampling=greedy), seed=0)
@@ -124,25 +156,29 @@ def worker_ref(model: str, outputs: list[str], repeats: int, precision: str) -> 
     return {"build_s": build, "times": times, "peak_mb": _peak_mb()}
 
 
-def worker_scene(model: str, size: int, batch: int) -> dict:
+def worker_scene(model: str, size: str, batch: int) -> dict:
     import numpy as np
     import rasterio
     import torch
     from affine import Affine
+    from rasterio.windows import Window
 
     from terramind.api.generation import create_generator
     from terramind.generation.scene import SceneOutput, fill_values, generate_scene, generator_tile_fn
 
     torch.set_num_threads(2)
-    gen = create_generator(model, inputs=["S2L2A"], outputs=["LULC"])
-    with tempfile.TemporaryDirectory() as tmp:
+    width, height = _scene_shape(size)
+    gen = create_generator(model, inputs=["S2L2A"], outputs=["LULC"], tokenizer_weights=TOKENIZER_DIR)
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench_results") as tmp:
         path = Path(tmp) / "scene.tif"
-        data = np.random.default_rng(0).integers(0, 5000, (12, size, size), dtype=np.int16)
-        profile = dict(driver="GTiff", width=size, height=size, count=12, dtype="int16", crs="EPSG:32632",
+        profile = dict(driver="GTiff", width=width, height=height, count=12, dtype="int16", crs="EPSG:32632",
                        transform=Affine(10, 0, 500000, 0, -10, 6000000), tiled=True)  # fmt: skip
+        rng = np.random.default_rng(0)
         with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
-        del data
+            for top in range(0, height, 256):  # in strips, so the input never sits whole in memory
+                rows = min(256, height - top)
+                data = rng.integers(0, 5000, (12, rows, width), dtype=np.int16)
+                dst.write(data, window=Window(0, top, width, rows))
         outputs = [SceneOutput.for_modality("LULC", Path(tmp) / "LULC.tif")]
         counted = {"tiles": 0}
 
@@ -157,7 +193,13 @@ def worker_scene(model: str, size: int, batch: int) -> dict:
         )  # fmt: skip
         elapsed = time.perf_counter() - t0
     return {"tiles": counted["tiles"], "seconds": elapsed, "tiles_per_s": counted["tiles"] / elapsed,
-            "peak_mb": _peak_mb()}  # fmt: skip
+            "peak_mb": _peak_mb(), "width": width, "height": height}  # fmt: skip
+
+
+def _scene_shape(size: str) -> tuple[int, int]:
+    """``"2240"`` (square) or ``"10980x448"`` (width x height)."""
+    width, _, height = size.partition("x")
+    return int(width), int(height or width)
 
 
 def run_worker(python: Path, *args: str) -> dict:
@@ -174,7 +216,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--scenarios", default="lulc,s1rtc,five")
     ap.add_argument("--scene", action="store_true", help="also time a whole scene (ours)")
-    ap.add_argument("--scene-size", type=int, default=2240)
+    ap.add_argument("--scene-size", default="2240", help="N (square) or WIDTHxHEIGHT")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench_results" / "generation.json")
     ap.add_argument("--diffusion-steps", type=int, default=DIFFUSION_STEPS)
@@ -186,15 +228,20 @@ def main() -> None:
     )
     if args.worker:
         kind, *rest = args.worker
-        if kind == "scene":
-            result = worker_scene(rest[0], int(rest[1]), int(rest[2]))
+        if kind == "files":
+            result = worker_files(rest[0].split(","))
+        elif kind == "scene":
+            result = worker_scene(rest[0], rest[1], int(rest[2]))
+        elif kind == "ref":
+            result = worker_ref(rest[0], rest[1].split(","), int(rest[2]), rest[3])
         else:
-            fn = worker_ours if kind == "ours" else worker_ref
-            result = fn(rest[0], rest[1].split(","), int(rest[2]), rest[3])
+            result = worker_ours(rest[0], rest[1].split(","), int(rest[2]), rest[3], kind == "ours-kept")
         print(json.dumps(result))
         return
     rows = []
     scenarios = [n for n in args.scenarios.split(",") if n] if args.repeats > 0 else []  # 0: scene only
+    needed = {m for n in scenarios for m in SCENARIOS[n]} | ({"LULC"} if args.scene else set())
+    print("tokenizer files:", run_worker(OURS_PY, "files", ",".join(sorted(needed))), flush=True)
     for name in scenarios:
         outs = ",".join(SCENARIOS[name])
         plan = [
@@ -205,6 +252,8 @@ def main() -> None:
         ]
         if name == "lulc":
             plan = [p for p in plan if p[0] != "ours bf16"]
+        if name == "five":
+            plan.insert(1, ("ours fp32 (decoders kept)", OURS_PY, "ours-kept", "fp32"))
         for label, python, kind, precision in plan:
             result = run_worker(python, kind, args.model, outs, str(args.repeats), precision)
             result.update(scenario=name, who=label, median_s=statistics.median(result["times"]))

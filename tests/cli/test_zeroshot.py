@@ -19,6 +19,9 @@ TILE = "282D_485L_3_3"
 class FakeGenerator:
     """Duck-typed generator: LULC logits saying water where NDWI > 0."""
 
+    def keep_loaded(self) -> FakeGenerator:
+        return self
+
     def generate(self, inputs: Mapping[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
         s2 = inputs["S2L2A"]
         water = (s2[:, 2] - s2[:, 7]) / (s2[:, 2] + s2[:, 7] + 1e-6) > 0

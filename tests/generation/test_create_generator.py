@@ -1,3 +1,5 @@
+import weakref
+
 import pytest
 import torch
 from tiny import tiny_model, tiny_tokenizer
@@ -6,31 +8,90 @@ from terramind.api import generation as api_generation
 from terramind.core import TerraMindError
 from terramind.generation.generate import Generator
 
-INPUTS, OUTPUTS = ["S2L2A", "LULC"], ["DEM"]
+INPUTS, OUTPUTS = ["S2L2A", "LULC"], ["DEM", "NDVI"]
 
 
-def test_output_only_tokenizers_are_loaded_without_their_encoder(monkeypatch):
-    monkeypatch.setattr(api_generation, "create_tokenizer", lambda m, weights=None: tiny_tokenizer(m))
+class Loads:
+    """Stand-in for ``create_tokenizer``: tiny tokenizers; records what was built and what is alive."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.alive: list[weakref.ref] = []
+
+    def __call__(self, modality: str, weights=None, decode_only: bool = False):
+        self.calls.append((modality, decode_only))
+        tok = tiny_tokenizer(modality)
+        if decode_only:
+            tok.drop_encoder()
+            self.alive = [r for r in self.alive if r() is not None]
+            assert not self.alive, "a decoder was loaded while another was still referenced (no gc here)"
+            self.alive.append(weakref.ref(tok))
+        return tok
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    fake = Loads()
+    monkeypatch.setattr(api_generation, "create_tokenizer", fake)
     monkeypatch.setattr(
         api_generation, "create_model", lambda name, weights=None: tiny_model(INPUTS, OUTPUTS)
     )
-    gen = api_generation.create_generator("terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS)
-    assert gen.tokenizers["DEM"].encoder is None  # only decoded
-    assert gen.tokenizers["LULC"].encoder is not None  # an input class map is still tokenized
-    with pytest.raises(TerraMindError, match="decoding only"):
-        gen.tokenizers["DEM"].encode(torch.zeros(1, 1, 64, 64))
+    return fake
 
-    full = Generator(
-        tiny_model(INPUTS, OUTPUTS),
-        {m: tiny_tokenizer(m) for m in ("LULC", "DEM")},
-        inputs=INPUTS,
-        outputs=OUTPUTS,
-    )
-    x = {
+
+def _inputs() -> dict[str, torch.Tensor]:
+    return {
         "S2L2A": torch.rand(1, 12, 64, 64, generator=torch.Generator().manual_seed(1)) * 3000,
         "LULC": torch.randint(0, 10, (1, 64, 64), generator=torch.Generator().manual_seed(2)),
     }
-    a = gen.generate(x, seed=0, diffusion_steps=2)["DEM"]
-    b = full.generate(x, seed=0, diffusion_steps=2)["DEM"]
-    assert a.shape == (1, 1, 64, 64)
+
+
+def _resident() -> Generator:
+    toks = {m: tiny_tokenizer(m) for m in ("LULC", "DEM", "NDVI")}
+    return Generator(tiny_model(INPUTS, OUTPUTS), toks, inputs=INPUTS, outputs=OUTPUTS)
+
+
+def test_output_decoders_are_loaded_one_at_a_time_without_encoders(loads):
+    gen = api_generation.create_generator("terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS)
+    assert loads.calls == [("LULC", False)]  # an input class map is tokenized: resident, with its encoder
+    assert set(gen.loaders) == {"DEM", "NDVI"}
+    out = gen.generate(_inputs(), seed=0, diffusion_steps=2)
+    assert loads.calls[1:] == [("DEM", True), ("NDVI", True)]  # Loads asserts the DEM one was freed first
+    assert all(r() is None for r in loads.alive)  # nothing stays behind after the call
+    assert set(gen.tokenizers) == {"LULC"}
+
+    expected = _resident().generate(_inputs(), seed=0, diffusion_steps=2)
+    for name in OUTPUTS:
+        assert out[name].shape == (1, 1, 64, 64)
+        assert torch.equal(out[name], expected[name])
+
+
+def test_keep_decoders_loads_each_once(loads):
+    gen = api_generation.create_generator(
+        "terramind_v1_tiny", inputs=INPUTS, outputs=["DEM"], keep_decoders=True
+    )
+    assert loads.calls == [("LULC", False), ("DEM", True)]
+    with pytest.raises(TerraMindError, match="decoding only"):
+        gen.tokenizers["DEM"].encode(torch.zeros(1, 1, 64, 64))
+    a = gen.generate(_inputs(), seed=0, diffusion_steps=2)["DEM"]
+    b = gen.generate(_inputs(), seed=0, diffusion_steps=2)["DEM"]
+    assert len(loads.calls) == 2  # not read again
     assert torch.equal(a, b)
+
+
+def test_random_decoders_are_the_same_on_every_load(monkeypatch):
+    from terramind.tokenizers import build_tokenizer
+
+    cfg = tiny_tokenizer("DEM").cfg
+    monkeypatch.setattr(
+        api_generation,
+        "create_tokenizer",
+        lambda m, weights=None, decode_only=False: build_tokenizer(cfg, encoder=not decode_only),
+    )
+    state = torch.random.get_rng_state()
+    first, second = api_generation._decoder("DEM", None), api_generation._decoder("DEM", None)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is untouched
+    a, b = first.state_dict(), second.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = api_generation._decoder("NDVI", None).state_dict()  # another modality, another seed
+    assert not torch.equal(a["quant_proj.weight"], other["quant_proj.weight"])

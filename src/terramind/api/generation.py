@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
+
+import torch
 
 from terramind.api.models import create_model
 from terramind.api.tokenizers import create_tokenizer
@@ -13,11 +17,11 @@ from terramind.core.errors import CheckpointError
 from terramind.generation.generate import (
     Generator,
     Tokenizer,
+    TokenizerLoader,
     check_modalities,
     needed_tokenizers,
     prune_embeddings,
 )
-from terramind.tokenizers import ImageTokenizer
 
 TokenizerWeights = str | os.PathLike[str] | Mapping[str, Weights] | None
 """``None`` (random), ``"hub"``, a folder holding the release files, or a path per modality."""
@@ -30,6 +34,7 @@ def create_generator(
     outputs: Sequence[str],
     weights: Weights = None,
     tokenizer_weights: TokenizerWeights = None,
+    keep_decoders: bool = False,
 ) -> Generator:
     """Create a generator from TerraMind and only the tokenizers it needs.
 
@@ -40,6 +45,11 @@ def create_generator(
         out = gen.generate({"S2L2A": s2}, seed=0)   # s2: (B, 12, 224, 224) reflectance DN
         out["LULC"]  # (B, 1, 224, 224) class ids 0-9;  out["S1RTC"]: (B, 2, 224, 224) dB
 
+    The decoders of the outputs are built without their encoders and, by default, loaded only while they
+    decode: peak memory holds one decoder (about 1.1 GB for a diffusion decoder, weights and file pages
+    while loading), not all of them. For many calls (a loop over tiles) pass ``keep_decoders=True`` or
+    call ``gen.keep_loaded()``, so they are not read again each call.
+
     Args:
         name: Model size (``terramind_v1_tiny``/``small``/``base``/``large``).
         inputs: Modalities that will be given (S2L2A, S2L1C, S2RGB, S1GRD, S1RTC, DEM, LULC, NDVI, coords).
@@ -47,6 +57,8 @@ def create_generator(
         weights: Model weights: None (random, untrained), ``"hub"`` or a local file.
         tokenizer_weights: None (random), ``"hub"``, a folder with the release files
             (``TerraMind_Tokenizer_<MOD>.pt``, coords ``config.json``), or a mapping modality -> path.
+            Random decoders are seeded per modality, so a decoder loaded twice is the same decoder.
+        keep_decoders: Keep every output decoder in memory between calls (faster, more memory).
 
     Returns:
         A :class:`~terramind.generation.generate.Generator`.
@@ -56,14 +68,27 @@ def create_generator(
         CheckpointError: Weights that cannot be found or loaded.
     """
     given, _ = check_modalities(inputs, outputs)  # fail before loading gigabytes
+    given_names = {spec.name for spec in given}
     tokenizers: dict[str, Tokenizer] = {}
+    loaders: dict[str, TokenizerLoader] = {}
     for modality in needed_tokenizers(inputs, outputs):
-        tokenizer = create_tokenizer(modality, weights=_tokenizer_file(modality, tokenizer_weights))
-        if isinstance(tokenizer, ImageTokenizer) and modality not in {spec.name for spec in given}:
-            tokenizer.drop_encoder()  # an output is only decoded: its encoder would be dead weight
-        tokenizers[modality] = tokenizer
+        weights_file = _tokenizer_file(modality, tokenizer_weights)
+        if modality in given_names or modality == "coords":  # encodes inputs, or a small vocabulary
+            tokenizers[modality] = create_tokenizer(modality, weights=weights_file)
+        else:  # an output is only decoded
+            loaders[modality] = partial(_decoder, modality, weights_file)
     model = prune_embeddings(create_model(name, weights=weights), inputs, outputs)
-    return Generator(model, tokenizers, inputs=inputs, outputs=outputs)
+    generator = Generator(model, tokenizers, inputs=inputs, outputs=outputs, loaders=loaders)
+    return generator.keep_loaded() if keep_decoders else generator
+
+
+def _decoder(modality: str, weights: Weights) -> Tokenizer:
+    """Load a decode-only tokenizer; random weights come from a seed of the modality, the same every call."""
+    if weights is not None:
+        return create_tokenizer(modality, weights=weights, decode_only=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(modality.encode()))
+        return create_tokenizer(modality, weights=None, decode_only=True)
 
 
 def _tokenizer_file(modality: str, weights: TokenizerWeights) -> Weights:

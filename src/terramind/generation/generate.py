@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
 import torch
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
-from terramind.generation.sampling import SamplingConfig, generators
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
+from terramind.layers.sampling import SamplingConfig, generators
 from terramind.modalities import Kind, ModalitySpec, destandardize, get_modality, modality_names, standardize
 from terramind.model import Encoded, TerraMind
 
@@ -68,6 +68,8 @@ class SequenceTokenizerLike(Protocol):
 
 
 Tokenizer = ImageTokenizerLike | SequenceTokenizerLike
+TokenizerLoader = Callable[[], Tokenizer]
+"""Builds (and fills) a tokenizer when it is needed; each call must give the same weights."""
 _V = TypeVar("_V")
 
 
@@ -153,11 +155,16 @@ def prune_embeddings(model: TerraMind, inputs: Sequence[str], outputs: Sequence[
 class Generator:
     """Generate output modalities from input modalities with a TerraMind model and its tokenizers.
 
+    Tokenizers are either resident or loaded on demand. A decoder loaded on demand lives only while it
+    decodes, so generating five diffusion outputs holds one 200 M-parameter decoder at a time instead of all
+    five; :meth:`keep_loaded` makes them resident for many calls (the tiles of a scene).
+
     Args:
         model: The encoder-decoder (in eval mode; its device is used for everything).
-        tokenizers: By canonical modality name; see :func:`needed_tokenizers`.
+        tokenizers: Resident tokenizers by canonical modality name; see :func:`needed_tokenizers`.
         inputs: Modalities that may be given.
         outputs: Modalities generated, in this order.
+        loaders: Tokenizers loaded on demand, by canonical modality name.
     """
 
     def __init__(
@@ -167,13 +174,15 @@ class Generator:
         *,
         inputs: Sequence[str],
         outputs: Sequence[str],
+        loaders: Mapping[str, TokenizerLoader] | None = None,
     ) -> None:
         self.inputs, self.outputs = check_modalities(inputs, outputs)
-        missing = [m for m in needed_tokenizers(inputs, outputs) if m not in tokenizers]
+        self.tokenizers = dict(tokenizers)
+        self.loaders = dict(loaders or {})
+        missing = [m for m in needed_tokenizers(inputs, outputs) if m not in {*tokenizers, *self.loaders}]
         if missing:
             raise ModalityError(f"tokenizer(s) missing for {missing}")
         self.model = model.eval()
-        self.tokenizers = dict(tokenizers)
         self.last_seed: int | None = None
 
     @property
@@ -187,6 +196,13 @@ class Generator:
         for tokenizer in self.tokenizers.values():
             if isinstance(tokenizer, torch.nn.Module):
                 tokenizer.to(device)
+        return self
+
+    def keep_loaded(self) -> Generator:
+        """Load every on-demand tokenizer now and keep it resident (for many calls); returns self."""
+        for name in self.loaders:
+            if name not in self.tokenizers:
+                self.tokenizers[name] = self._load(name)
         return self
 
     # ----------------------------------------------------------------------------------------- public
@@ -463,10 +479,20 @@ class Generator:
             yield
 
     def _image_tokenizer(self, name: str) -> ImageTokenizerLike:
-        return cast(ImageTokenizerLike, self.tokenizers[name])
+        return cast(ImageTokenizerLike, self._tokenizer(name))
 
     def _sequence_tokenizer(self, name: str) -> SequenceTokenizerLike:
-        return cast(SequenceTokenizerLike, self.tokenizers[name])
+        return cast(SequenceTokenizerLike, self._tokenizer(name))
+
+    def _tokenizer(self, name: str) -> Tokenizer:
+        """Return the resident tokenizer, or a freshly loaded one that is freed when the caller drops it."""
+        return self.tokenizers[name] if name in self.tokenizers else self._load(name)
+
+    def _load(self, name: str) -> Tokenizer:
+        tokenizer = self.loaders[name]()
+        if isinstance(tokenizer, torch.nn.Module):
+            tokenizer.to(self.device).eval()
+        return tokenizer
 
 
 @dataclass

@@ -300,11 +300,15 @@ def generate_scene(
 def generator_tile_fn(generator: Generator, outputs: Sequence[SceneOutput], **options: object) -> TileFn:
     """Wrap a :class:`Generator` as a tile function (categorical outputs as logits, for blending).
 
+    The generator's on-demand decoders are made resident (:meth:`Generator.keep_loaded`): every batch of
+    tiles decodes, and reading them again per batch would cost more than it saves.
+
     Args:
         generator: The generator (inputs in physical units, as read from the files).
         outputs: The scene outputs, in the generator's output order.
         **options: Keyword arguments of :meth:`Generator.generate` (seed, steps, temperature, ...).
     """
+    generator.keep_loaded()
 
     def fn(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
         batch = {name: torch.from_numpy(np.ascontiguousarray(x)) for name, x in tiles.items()}
