@@ -155,9 +155,10 @@ def prune_embeddings(model: TerraMind, inputs: Sequence[str], outputs: Sequence[
 class Generator:
     """Generate output modalities from input modalities with a TerraMind model and its tokenizers.
 
-    Tokenizers are either resident or loaded on demand. A decoder loaded on demand lives only while it
-    decodes, so generating five diffusion outputs holds one 200 M-parameter decoder at a time instead of all
-    five; :meth:`keep_loaded` makes them resident for many calls (the tiles of a scene).
+    Tokenizers are either resident or loaded on demand. Of those loaded on demand only the one used last is
+    held, and it is let go before the next one loads: generating five diffusion outputs holds one
+    200 M-parameter decoder at a time instead of all five, and a generator with one output loads its decoder
+    once. :meth:`keep_loaded` makes them all resident, for many calls with several outputs (a scene).
 
     Args:
         model: The encoder-decoder (in eval mode; its device is used for everything).
@@ -184,6 +185,7 @@ class Generator:
             raise ModalityError(f"tokenizer(s) missing for {missing}")
         self.model = model.eval()
         self.last_seed: int | None = None
+        self._held: tuple[str, Tokenizer] | None = None  # the on-demand tokenizer used last
 
     @property
     def device(self) -> torch.device:
@@ -192,6 +194,7 @@ class Generator:
 
     def to(self, device: torch.device | str) -> Generator:
         """Move the model and the image tokenizers to ``device``; returns self."""
+        self._held = None  # reloaded onto the new device when next needed
         self.model.to(device)
         for tokenizer in self.tokenizers.values():
             if isinstance(tokenizer, torch.nn.Module):
@@ -200,6 +203,7 @@ class Generator:
 
     def keep_loaded(self) -> Generator:
         """Load every on-demand tokenizer now and keep it resident (for many calls); returns self."""
+        self._held = None
         for name in self.loaders:
             if name not in self.tokenizers:
                 self.tokenizers[name] = self._load(name)
@@ -485,8 +489,13 @@ class Generator:
         return cast(SequenceTokenizerLike, self._tokenizer(name))
 
     def _tokenizer(self, name: str) -> Tokenizer:
-        """Return the resident tokenizer, or a freshly loaded one that is freed when the caller drops it."""
-        return self.tokenizers[name] if name in self.tokenizers else self._load(name)
+        """Return the resident or held tokenizer, or load it (letting the held one go first)."""
+        if name in self.tokenizers:
+            return self.tokenizers[name]
+        if self._held is None or self._held[0] != name:
+            self._held = None  # freed now, before the next one takes its memory
+            self._held = (name, self._load(name))
+        return self._held[1]
 
     def _load(self, name: str) -> Tokenizer:
         tokenizer = self.loaders[name]()
