@@ -68,3 +68,9 @@ def test_top_p_keeps_smallest_nucleus(values: list[float], top_p: float) -> None
         assert probs[kept].min() >= probs[~kept].max() - 1e-7
         # without its least likely member the kept set would fall short of top_p
         assert probs[kept].sum() - probs[kept].min() < top_p + 1e-6
+
+
+def test_top_p_of_one_keeps_every_token():
+    # over a FSQ-sized vocabulary the float32 cumulative sum of this one rounds past 1 (308 tokens)
+    logits = torch.randn(1, 1, 15360, generator=torch.Generator().manual_seed(0)) * 3
+    assert bool(torch.isfinite(filter_logits(logits, top_p=1.0)).all())

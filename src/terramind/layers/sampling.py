@@ -30,7 +30,7 @@ class SamplingConfig:
     Attributes:
         temperature: Softmax temperature; 0 is greedy (argmax).
         top_k: Keep only the k most likely tokens (0: off).
-        top_p: Keep the smallest set of tokens whose probability mass reaches p (0: off).
+        top_p: Keep the smallest set of tokens whose probability mass reaches p (0 or 1: off).
     """
 
     temperature: float = 1.0
@@ -76,7 +76,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> t
         k = min(top_k, out.shape[-1])
         kth = torch.topk(out, k, dim=-1).values[..., -1:]
         out[out < kth] = float("-inf")
-    if top_p > 0.0:
+    if 0.0 < top_p < 1.0:  # 1 keeps every token (a cumulative sum can round past 1)
         sorted_logits, order = torch.sort(out, dim=-1, descending=True)
         cum = torch.cumsum(torch.softmax(sorted_logits.float(), dim=-1), dim=-1)
         drop = cum > top_p
