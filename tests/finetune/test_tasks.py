@@ -121,3 +121,42 @@ def test_backbone_and_tim_generator_load_a_checkpoint(tmp_path: Path) -> None:
     assert torch.equal(generator["decoder.0.mlp.fc1.weight"], theirs["decoder.0.mlp.fc1.weight"])
     with pytest.raises(ModalityError, match="bands cannot be combined"):
         Backbone("terramind_v1_tiny", ["S2L2A"], bands={"S2L2A": ["RED"]}, tim_modalities=["LULC"])
+
+
+class _LearningRates(L.Callback):
+    """Record the learning rate each optimiser step runs with."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "none", "plateau"])
+def test_warmup_ramps_the_learning_rate_before_the_schedule(
+    small_standin: torch.nn.Module, scheduler: str
+) -> None:
+    task = SegmentationTask(
+        small_standin, 2, decoder="fcn", decoder_kwargs={"channels": 8}, scheduler=scheduler,  # type: ignore[arg-type]
+        lr=1e-2, warmup_steps=3,
+    )  # fmt: skip
+    record = _LearningRates()
+    trainer = L.Trainer(
+        max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", callbacks=[record], limit_val_batches=1,
+    )  # fmt: skip
+    loader = _batches(lambda x: (x[0] > 0).long(), n=12)  # 6 steps: one epoch
+    trainer.fit(task, loader, loader)
+    assert record.lrs[:4] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2, 1e-2])
+    if scheduler == "cosine":  # then down over the remaining 3 steps
+        assert record.lrs[4] < record.lrs[3] and record.lrs[5] < record.lrs[4]
+    else:
+        assert record.lrs[4:] == pytest.approx([1e-2, 1e-2])
+
+
+def test_negative_warmup_is_refused(small_standin: torch.nn.Module) -> None:
+    from terramind.core.errors import TerraMindError
+
+    with pytest.raises(TerraMindError, match="warmup_steps must be >= 0"):
+        SegmentationTask(small_standin, 2, decoder="fcn", warmup_steps=-1)

@@ -3,7 +3,10 @@
 Each task owns a model from :mod:`terramind.finetune.model`, a loss from :mod:`terramind.finetune.losses`
 and torchmetrics collections; the optimiser is AdamW over the trainable parameters with a plateau, cosine
 or no learning-rate schedule (the official fine-tuning example uses AdamW with ReduceLROnPlateau(0.5, 5),
-spec §8). Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
+spec §8), each optionally after a linear warmup over the first ``warmup_steps`` optimiser steps (torch's
+``LinearLR``; chained before cosine with ``SequentialLR``, beside the plateau schedule otherwise).
+
+Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
 :class:`terramind.data.datamodule.GeoTiffDataModule` produces them.
 """
 
@@ -42,8 +45,12 @@ class _Task(L.LightningModule):
         weight_decay: float,
         scheduler: Scheduler,
         freeze_backbone: bool,
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
+        if warmup_steps < 0:
+            raise TerraMindError(f"warmup_steps must be >= 0 (0 = no warmup), got {warmup_steps}")
+        self.warmup_steps = warmup_steps
         self.model = model
         self.loss_fn = loss
         self.train_metrics = metrics.clone(prefix="train/")
@@ -124,17 +131,36 @@ class _Task(L.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        """AdamW over trainable parameters with the chosen learning-rate schedule."""
+        """AdamW over trainable parameters with the chosen learning-rate schedule (and warmup)."""
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.scheduler == "none":
-            return optimizer
-        if self.scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": self.monitor}}
-        steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        schedules: list[dict[str, Any]] = []
+        warmup = self._warmup(optimizer)
+        if self.scheduler == "cosine":
+            steps = max(int(self.trainer.estimated_stepping_batches), 1)
+            main: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(steps - self.warmup_steps, 1)
+            )
+            if warmup is not None:  # warmup, then cosine over the remaining steps
+                main = torch.optim.lr_scheduler.SequentialLR(
+                    optimizer, [warmup, main], milestones=[self.warmup_steps]
+                )
+            schedules.append({"scheduler": main, "interval": "step"})
+        else:
+            if warmup is not None:
+                schedules.append({"scheduler": warmup, "interval": "step"})
+            if self.scheduler == "plateau":
+                plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+                schedules.append({"scheduler": plateau, "monitor": self.monitor})
+        return ([optimizer], schedules) if schedules else optimizer
+
+    def _warmup(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """Linear warmup, or None: step ``i < warmup_steps`` runs at ``lr * (i + 1) / warmup_steps``."""
+        if not self.warmup_steps:
+            return None
+        return torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / self.warmup_steps, total_iters=max(self.warmup_steps - 1, 1)
+        )
 
 
 def _check_weights(class_weights: Sequence[float] | None, num_classes: int) -> None:
@@ -157,6 +183,7 @@ class SegmentationTask(_Task):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``plateau`` (on the monitored metric), ``cosine`` (per step) or ``none``.
+        warmup_steps: Optimiser steps of linear learning-rate warmup before the schedule (0: none).
         freeze_backbone: Train only neck, decoder and head.
         head_dropout: Dropout before the output convolution.
     """
@@ -178,6 +205,7 @@ class SegmentationTask(_Task):
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         scheduler: Scheduler = "plateau",
+        warmup_steps: int = 0,
         freeze_backbone: bool = False,
         head_dropout: float = 0.1,
     ) -> None:
@@ -207,6 +235,7 @@ class SegmentationTask(_Task):
             weight_decay=weight_decay,
             scheduler=scheduler,
             freeze_backbone=freeze_backbone,
+            warmup_steps=warmup_steps,
         )
         self.save_hyperparameters(ignore=["backbone"])
 
@@ -232,6 +261,7 @@ class RegressionTask(_Task):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``plateau``, ``cosine`` or ``none``.
+        warmup_steps: Optimiser steps of linear learning-rate warmup before the schedule (0: none).
         freeze_backbone: Train only neck, decoder and head.
         head_dropout: Dropout before the output convolution.
     """
@@ -251,6 +281,7 @@ class RegressionTask(_Task):
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         scheduler: Scheduler = "plateau",
+        warmup_steps: int = 0,
         freeze_backbone: bool = False,
         head_dropout: float = 0.0,
     ) -> None:
@@ -273,6 +304,7 @@ class RegressionTask(_Task):
             weight_decay=weight_decay,
             scheduler=scheduler,
             freeze_backbone=freeze_backbone,
+            warmup_steps=warmup_steps,
         )
         self.ignore_value = ignore_value
         self.save_hyperparameters(ignore=["backbone"])
@@ -297,6 +329,7 @@ class ClassificationTask(_Task):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``plateau``, ``cosine`` or ``none``.
+        warmup_steps: Optimiser steps of linear learning-rate warmup before the schedule (0: none).
         freeze_backbone: Train only the head.
         head_dropout: Dropout before the linear layer.
     """
@@ -312,6 +345,7 @@ class ClassificationTask(_Task):
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         scheduler: Scheduler = "plateau",
+        warmup_steps: int = 0,
         freeze_backbone: bool = False,
         head_dropout: float = 0.1,
     ) -> None:
@@ -335,6 +369,7 @@ class ClassificationTask(_Task):
             weight_decay=weight_decay,
             scheduler=scheduler,
             freeze_backbone=freeze_backbone,
+            warmup_steps=warmup_steps,
         )
         self.multilabel = multilabel
         self.save_hyperparameters(ignore=["backbone"])
