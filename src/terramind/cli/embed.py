@@ -8,15 +8,14 @@ one mean-pooled vector per tile (``--pooling tokens`` keeps every token) with th
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from terramind.api.models import create_backbone
+from terramind.cli._args import parse_inputs
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
 from terramind.data.datamodule import match_files, modality_inputs
 from terramind.evaluate.embeddings import embed_files, write_embeddings
-from terramind.modalities import get_modality
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,17 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
-
-
-def parse_inputs(items: Sequence[str]) -> dict[str, Path]:
-    """``["S2L2A=dir", ...]`` -> ``{"S2L2A": Path("dir")}`` with canonical modality names."""
-    out: dict[str, Path] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not value:
-            raise InputError(f"--input {item!r}: write MODALITY=PATH, e.g. S2L2A=tiles/")
-        out[get_modality(name).name] = Path(value)
-    return out
 
 
 def tile_files(inputs: dict[str, Path]) -> dict[str, dict[str, Path]]:

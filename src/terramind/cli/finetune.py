@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from terramind.cli.embed import parse_inputs
+from terramind.cli._args import parse_inputs
 from terramind.core.errors import TerraMindError
 from terramind.core.optional import require
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from terramind.api import generation as api_generation
+from terramind.cli._args import parse_pairs
 from terramind.core.errors import InputError, ModalityError
 from terramind.generation.generate import check_modalities
 from terramind.generation.scene import (
@@ -86,20 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", action="store_true", help="also write PNG quicklooks")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)  # fmt: skip
-
-
-def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
-    """Parse ``NAME=VALUE`` items into a dict keyed by canonical modality name."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise InputError(f"{what} must look like MOD=VALUE (e.g. S2L2A=scene.tif), got {item!r}")
-        canonical = get_modality(name).name
-        if canonical in out:
-            raise InputError(f"{what} {canonical} given twice")
-        out[canonical] = value
-    return out
 
 
 def plan(args: argparse.Namespace) -> tuple[dict[str, Path], list[SceneOutput]]:

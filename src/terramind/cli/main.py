@@ -21,9 +21,10 @@ USAGE_ERROR = 2
 
 
 def command_modules() -> dict[str, str]:
-    """Subcommand name -> module name, for every module of this package except ``main``."""
+    """Subcommand name -> module name, for every module of this package except ``main`` and private ones."""
     package = importlib.import_module("terramind.cli")
-    names = sorted(i.name for i in pkgutil.iter_modules(package.__path__) if i.name != "main")
+    modules = pkgutil.iter_modules(package.__path__)
+    names = sorted(i.name for i in modules if i.name != "main" and not i.name.startswith("_"))
     return {name.replace("_", "-"): name for name in names}
 
 
