@@ -143,8 +143,37 @@ def test_classification_labels_from_a_csv(tmp_path: Path, examples_dir: Path, ta
         )
 
 
-def test_token_modalities_and_stray_names_are_config_errors(examples_dir: Path) -> None:
-    with pytest.raises(ModalityError, match="LULC enters TerraMind as tokenizer ids"):
-        GeoTiffDataModule(str(examples_dir), ["S2L2A", "LULC"], 2)
+def test_lulc_and_ndvi_inputs_are_read_for_tokenizing(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {m: NAMES for m in ("S2L2A", "LULC", "NDVI", "label")})
+    dm = GeoTiffDataModule(
+        str(root), ["S2L2A", "LULC", "NDVI"], 10, split_ratio=(1.0, 0.0, 0.0), augment=False
+    )
+    sample = dm._build("train")[0]
+    name = Path(sample["path"]).stem
+    with rasterio.open(examples_dir / "LULC" / f"{name}.tif") as src:
+        raw = src.read(1)
+    lulc = sample["inputs"]["LULC"]
+    assert lulc.shape == (1, 224, 224) and len(np.unique(raw)) > 1
+    assert np.array_equal(lulc[0].numpy(), raw.astype(np.float32))  # class ids, not standardised
+    with rasterio.open(examples_dir / "NDVI" / f"{name}.tif") as src:
+        ndvi = src.read(1).astype(np.float32)
+    back = destandardize("NDVI", sample["inputs"]["NDVI"].numpy())[0]
+    assert np.allclose(back, ndvi, atol=1e-4)  # standardised like any pixel modality
+
+
+def test_class_ids_outside_the_classes_name_the_file(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES[:1], "label": NAMES[:1]})
+    (root / "LULC").mkdir()
+    with rasterio.open(examples_dir / "LULC" / f"{NAMES[0]}.tif") as src:
+        profile, data = src.profile, src.read()
+    profile.update(nodata=None)
+    with rasterio.open(root / "LULC" / f"{NAMES[0]}.tif", "w", **profile) as dst:
+        dst.write(np.full_like(data, 12))
+    dm = GeoTiffDataModule(str(root), ["S2L2A", "LULC"], 10, split_ratio=(1.0, 0.0, 0.0))
+    with pytest.raises(InputError, match=r"LULC.*class ids must be whole numbers 0-9, found \[12, 12\]"):
+        dm._build("train")[0]
+
+
+def test_stray_names_are_config_errors(examples_dir: Path) -> None:
     with pytest.raises(ModalityError, match=r"scales name \['S1RTC'\]"):
         GeoTiffDataModule(str(examples_dir), ["S2L2A"], 2, scales={"S1RTC": 2.0})

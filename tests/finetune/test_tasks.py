@@ -160,3 +160,40 @@ def test_negative_warmup_is_refused(small_standin: torch.nn.Module) -> None:
 
     with pytest.raises(TerraMindError, match="warmup_steps must be >= 0"):
         SegmentationTask(small_standin, 2, decoder="fcn", warmup_steps=-1)
+
+
+def test_token_inputs_are_tokenized_by_frozen_tokenizers_outside_the_module_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from terramind.finetune import backbone as backbone_module
+    from terramind.tokenizers import build_tokenizer
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tokenizers"))
+    from tiny_tokenizers import tiny_config
+
+    built: dict[str, torch.nn.Module] = {}
+
+    def tiny(modality: str, weights: object = None) -> torch.nn.Module:
+        built[modality] = build_tokenizer(tiny_config(modality, 10 if modality == "LULC" else 1)).eval()
+        return built[modality]
+
+    monkeypatch.setattr(backbone_module, "load_image_tokenizer", tiny)
+    torch.manual_seed(0)
+    backbone = Backbone("terramind_v1_tiny", ["S2L2A", "LULC", "NDVI"], merge=None, encoder_depth=1)
+    assert set(backbone.tokenizers) == {"LULC", "NDVI"}
+    own = {id(p) for p in backbone.parameters()}
+    assert not any(id(p) in own for tok in built.values() for p in tok.parameters())  # not fine-tuned
+    assert not any(k.startswith("tokenizers") for k in backbone.state_dict())  # not in checkpoints
+
+    g = torch.Generator().manual_seed(0)
+    x = {
+        "S2L2A": torch.randn(2, 12, 64, 64, generator=g),
+        "LULC": torch.randint(0, 10, (2, 1, 64, 64), generator=g).float(),  # as the datamodule reads it
+        "NDVI": torch.randn(2, 1, 64, 64, generator=g),
+    }
+    ids = {name: built[name].encode(x[name]) for name in ("LULC", "NDVI")}
+    out = backbone(x)[-1]
+    assert out.shape == (2, 3 * 16, 192)  # three 4 x 4 token grids
+    assert torch.equal(out, backbone({**x, **ids})[-1])  # the same as feeding the token ids

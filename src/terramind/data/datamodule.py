@@ -8,7 +8,9 @@ split by folder instead of by split file)::
 
 Samples are standardised with the catalog's v1 statistics (:func:`terramind.modalities.standardize`),
 nodata and non-finite pixels become 0 (the band mean) and the label there becomes ``ignore_index``, and
-training samples get one random D4 transform (rotation by k·90° and an optional flip) applied to every
+class maps given as inputs (LULC) stay class ids, nodata becoming class 0 ("no data"). LULC and NDVI enter
+the model as tokenizer ids; :class:`terramind.finetune.Backbone` tokenizes what this module reads. Training
+samples get one random D4 transform (rotation by k·90° and an optional flip) applied to every
 modality and the label alike. Every check that can fail — unknown modality or band, files missing in one
 folder, misaligned grids, label values outside ``num_classes``, an empty split — runs in ``setup``, before
 the first training step, and names the files involved.
@@ -30,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from terramind.core.errors import InputError, ModalityError, TerraMindError
 from terramind.data.geotiff import open_georef, read_raster
-from terramind.modalities import Kind, band_indices, get_modality, standardize
+from terramind.modalities import band_indices, get_modality, standardize
 
 LABEL = "label"
 SPLITS = ("train", "val", "test", "predict")
@@ -90,12 +92,6 @@ def modality_inputs(
             raise ModalityError(
                 f"{spec.name} is not a raster modality: it cannot be read from GeoTIFF folders"
             )
-        if spec.input_kind is Kind.TOKEN:
-            # The model takes LULC/NDVI as tokenizer ids; raw maps would fail at the first step.
-            raise ModalityError(
-                f"{spec.name} enters TerraMind as tokenizer ids, which this datamodule does not compute: "
-                f"drop it from the inputs, or generate it with Thinking-in-Modalities (tim_modalities)"
-            )
         in_file = list(file_bands.get(name, spec.bands))
         band_indices(spec, in_file)  # raises on names that are not the modality's bands
         wanted = list(bands.get(name, in_file))
@@ -119,13 +115,25 @@ def prepare_input(
         nodata: The file's nodata value.
 
     Returns:
-        ``(x, invalid)``: float32 ``(C, H, W)`` standardised values and the ``(H, W)`` mask of pixels invalid
-        in any band.
+        ``(x, invalid)``: float32 ``(C, H, W)`` standardised values (class ids for a categorical modality,
+        invalid pixels class 0) and the ``(H, W)`` mask of pixels invalid in any band.
+
+    Raises:
+        InputError: Class ids that are fractional or outside the modality's classes.
     """
     data = data.astype(np.float32)
     invalid = ~np.isfinite(data)
     if nodata is not None:
         invalid |= data == np.float32(nodata)
+    classes = get_modality(mod.name).classes
+    if classes is not None:
+        ids = np.where(invalid, 0.0, np.nan_to_num(data))
+        if (ids != np.round(ids)).any() or ids.min() < 0 or ids.max() >= len(classes):
+            raise InputError(
+                f"{mod.name} class ids must be whole numbers 0-{len(classes) - 1}, found "
+                f"[{ids.min():g}, {ids.max():g}]; remap the classes or set the file's nodata"
+            )
+        return ids, invalid.any(axis=0)
     x = standardize(mod.name, np.nan_to_num(data) * mod.scale, bands=mod.bands, offset=mod.offset)
     x[invalid] = 0.0  # standardised 0 is the band mean: the least surprising fill
     return x, invalid.any(axis=0)
@@ -173,7 +181,10 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
                 f"{str(path)!r} has {raster.data.shape[0]} bands but {mod.name} files should have "
                 f"{mod.file_band_count} (set file_bands to the bands the files hold)"
             )
-        x, invalid = prepare_input(mod, raster.data[list(mod.index)], raster.georef.nodata)
+        try:
+            x, invalid = prepare_input(mod, raster.data[list(mod.index)], raster.georef.nodata)
+        except InputError as err:
+            raise InputError(f"{str(path)!r}: {err}") from None
         return torch.from_numpy(x), torch.from_numpy(invalid)
 
     def _read_label(self, index: int, invalid: torch.Tensor) -> torch.Tensor | None:

@@ -5,6 +5,10 @@ encoder (:class:`terramind.model.TerraMindBackbone`), loads weights from a check
 embeddings to band subsets by band name, and, with ``tim_modalities``, adds a frozen TiM generator whose
 token ids are appended to the inputs (spec §6): with ``merge=None`` the sequence grows by one token grid
 (196 tokens at 224 px) per TiM modality; with ``merge="mean"`` the TiM modality joins the average.
+
+Token-type inputs (LULC class maps, NDVI) are tokenized by frozen tokenizers inside the backbone, so a
+datamodule gives them as rasters like any other input. The tokenizers are tools, not fine-tuned weights:
+they are kept out of the module tree (no optimiser state, not in checkpoints) and follow the inputs' device.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from torch import nn
 
 from terramind.checkpoints import load_into
 from terramind.checkpoints.models import Weights, load_backbone_weights, model_record, read_weights
+from terramind.checkpoints.tokenizers import load_image_tokenizer
 from terramind.core.errors import ModalityError
-from terramind.modalities import get_modality
+from terramind.modalities import Kind, get_modality
 from terramind.model import TerraMind, TerraMindBackbone, TerraMindConfig
 from terramind.model.backbone import input_key
 from terramind.tim import TiMGenerator
+from terramind.tokenizers import ImageTokenizer
 
 
 def model_config(name: str, encoder_depth: int | None = None) -> TerraMindConfig:
@@ -65,6 +71,8 @@ class Backbone(nn.Module):
         tim_temperature: TiM sampling temperature.
         tim_top_p: TiM nucleus mass.
         tim_cache: Generate TiM tokens once per distinct input instead of every forward.
+        tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, None
+            (random, for tests) or a mapping modality -> ``"hub"`` or file.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class Backbone(nn.Module):
         tim_temperature: float = 1.0,
         tim_top_p: float = 0.8,
         tim_cache: bool = False,
+        tokenizer_weights: str | dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         config = model_config(name, encoder_depth)
@@ -109,16 +118,41 @@ class Backbone(nn.Module):
         for modality, names in (bands or {}).items():
             # After loading: band selection copies the pretrained columns of the named bands.
             self.encoder.select_bands(modality, names)
+        # a plain dict, so they stay out of the module tree (see the module docstring)
+        self.tokenizers: dict[str, ImageTokenizer] = {
+            m: _frozen_tokenizer(m, tokenizer_weights)
+            for m in self.modalities
+            if get_modality(m).input_kind is Kind.TOKEN
+        }
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> Any:
         """Per-block features of the inputs, with TiM tokens appended when configured.
 
         Args:
-            inputs: ``{modality: standardized (B, C, H, W)}`` (token ids (B, h, w) for token modalities).
+            inputs: ``{modality: standardized (B, C, H, W)}``; LULC as class ids ``(B, 1, H, W)``. Token
+                modalities may also come as integer token ids ``(B, h, w)``, which are used as they are.
 
         Returns:
             A list with one tensor per encoder block (see :class:`terramind.model.TerraMindBackbone`).
         """
+        inputs = self._tokenize(inputs)
         if self.tim is not None:
             inputs = {**inputs, **self.tim(inputs)}
         return self.encoder(inputs)
+
+    def _tokenize(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Replace the rasters of token-type modalities by their token ids ``(B, h, w)``."""
+        out = dict(inputs)
+        for name, tokenizer in self.tokenizers.items():
+            x = out.get(name)
+            if x is None or (x.ndim == 3 and not x.is_floating_point()):
+                continue  # absent, or already token ids
+            with torch.no_grad():
+                out[name] = tokenizer.to(x.device).encode(x)
+        return out
+
+
+def _frozen_tokenizer(modality: str, weights: str | dict[str, str] | None) -> ImageTokenizer:
+    """Load the tokenizer of a token-type input, frozen and in eval mode."""
+    chosen = weights.get(modality) if isinstance(weights, dict) else weights
+    return load_image_tokenizer(modality, chosen).requires_grad_(False).eval()
