@@ -112,3 +112,24 @@ def test_sincos_table_rows_then_columns() -> None:
     assert torch.equal(table[0, :4, 1, 0], table[0, :4, 1, 3])
     assert torch.equal(table[0, 4:, 0, 2], table[0, 4:, 3, 2])
     assert float(table[0, 0, 0, 0]) == 0.0 and float(table[0, 2, 0, 0]) == 1.0
+
+
+def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit() -> None:
+    from terramind.tokenizers.diffusion import ddim_sample
+
+    torch.manual_seed(0)
+    tok = build_tokenizer(tiny_config("S1RTC", 2)).eval()
+    with torch.no_grad():  # the zero-initialised output conv would make every decode exactly 0
+        for p in tok.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ids = torch.randint(0, tok.codebook_size, (1, 2, 2), generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(2))
+    codes = tok.quantize.ids_to_codes(ids)
+    with torch.inference_mode():
+        full = tok.decode(ids, steps=3, noise=noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = tok.decode(ids, steps=3, noise=noise)
+            per_op = ddim_sample(lambda x, t: tok.decoder(x, t, codes), noise, 3)  # autocast casting per op
+    assert torch.equal(fast, per_op)
+    assert not torch.equal(fast, full)  # bf16 really ran
+    assert all(p.dtype == torch.float32 for p in tok.parameters())  # the module itself is untouched

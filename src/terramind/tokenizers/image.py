@@ -8,11 +8,13 @@ the official checkpoints, so released files load strictly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from terramind.core.errors import InputError, ShapeError, TerraMindError
 from terramind.tokenizers.diffusion import ddim_sample, initial_noise
@@ -188,7 +190,21 @@ class DiVAETokenizer(ImageTokenizer):
             raise ShapeError(f"initial noise must have shape {shape}, got {tuple(noise.shape)}")
         noise = noise.to(codes.device)
         with torch.no_grad():  # sampling never needs gradients; a 50-step graph would exhaust memory
-            return ddim_sample(lambda x, t: self.decoder(x, t, codes), noise, steps)
+            return ddim_sample(self._denoiser(codes), noise, steps)
+
+    def _denoiser(self, codes: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """Return the UNet as a function of ``(x_t, t)``, conditioned on ``codes``.
+
+        Under autocast, the conv and linear weights are cast to the autocast dtype once per decode rather
+        than once per step (autocast caches no casts in inference mode). Autocast would cast exactly these
+        weights to exactly this dtype, so the result is bit-identical; it saves a fifth of a bf16 step on the
+        CPU, for a transient copy of the weights in bf16.
+        """
+        device = codes.device.type
+        if not torch.is_autocast_enabled(device):
+            return lambda x, t: self.decoder(x, t, codes)
+        weights = _cast_weights(self.decoder, torch.get_autocast_dtype(device))
+        return lambda x, t: functional_call(self.decoder, weights, (x, t, codes))
 
     def _check_unet_grid(self, h: int, w: int) -> None:
         """Reject token grids the UNet cannot halve ``levels - 1`` times (skips need whole sides)."""
@@ -249,6 +265,17 @@ class VQVAETokenizer(ImageTokenizer):
     ) -> Tensor:
         """Class logits ``(B, K, 16h, 16w)`` of ``codes`` ``(B, 5, h, w)`` (sampling arguments unused)."""
         return self.decoder(self.post_quant_proj(codes))
+
+
+def _cast_weights(module: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Parameters of the module's convolutions and linear layers (by qualified name), cast to ``dtype``."""
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Linear)
+    return {
+        f"{prefix}.{name}" if prefix else name: p.to(dtype)
+        for prefix, layer in module.named_modules()
+        if isinstance(layer, kinds)
+        for name, p in layer.named_parameters(recurse=False)
+    }
 
 
 def build_tokenizer(cfg: TokenizerConfig, *, encoder: bool = True) -> ImageTokenizer:
