@@ -109,3 +109,22 @@ def test_random_decoders_are_the_same_on_every_load(monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     other = api_generation._decoder("NDVI", None).state_dict()  # another modality, another seed
     assert not torch.equal(a["quant_proj.weight"], other["quant_proj.weight"])
+
+
+def test_hub_decoders_are_fetched_once_not_at_every_load(loads, monkeypatch, tmp_path):
+    from terramind.checkpoints import tokenizers as checkpoint_tokenizers
+
+    fetched: list[str] = []
+
+    def fetch(hub):
+        fetched.append(hub.filename)
+        return tmp_path / hub.filename
+
+    monkeypatch.setattr(checkpoint_tokenizers, "fetch", fetch)
+    gen = api_generation.create_generator(
+        "terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS, tokenizer_weights="hub"
+    )
+    for _ in range(2):  # two outputs: each call loads both decoders again
+        gen.generate(_inputs(), seed=0, diffusion_steps=2)
+    assert len(loads.calls) == 5
+    assert sorted(fetched) == ["TerraMind_Tokenizer_DEM.pt", "TerraMind_Tokenizer_NDVI.pt"]

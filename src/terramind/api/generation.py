@@ -12,7 +12,7 @@ import torch
 
 from terramind.api.models import create_model
 from terramind.api.tokenizers import create_tokenizer
-from terramind.checkpoints.tokenizers import TOKENIZERS, Weights
+from terramind.checkpoints.tokenizers import TOKENIZERS, Weights, resolve_tokenizer_weights
 from terramind.core.errors import CheckpointError
 from terramind.generation.generate import (
     Generator,
@@ -75,8 +75,8 @@ def create_generator(
         weights_file = _tokenizer_file(modality, tokenizer_weights)
         if modality in given_names or modality == "coords":  # encodes inputs, or a small vocabulary
             tokenizers[modality] = create_tokenizer(modality, weights=weights_file)
-        else:  # an output is only decoded
-            loaders[modality] = partial(_decoder, modality, weights_file)
+        else:  # an output is only decoded; "hub" is fetched once here, not at every load
+            loaders[modality] = partial(_decoder, modality, resolve_tokenizer_weights(modality, weights_file))
     model = prune_embeddings(create_model(name, weights=weights), inputs, outputs)
     generator = Generator(model, tokenizers, inputs=inputs, outputs=outputs, loaders=loaders)
     return generator.keep_loaded() if keep_decoders else generator

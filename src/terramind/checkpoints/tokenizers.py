@@ -94,6 +94,17 @@ def tokenizer_record(modality: str) -> TokenizerRecord:
     return TOKENIZERS[spec.name]
 
 
+def resolve_tokenizer_weights(modality: str, weights: Weights) -> Path | None:
+    """Return the local file of a tokenizer's weights: ``"hub"`` is downloaded (or found in the cache) now.
+
+    For callers that load the same tokenizer many times: resolving once saves a hub request per load.
+
+    Raises:
+        CheckpointError: When ``"hub"`` cannot be fetched.
+    """
+    return _resolve(tokenizer_record(modality), weights)
+
+
 def _resolve(record: TokenizerRecord, weights: Weights) -> Path | None:
     if weights is None:
         return None
