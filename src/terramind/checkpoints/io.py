@@ -90,12 +90,13 @@ def read_state_dict(
 
 
 def _read_torch(path: Path) -> object:
-    """``torch.load`` memory-mapped (zip format, torch >= 1.6) or, for legacy files, read whole."""
+    """``torch.load`` memory-mapped (zip format, torch >= 1.6), else read whole.
+
+    Legacy files and file systems without mmap fall back to a plain read; a corrupt file fails there too.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" not in str(err):
-            raise
+    except RuntimeError:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
