@@ -64,6 +64,10 @@ def test_output_decoders_are_loaded_one_at_a_time_without_encoders(loads):
     assert set(gen.tokenizers) == {"LULC"}
     gen.generate(_inputs(), seed=0, diffusion_steps=2)
     assert loads.calls[3:] == [("DEM", True), ("NDVI", True)]  # two outputs: each call reloads them
+    loads.exclusive = False
+    gen.keep_loaded()
+    assert loads.calls[5:] == [("DEM", True)]  # the held NDVI decoder is kept, not read again
+    assert set(gen.tokenizers) == {"LULC", "DEM", "NDVI"}
 
     expected = _resident().generate(_inputs(), seed=0, diffusion_steps=2)
     for name in OUTPUTS:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from terramind.core.errors import InputError
 from terramind.generation.tiling import Carry, TileLayout, blend_window, run_tiles
@@ -174,3 +176,27 @@ def test_wrong_tile_output_shape_is_reported():
     data = np.zeros((1, 64, 64), np.float32)
     with pytest.raises(InputError, match="shape"):
         run(data, lambda t, i: {"out": t["x"][:, :, :10]})
+
+
+def test_tile_function_keeps_decoders_only_from_the_second_batch() -> None:
+    from terramind.generation.scene import SceneOutput, generator_tile_fn
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        def keep_loaded(self) -> None:
+            self.events.append("keep")
+
+        def generate(self, batch: dict, **options: object) -> dict:
+            self.events.append("generate")
+            return {"DEM": torch.zeros(1, 1, 32, 32)}
+
+    gen = Recorder()
+    fn = generator_tile_fn(gen, [SceneOutput.for_modality("DEM", Path("DEM.tif"))])  # type: ignore[arg-type]
+    tile = {"S2L2A": np.zeros((1, 12, 32, 32), np.float32)}
+    fn(tile, [0])
+    assert gen.events == ["generate"]  # one batch: decoders stay on demand (one at a time)
+    fn(tile, [1])
+    fn(tile, [2])
+    assert gen.events == ["generate", "keep", "generate", "generate"]

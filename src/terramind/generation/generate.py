@@ -203,10 +203,10 @@ class Generator:
 
     def keep_loaded(self) -> Generator:
         """Load every on-demand tokenizer now and keep it resident (for many calls); returns self."""
-        self._held = None
+        held, self._held = self._held, None
         for name in self.loaders:
             if name not in self.tokenizers:
-                self.tokenizers[name] = self._load(name)
+                self.tokenizers[name] = held[1] if held and held[0] == name else self._load(name)
         return self
 
     # ----------------------------------------------------------------------------------------- public

@@ -300,17 +300,22 @@ def generate_scene(
 def generator_tile_fn(generator: Generator, outputs: Sequence[SceneOutput], **options: object) -> TileFn:
     """Wrap a :class:`Generator` as a tile function (categorical outputs as logits, for blending).
 
-    The generator's on-demand decoders are made resident (:meth:`Generator.keep_loaded`): every batch of
-    tiles decodes, and reading them again per batch would cost more than it saves.
+    From the second batch on, the generator's on-demand decoders are kept resident
+    (:meth:`Generator.keep_loaded`): every batch decodes, and reading them again per batch would cost more
+    than it saves. A scene of one batch (a single tile) keeps the one-decoder-at-a-time peak memory.
 
     Args:
         generator: The generator (inputs in physical units, as read from the files).
         outputs: The scene outputs, in the generator's output order.
         **options: Keyword arguments of :meth:`Generator.generate` (seed, steps, temperature, ...).
     """
-    generator.keep_loaded()
+    calls = 0
 
     def fn(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            generator.keep_loaded()
         batch = {name: torch.from_numpy(np.ascontiguousarray(x)) for name, x in tiles.items()}
         result = generator.generate(batch, sample_indices=indices, return_logits=True, **options)  # type: ignore[arg-type]
         picked = {
