@@ -3,9 +3,9 @@
 Two jobs:
 
 ``tiny``  builds down-sized reference tokenizers (the official DiVAE/VQVAE classes with small ViT/UNet parts
-          swapped in), fills them with weights from a seeded recipe (:func:`recipe_weights`, repeated in the
-          test, so no weights are stored), runs encode + decode on 48 px inputs and writes the inputs and
-          outputs to ``tests/parity/goldens/tokenizer_tiny_{divae,vqvae}.pt`` (~150 kB, committed for CI).
+          swapped in), fills them with weights from a seeded recipe (:func:`recipes.recipe_weights`, shared
+          with the test, so no weights are stored), runs encode + decode on 48 px inputs and writes the inputs
+          and outputs to ``tests/parity/goldens/tokenizer_tiny_{divae,vqvae}.pt`` (~150 kB, committed for CI).
 ``fp32``  re-runs the full-size reference tokenizers saved by ``peer_terratorch.py`` under
           ``peer_out/tokenizers`` with fp32 matmuls and writes ``<tag>.fp32.io.pt`` beside them.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 warnings.simplefilter("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from recipes import recipe_weights  # noqa: E402  (tests/parity, next to this script)
 from terratorch.models.backbones.terramind.tokenizer.models.unet.unet import PatchedUNetCondCat  # noqa: E402
 from terratorch.models.backbones.terramind.tokenizer.models.vit_models import (  # noqa: E402
     ViTDecoder,
@@ -50,24 +50,6 @@ TINY_VIT = dict(dim_tokens=32, depth=1, num_heads=2, patch_size=16, resolution=6
 TINY_UNET = dict(
     patch_size=4, model_channels=32, num_res_blocks=1, attention_resolutions=[2], channel_mult=(1, 1)
 )
-
-
-def recipe_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """Seeded weights by key name (same function in test_tokenizer_parity.py): fan-in scaled matrices,
-    norm weights near 1, small biases."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name in sorted(shapes):
-        shape = shapes[name]
-        w = torch.randn(shape, generator=g)
-        if len(shape) >= 2:
-            w = w / math.sqrt(math.prod(shape[1:]))
-        elif name.endswith(".weight"):
-            w = 1 + 0.1 * w
-        else:
-            w = 0.1 * w
-        out[name] = w
-    return out
 
 
 def tiny_divae() -> tuple[torch.nn.Module, torch.Tensor]:

@@ -12,12 +12,12 @@ precision.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from recipes import recipe_weights
 
 from terramind.checkpoints.tokenizers import load_image_tokenizer
 from terramind.tokenizers import (
@@ -39,23 +39,6 @@ TINY = {
     "vqvae": TokenizerConfig("LULC", 10, LEVELS_4375, TINY_VIT, TINY_VIT, classes=10),
 }
 MODS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "NDVI", "LULC")
-
-
-def recipe_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """Same recipe as make_tokenizer_goldens.py: fan-in scaled matrices, norm weights near 1, small biases."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name in sorted(shapes):
-        shape = shapes[name]
-        w = torch.randn(shape, generator=g)
-        if len(shape) >= 2:
-            w = w / math.sqrt(math.prod(shape[1:]))
-        elif name.endswith(".weight"):
-            w = 1 + 0.1 * w
-        else:
-            w = 0.1 * w
-        out[name] = w
-    return out
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
