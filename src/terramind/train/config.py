@@ -253,6 +253,18 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 
 
 def to_dict(config: object) -> dict[str, Any]:
-    """Plain-data form of a config (saved in checkpoints to detect a resume with another configuration)."""
+    """Plain-data form of a config: dicts, lists and scalars.
+
+    YAML-ready, and saved in checkpoints to detect a resume with another configuration.
+    """
     assert dataclasses.is_dataclass(config) and not isinstance(config, type)
-    return dataclasses.asdict(config)
+    return plain(dataclasses.asdict(config))
+
+
+def plain(value: Any) -> Any:
+    """Turn tuples into lists, recursively: YAML has no tuples, and checkpoints may hold either."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

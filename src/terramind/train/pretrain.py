@@ -40,7 +40,7 @@ from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
 from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import Kind, get_modality, standardize
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
-from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, to_dict
+from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, plain, to_dict
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import lightning_optimizers
 
@@ -332,21 +332,12 @@ class PretrainModule(L.LightningModule):
         if saved is None:
             raise CheckpointError("not a terramind pretraining checkpoint (no 'terramind' record)")
         full = to_dict(self.config)
-        if differs := [k for k in _IDENTITY if _plain(saved[k]) != _plain(full[k])]:
+        if differs := [k for k in _IDENTITY if plain(saved[k]) != full[k]]:
             raise CheckpointError(
                 f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
                 f"resume with the run's original config or start a new out_dir"
             )
         self.resume_batches = int(checkpoint["terramind_batches_consumed"])
-
-
-def _plain(value: Any) -> Any:
-    """Tuples and lists compare equal after a checkpoint round trip."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:

@@ -202,21 +202,13 @@ def save_tokenizer(module: TokenizerModule, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "tokenizer.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(_yaml_ready(to_dict(module.config)), sort_keys=False))
+        tmp.write_text(yaml.safe_dump(to_dict(module.config), sort_keys=False))
     weights = out / "tokenizer.safetensors"
     trained = module.ema.module if module.ema is not None else module.tokenizer  # EMA weights when kept
     state = {k: v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
     return weights
-
-
-def _yaml_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _yaml_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_yaml_ready(v) for v in value]
-    return value
 
 
 def train_tokenizer(
