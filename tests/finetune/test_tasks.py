@@ -197,3 +197,8 @@ def test_token_inputs_are_tokenized_by_frozen_tokenizers_outside_the_module_tree
     out = backbone(x)[-1]
     assert out.shape == (2, 3 * 16, 192)  # three 4 x 4 token grids
     assert torch.equal(out, backbone({**x, **ids})[-1])  # the same as feeding the token ids
+
+
+def test_a_tokenizer_weights_mapping_must_name_every_token_input() -> None:
+    with pytest.raises(ModalityError, match="tokenizer_weights has no entry for the NDVI input"):
+        Backbone("terramind_v1_tiny", ["S2L2A", "NDVI"], encoder_depth=1, tokenizer_weights={"LULC": "hub"})

@@ -6,6 +6,7 @@ from tiny import tiny_model, tiny_tokenizer
 
 from terramind.api import generation as api_generation
 from terramind.core import TerraMindError
+from terramind.core.errors import CheckpointError
 from terramind.generation.generate import Generator
 
 INPUTS, OUTPUTS = ["S2L2A", "LULC"], ["DEM", "NDVI"]
@@ -132,3 +133,17 @@ def test_hub_decoders_are_fetched_once_not_at_every_load(loads, monkeypatch, tmp
         gen.generate(_inputs(), seed=0, diffusion_steps=2)
     assert len(loads.calls) == 5
     assert sorted(fetched) == ["TerraMind_Tokenizer_DEM.pt", "TerraMind_Tokenizer_NDVI.pt"]
+
+
+def test_a_tokenizer_weights_mapping_must_name_every_decoder(loads):
+    with pytest.raises(CheckpointError, match="tokenizer_weights has no entry for NDVI"):
+        api_generation.create_generator(
+            "terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS, tokenizer_weights={"lulc": None, "DEM": None}
+        )
+    gen = api_generation.create_generator(  # aliases work; None asks for random weights explicitly
+        "terramind_v1_tiny",
+        inputs=INPUTS,
+        outputs=OUTPUTS,
+        tokenizer_weights={"lulc": None, "dem": None, "NDVI": None},
+    )
+    assert set(gen.loaders) == {"DEM", "NDVI"}

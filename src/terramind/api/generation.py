@@ -22,6 +22,7 @@ from terramind.generation.generate import (
     needed_tokenizers,
     prune_embeddings,
 )
+from terramind.modalities import get_modality
 
 TokenizerWeights = str | os.PathLike[str] | Mapping[str, Weights] | None
 """``None`` (random), ``"hub"``, a folder holding the release files, or a path per modality."""
@@ -94,7 +95,15 @@ def _decoder(modality: str, weights: Weights) -> Tokenizer:
 def _tokenizer_file(modality: str, weights: TokenizerWeights) -> Weights:
     """Pick the weights argument of one tokenizer from the generator's ``tokenizer_weights``."""
     if isinstance(weights, Mapping):
-        return weights.get(modality)
+        given = {get_modality(k).name: v for k, v in weights.items()}
+        if modality in given:
+            return given[modality]
+        if modality == "coords":
+            return "hub"  # a vocabulary, not weights: there is no random version of it
+        raise CheckpointError(
+            f"tokenizer_weights has no entry for {modality}: add {modality!r}: 'hub' or a file "
+            f"(None for random weights)"
+        )
     if weights is None and modality == "coords":
         return "hub"  # a vocabulary, not weights: there is no random version of it
     if weights is None or os.fspath(weights) == "hub" or not Path(weights).is_dir():

@@ -147,12 +147,24 @@ class Backbone(nn.Module):
             x = out.get(name)
             if x is None or (x.ndim == 3 and not x.is_floating_point()):
                 continue  # absent, or already token ids
+            if tokenizer.quant_proj.weight.device != x.device:
+                tokenizer.to(x.device)  # once, not every step: it is outside the module tree
             with torch.no_grad():
-                out[name] = tokenizer.to(x.device).encode(x)
+                out[name] = tokenizer.encode(x)
         return out
 
 
 def _frozen_tokenizer(modality: str, weights: str | dict[str, str] | None) -> ImageTokenizer:
-    """Load the tokenizer of a token-type input, frozen and in eval mode."""
-    chosen = weights.get(modality) if isinstance(weights, dict) else weights
-    return load_image_tokenizer(modality, chosen).requires_grad_(False).eval()
+    """Load the tokenizer of a token-type input, frozen and in eval mode.
+
+    Raises:
+        ModalityError: A ``weights`` mapping without an entry for ``modality``.
+    """
+    if not isinstance(weights, dict):
+        return load_image_tokenizer(modality, weights).requires_grad_(False).eval()
+    given = {get_modality(k).name: v for k, v in weights.items()}
+    if modality not in given:
+        raise ModalityError(
+            f"tokenizer_weights has no entry for the {modality} input: add {modality}: hub (or a file)"
+        )
+    return load_image_tokenizer(modality, given[modality]).requires_grad_(False).eval()
