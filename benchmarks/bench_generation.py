@@ -13,9 +13,9 @@ temperature 1, top-p 0.8, chained outputs):
   and the weights, not by the height.
 
 Ours reads its tokenizers from files, as a user with the released weights does: random tokenizers written
-once to ``bench_results/random_tokenizers`` (about 7 GB). By default ours loads each output decoder only
-while it decodes (this load is inside the timed call); the row "decoders kept" keeps them resident, as the
-reference does. The reference builds random tokenizers in memory (outside the timed call).
+once to ``bench_results/random_tokenizers`` (5.3 GB for the five outputs). By default ours loads each output
+decoder only while it decodes (this load is inside the timed call); the row "decoders kept" keeps them
+resident, as the reference does. The reference builds random tokenizers in memory (outside the timed call).
 
 Every measurement runs in a fresh process (``--worker``) so its peak memory (``ru_maxrss``) is its own; the
 parent alternates ours and reference for each scenario. The reference runs with the matmul precision that

@@ -114,8 +114,20 @@ def test_sincos_table_rows_then_columns() -> None:
     assert float(table[0, 0, 0, 0]) == 0.0 and float(table[0, 2, 0, 0]) == 1.0
 
 
-def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit() -> None:
+def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from terramind.tokenizers import image
     from terramind.tokenizers.diffusion import ddim_sample
+
+    casts: list[torch.dtype] = []
+    cast_weights = image._cast_weights
+
+    def counted(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        casts.append(dtype)
+        return cast_weights(module, dtype)
+
+    monkeypatch.setattr(image, "_cast_weights", counted)
 
     torch.manual_seed(0)
     tok = build_tokenizer(tiny_config("S1RTC", 2)).eval()
@@ -130,6 +142,7 @@ def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit() -
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = tok.decode(ids, steps=3, noise=noise)
             per_op = ddim_sample(lambda x, t: tok.decoder(x, t, codes), noise, 3)  # autocast casting per op
+    assert casts == [torch.bfloat16]  # once for the 3-step autocast decode, never in fp32
     assert torch.equal(fast, per_op)
     assert not torch.equal(fast, full)  # bf16 really ran
     assert all(p.dtype == torch.float32 for p in tok.parameters())  # the module itself is untouched
