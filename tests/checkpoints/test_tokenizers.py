@@ -130,3 +130,14 @@ def test_decode_only_tokenizer_reads_no_encoder(tmp_path: Path, suffix: str) -> 
     assert torch.equal(dec.decode(ids, steps=2, noise=noise), src.decode(ids, steps=2, noise=noise))
     with pytest.raises(CheckpointError, match=r"not a S1RTC tokenizer checkpoint"):  # still recognised
         load_image_tokenizer("S1RTC", path, config=tiny_config("S1RTC", 2), decode_only=True)
+
+
+def test_a_half_precision_file_loads_as_float32(tmp_path: Path) -> None:
+    cfg = tiny_config("DEM", 1)
+    src = build_tokenizer(cfg).eval()
+    path = tmp_path / "dem_fp16.pt"
+    torch.save({k: v.half() for k, v in src.state_dict().items()}, path)
+    loaded = load_image_tokenizer("DEM", path, config=cfg)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    weight = loaded.state_dict()["quant_proj.weight"]
+    assert torch.equal(weight, src.state_dict()["quant_proj.weight"].half().float())

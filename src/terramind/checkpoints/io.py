@@ -197,7 +197,9 @@ def load_into(
         raise CheckpointError(f"cannot load {what}: " + "; ".join(problems))
     if assign and report.missing:
         raise ValueError("assign=True needs a checkpoint with every key of the module")
-    own = module.state_dict()
-    taken = {k: v.to(own[k].dtype) if assign else v for k, v in state_dict.items() if k not in report.unused}
+    taken = {k: v for k, v in state_dict.items() if k not in report.unused}
+    if assign:  # assign keeps the file's dtypes: convert to the module's
+        own = module.state_dict()
+        taken = {k: v.to(own[k].dtype) for k, v in taken.items()}
     module.load_state_dict(taken, strict=False, assign=assign)
     return report
