@@ -25,3 +25,19 @@ class ShapeError(InputError):
 
 class CheckpointError(TerraMindError, RuntimeError):
     """Weights that cannot be found, read or loaded (missing/unused keys, wrong size, corrupt file)."""
+
+
+class OutputError(InputError):
+    """An output path that cannot be written: a missing or unwritable folder, a file where a folder goes."""
+
+
+class DiskFullError(TerraMindError, OSError):
+    """The disk filled while writing an output; the previous state (or a resumable one) is kept."""
+
+
+class BusyError(TerraMindError, RuntimeError):
+    """Another process holds the output folder's lock (two runs writing the same outputs)."""
+
+
+class ResumeError(InputError):
+    """Resume state that belongs to another run: other weights, inputs or options than this one."""
