@@ -86,6 +86,7 @@ def worker_ours(model: str, outputs: list[str], repeats: int, precision: str, ke
     import torch
 
     from terramind.api.generation import create_generator
+    from terramind.generation import GenerationOptions
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -94,11 +95,12 @@ def worker_ours(model: str, outputs: list[str], repeats: int, precision: str, ke
     )
     build = time.perf_counter() - t0
     x, times = _tile(), []
+    options = GenerationOptions(diffusion_steps=DIFFUSION_STEPS, precision=precision)
     for i in range(WARMUP):
-        gen.generate({"S2L2A": x}, seed=i, diffusion_steps=DIFFUSION_STEPS, precision=precision)
+        gen.generate({"S2L2A": x}, options, seed=i)
     for i in range(repeats):
         t0 = time.perf_counter()
-        gen.generate({"S2L2A": x}, seed=i, diffusion_steps=DIFFUSION_STEPS, precision=precision)
+        gen.generate({"S2L2A": x}, options, seed=i)
         times.append(time.perf_counter() - t0)
     result = {"build_s": build, "times": times, "peak_mb": _peak_mb()}
     if precision == "bf16":
@@ -108,17 +110,16 @@ def worker_ours(model: str, outputs: list[str], repeats: int, precision: str, ke
 
 def _bf16_error(gen, x) -> dict:
     """Greedy token agreement, and the decoders' relative error on identical tokens, bf16 vs fp32."""
-    from terramind.generation.generate import GenerationOptions
-    from terramind.layers.sampling import SamplingConfig
+    from terramind.generation import GenerationOptions
 
-    greedy = SamplingConfig(temperature=0.0)
-    t32 = gen.generate_tokens({"S2L2A": x}, GenerationOptions(sampling=greedy), seed=0)
-    t16 = gen.generate_tokens({"S2L2A": x}, GenerationOptions(sampling=greedy, precision="bf16"), seed=0)
+    greedy = GenerationOptions(temperature=0.0)
+    t32 = gen.generate_tokens({"S2L2A": x}, greedy, seed=0)
+    t16 = gen.generate_tokens({"S2L2A": x}, greedy.replace(precision="bf16"), seed=0)
     agree = {k: float((t32[k] == t16[k]).float().mean()) for k in t32}
     errors = {}
     for precision in ("fp32", "bf16"):
         opts = GenerationOptions(diffusion_steps=DIFFUSION_STEPS, precision=precision)
-        errors[precision] = gen.decode(t32, (14, 14), opts, 0, [0], standardize=False)
+        errors[precision] = gen.decode(t32, opts, standardize=False)
     rel = {
         k: float((errors["bf16"][k].double() - v.double()).norm() / v.double().norm().clamp_min(1e-12))
         for k, v in errors["fp32"].items()  # LULC comes back as class ids: compare as numbers
@@ -188,8 +189,8 @@ def worker_scene(model: str, size: str, batch: int) -> dict:
 
         t0 = time.perf_counter()
         generate_scene(
-            generator_tile_fn(gen, outputs, seed=0), {"S2L2A": path}, outputs, work_dir=Path(tmp) / "work",
-            batch=batch, fill=fill_values(["S2L2A"]), progress=progress,
+            generator_tile_fn(gen, outputs, seed=0, keep_decoders=True), {"S2L2A": path}, outputs,
+            work_dir=Path(tmp) / "work", batch=batch, fill=fill_values(["S2L2A"]), progress=progress,
         )  # fmt: skip
         elapsed = time.perf_counter() - t0
     return {"tiles": counted["tiles"], "seconds": elapsed, "tiles_per_s": counted["tiles"] / elapsed,

@@ -17,6 +17,7 @@ import torch
 
 from terramind.api.generation import create_generator
 from terramind.api.models import create_backbone
+from terramind.generation import GenerationOptions
 from terramind.generation.generate import Generator
 
 
@@ -55,10 +56,9 @@ def bench_generation(gen: Generator, batch: int, precision: str, repeats: int) -
     """Generate S2L2A -> the generator's outputs with 10 DDIM steps, on reflectance-like input."""
     x = torch.rand(batch, 12, 224, 224, generator=torch.Generator().manual_seed(0)) * 3000
     torch.cuda.reset_peak_memory_stats()
+    options = GenerationOptions(diffusion_steps=10, precision=precision)
     with torch.inference_mode():
-        seconds = cuda_time(
-            lambda: gen.generate({"S2L2A": x}, seed=0, diffusion_steps=10, precision=precision), repeats
-        )
+        seconds = cuda_time(lambda: gen.generate({"S2L2A": x}, options, seed=0), repeats)
     return {
         "what": "generate base S2L2A->" + ",".join(s.name for s in gen.outputs),
         "batch": batch,

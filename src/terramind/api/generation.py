@@ -14,15 +14,9 @@ from terramind.api.models import create_model
 from terramind.api.tokenizers import create_tokenizer
 from terramind.checkpoints.tokenizers import TOKENIZERS, Weights, resolve_tokenizer_weights
 from terramind.core.errors import CheckpointError
-from terramind.generation.generate import (
-    Generator,
-    Tokenizer,
-    TokenizerLoader,
-    check_modalities,
-    needed_tokenizers,
-    prune_embeddings,
-)
+from terramind.generation.generate import Generator, check_modalities, needed_tokenizers, prune_embeddings
 from terramind.modalities import get_modality
+from terramind.tokenizers.base import Tokenizer, TokenizerLoader
 
 TokenizerWeights = str | os.PathLike[str] | Mapping[str, Weights] | None
 """``None`` (random), ``"hub"``, a folder holding the release files, or a path per modality."""
@@ -44,6 +38,7 @@ def create_generator(
         gen = create_generator("terramind_v1_base", inputs=["S2L2A"], outputs=["LULC", "S1RTC"],
                                weights="hub", tokenizer_weights="hub")
         out = gen.generate({"S2L2A": s2}, seed=0)   # s2: (B, 12, 224, 224) reflectance DN
+        out = gen.generate({"S2L2A": s2}, GenerationOptions(steps=4, temperature=0.5), seed=0)
         out["LULC"]  # (B, 1, 224, 224) class ids 0-9;  out["S1RTC"]: (B, 2, 224, 224) dB
 
     The decoders of the outputs are built without their encoders and, by default, loaded only while they

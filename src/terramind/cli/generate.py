@@ -25,6 +25,7 @@ from terramind.api import generation as api_generation
 from terramind.cli._args import parse_pairs
 from terramind.core.errors import InputError, ModalityError
 from terramind.generation.generate import check_modalities
+from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import (
     WORK_DIR,
     SceneOutput,
@@ -34,6 +35,7 @@ from terramind.generation.scene import (
     generator_tile_fn,
 )
 from terramind.generation.strategies import STRATEGIES
+from terramind.generation.tiling import TileLayout
 from terramind.modalities import get_modality
 from terramind.viz import save_quicklook
 
@@ -108,6 +110,15 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Path], list[SceneOutput]]:
     return inputs, outputs
 
 
+def options_from_args(args: argparse.Namespace) -> GenerationOptions:
+    """Build the decoding options of the command line (an out-of-range value fails here)."""
+    return GenerationOptions(
+        strategy=args.strategy, steps=args.steps, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, chain=not args.no_chain, diffusion_steps=args.diffusion_steps,
+        precision="bf16" if args.bf16 else "fp32",
+    )  # fmt: skip
+
+
 def _weights(value: str | None) -> str | None:
     return None if value is None or value == "random" else value
 
@@ -127,6 +138,7 @@ def _progress(total: int, done: int) -> Callable[[int], None]:
 def run(args: argparse.Namespace) -> int:
     """Generate the requested outputs; returns the exit code."""
     inputs, outputs = plan(args)
+    options = options_from_args(args)  # before the weights load
     offsets = {k: float(v) for k, v in parse_pairs(args.offset, "--offset").items()}
     args.out.mkdir(parents=True, exist_ok=True)
     tok_weights = args.weights if args.tokenizer_weights is None else args.tokenizer_weights
@@ -139,14 +151,18 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     generator.to(device)
-    options = dict(
-        seed=args.seed, steps=args.steps, strategy=args.strategy, diffusion_steps=args.diffusion_steps,
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, chain=not args.no_chain,
-        offset=offsets, precision="bf16" if args.bf16 else "fp32",
-    )  # fmt: skip
-    settings = {"model": args.model, "weights": args.weights, "tokenizers": tok_weights, **options}
+    settings = {
+        "model": args.model, "weights": args.weights, "tokenizers": tok_weights, "seed": args.seed,
+        "offset": offsets, **options.as_dict(),
+    }  # fmt: skip
+    georef = check_scene_inputs(inputs)
+    # decoders stay resident when there is more than one tile batch; one batch keeps one decoder at a time
+    keep = TileLayout(georef.height, georef.width, args.tile, args.overlap).num_batches(args.batch) > 1
+    tile_fn = generator_tile_fn(
+        generator, outputs, options, seed=args.seed, offset=offsets, keep_decoders=keep
+    )
     written = generate_scene(
-        generator_tile_fn(generator, outputs, **options), inputs, outputs, work_dir=args.out / WORK_DIR,
+        tile_fn, inputs, outputs, work_dir=args.out / WORK_DIR,
         tile=args.tile, overlap=args.overlap, batch=args.batch, fill=fill_values(list(inputs), offsets),
         settings=settings, overwrite=args.overwrite, progress=_progress,
     )  # fmt: skip

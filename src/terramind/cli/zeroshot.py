@@ -17,6 +17,7 @@ from terramind.core.files import check_output_path
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
 from terramind.evaluate.zeroshot import binary_scores, map_water, read_water_label
 from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_tile_fn
+from terramind.generation.tiling import TileLayout
 from terramind.modalities import get_modality
 
 INPUTS = ("S2L2A",)
@@ -76,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         weights=_none(args.weights),
         tokenizer_weights=_none(args.tokenizer_weights),
     )
-    lulc_fn = generator_tile_fn(generator, [SceneOutput.for_modality("LULC", args.output)], seed=args.seed)
+    batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch)
+    lulc_out = [SceneOutput.for_modality("LULC", args.output)]
+    lulc_fn = generator_tile_fn(generator, lulc_out, seed=args.seed, keep_decoders=batches > 1)
     settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
     path = map_water(
         lulc_fn,

@@ -15,85 +15,56 @@ does not depend on the tile batch size.
 from __future__ import annotations
 
 import contextlib
-import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 import torch
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
+from terramind.generation.options import PRECISIONS, GenerationOptions
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
-from terramind.layers.sampling import SamplingConfig, generators
+from terramind.layers.sampling import fresh_seed, generators
 from terramind.modalities import Kind, ModalitySpec, destandardize, get_modality, modality_names, standardize
 from terramind.model import Encoded, TerraMind
+from terramind.tokenizers.base import ImageTokenizerLike, SequenceTokenizerLike, Tokenizer, TokenizerLoader
 
 SENTINEL_START = 5  # "[S_1]": opens a 4M span target (spec 4.6)
 SENTINEL_STOP = 6  # "[S_2]": closes it
 EOS = 3  # "[EOS]": ends an input sequence
 PATCH = 16  # pixels per token side of every v1 image tokenizer
 DEFAULT_GRID = (14, 14)  # token grid when no image input fixes the size (224 px)
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-
-
-class ImageTokenizerLike(Protocol):
-    """What generation needs of an image tokenizer."""
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, h, w) of a standardized image (LULC: class ids)."""
-        ...
-
-    def decode(
-        self,
-        ids: torch.Tensor,
-        *,
-        steps: int = 50,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Standardized image (B, C, H, W) of ids (B, h, w) (LULC: class logits)."""
-        ...
-
-
-class SequenceTokenizerLike(Protocol):
-    """What generation needs of the coordinate tokenizer."""
-
-    def encode(self, lonlat: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, L) of ``[lon, lat]`` (B, 2)."""
-        ...
-
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """``[lon, lat]`` (B, 2) of ids (B, L)."""
-        ...
-
-
-Tokenizer = ImageTokenizerLike | SequenceTokenizerLike
-TokenizerLoader = Callable[[], Tokenizer]
-"""Builds (and fills) a tokenizer when it is needed; each call must give the same weights."""
 _V = TypeVar("_V")
 
 
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Everything that steers one generation call (see :meth:`Generator.generate` for the meaning)."""
+@dataclass(frozen=True, eq=False)
+class GeneratedTokens(Mapping[str, torch.Tensor]):
+    """The token stage of a generation: ids by output name, and what decoding them needs.
 
-    steps: int = 1
-    diffusion_steps: int = 10
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    strategy: str = "roar"
-    temperature_schedule: str = "constant"
-    guidance: float = 1.0
-    chain: bool = True
-    precision: str = "fp32"
+    Reads as a mapping of ids (images (B, h, w), coords (B, n)); :meth:`Generator.decode` turns it into
+    outputs, with the same seed and sample indices, so tokens and decoder noise match a one-call
+    :meth:`Generator.generate`.
 
-    def __post_init__(self) -> None:
-        get_strategy(self.strategy)
-        if self.steps < 1:
-            raise InputError(f"steps must be >= 1, got {self.steps}")
-        if self.diffusion_steps < 1:
-            raise InputError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+    Attributes:
+        ids: Token ids by canonical output name.
+        grid: Token grid (h, w) of the image outputs.
+        seed: The seed that was used (drawn when none was given).
+        sample_indices: Index of each sample for seeding.
+    """
+
+    ids: dict[str, torch.Tensor]
+    grid: tuple[int, int]
+    seed: int
+    sample_indices: tuple[int, ...]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.ids[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def needed_tokenizers(inputs: Sequence[str], outputs: Sequence[str]) -> tuple[str, ...]:
@@ -214,44 +185,30 @@ class Generator:
     def generate(
         self,
         inputs: Mapping[str, torch.Tensor],
+        options: GenerationOptions | None = None,
         *,
         seed: int | None = None,
-        steps: int = 1,
-        diffusion_steps: int = 10,
-        temperature: float = 1.0,
-        top_p: float = 0.8,
-        top_k: int = 0,
-        chain: bool = True,
         standardize: bool = True,
         offset: Mapping[str, float | Sequence[float]] | None = None,
         return_logits: bool = False,
-        strategy: str = "roar",
-        temperature_schedule: str = "constant",
-        guidance: float = 1.0,
-        precision: str = "fp32",
         sample_indices: Sequence[int] | None = None,
         noise: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Generate every output modality.
 
+        Example::
+
+            out = gen.generate({"S2L2A": s2}, GenerationOptions(steps=4, temperature=0.8), seed=0)
+
         Args:
             inputs: By modality name: images (B, C, H, W) in physical units (standardized when
                 ``standardize=False``), LULC class ids (B, H, W) or (B, 1, H, W), coords (B, 2) as
                 ``[lon, lat]``.
+            options: How to decode (default: :class:`GenerationOptions` defaults).
             seed: Seed of all randomness; None draws a fresh one (stored in ``last_seed``).
-            steps: Decoding steps per image output (1 = every token in one pass).
-            diffusion_steps: DDIM steps of the diffusion decoders.
-            temperature: Sampling temperature; 0 is greedy.
-            top_p: Nucleus filter on the unscaled logits (0 = off).
-            top_k: Top-k filter on the unscaled logits (0 = off).
-            chain: Feed each generated output to the encoder for the following outputs.
             standardize: Inputs and outputs in physical units (the catalog's statistics are applied).
             offset: Per modality, a value added to the mean (S2 products with the +1000 DN offset).
             return_logits: Also return ``"<MOD>_logits"`` for categorical outputs (LULC, (B, 10, H, W)).
-            strategy: ``"roar"``, ``"maskgit"`` or ``"single"`` (the reference's one-pass decoding).
-            temperature_schedule: ``"constant"``, ``"linear"`` or ``"onex:<min_t>:<power>"``.
-            guidance: Classifier-free guidance scale (1 = off); the unconditional pass drops the inputs.
-            precision: ``"fp32"`` or ``"bf16"`` (autocast for model and tokenizer decoders).
             sample_indices: Index of each sample for seeding (default 0..B-1); tiling passes tile indices.
             noise: Per output, explicit initial diffusion noise (B, C, H, W) instead of seeded noise.
 
@@ -259,19 +216,13 @@ class Generator:
             By modality name: images (B, C, H, W) float32 (physical units when ``standardize``), LULC class
             ids (B, 1, H, W) long, coords (B, 2) ``[lon, lat]``.
         """
-        opts = GenerationOptions(
-            steps, diffusion_steps, SamplingConfig(temperature, top_k, top_p), strategy,
-            temperature_schedule, guidance, chain, precision,
-        )  # fmt: skip
-        shifts = _canonical(offset)
-        seed = self._seed(seed)
-        batch = self._prepare(inputs, standardize, shifts)
-        indices = self._indices(sample_indices, batch.size)
-        tokens = self._generate_tokens(batch, opts, seed, indices)
+        opts = _options(options)
+        tokens = self.generate_tokens(
+            inputs, opts, seed=seed, standardize=standardize, offset=offset, sample_indices=sample_indices
+        )
         return self.decode(
-            tokens, batch.grid, opts, seed, indices,
-            standardize=standardize, offset=shifts, return_logits=return_logits, noise=_canonical(noise),
-        )  # fmt: skip
+            tokens, opts, standardize=standardize, offset=offset, return_logits=return_logits, noise=noise
+        )
 
     @torch.inference_mode()
     def generate_tokens(
@@ -283,55 +234,50 @@ class Generator:
         standardize: bool = True,
         offset: Mapping[str, float | Sequence[float]] | None = None,
         sample_indices: Sequence[int] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Only the token stage: ids by output name (images (B, h, w), coords (B, n)).
-
-        Args:
-            inputs: As for :meth:`generate`.
-            options: Decoding options (default: :class:`GenerationOptions` defaults).
-            seed: As for :meth:`generate`.
-            standardize: As for :meth:`generate`.
-            offset: As for :meth:`generate`.
-            sample_indices: As for :meth:`generate`.
-        """
+    ) -> GeneratedTokens:
+        """Only the token stage; :meth:`decode` finishes it (arguments as for :meth:`generate`)."""
+        opts = _options(options)
         seed = self._seed(seed)
         batch = self._prepare(inputs, standardize, _canonical(offset))
         indices = self._indices(sample_indices, batch.size)
-        return self._generate_tokens(batch, options or GenerationOptions(), seed, indices)
+        ids = self._generate_tokens(batch, opts, seed, indices)
+        return GeneratedTokens(ids, batch.grid, seed, tuple(indices))
 
+    @torch.inference_mode()
     def decode(
         self,
-        tokens: Mapping[str, torch.Tensor],
-        grid: tuple[int, int],
-        opts: GenerationOptions,
-        seed: int,
-        indices: Sequence[int],
+        tokens: GeneratedTokens,
+        options: GenerationOptions | None = None,
         *,
         standardize: bool = True,
         offset: Mapping[str, float | Sequence[float]] | None = None,
         return_logits: bool = False,
         noise: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Detokenize generated ids into outputs (see :meth:`generate` for the returned layout)."""
+        """Detokenize the ids of :meth:`generate_tokens` (with the options' diffusion_steps and precision).
+
+        Arguments and the returned layout are as for :meth:`generate`.
+        """
+        opts, shifts, noises = _options(options), _canonical(offset), _canonical(noise)
         out: dict[str, torch.Tensor] = {}
         for spec in self.outputs:
             ids = tokens[spec.name]
             if not spec.is_image:
                 out[spec.name] = self._sequence_tokenizer(spec.name).decode(_strip_span(ids))
                 continue
-            values = self._decode_image(spec, ids, grid, opts, seed, indices, (noise or {}).get(spec.name))
+            values = self._decode_image(spec, ids, tokens, opts, noises.get(spec.name))
             if spec.classes is not None:
                 out[spec.name] = values.argmax(1, keepdim=True)
                 if return_logits:
                     out[f"{spec.name}_logits"] = values
             else:
-                shift = (offset or {}).get(spec.name, 0.0)
+                shift = shifts.get(spec.name, 0.0)
                 out[spec.name] = destandardize(spec, values, offset=shift) if standardize else values
         return out
 
     # ---------------------------------------------------------------------------------------- inputs
     def _seed(self, seed: int | None) -> int:
-        self.last_seed = random.SystemRandom().randrange(2**62) if seed is None else int(seed)
+        self.last_seed = fresh_seed() if seed is None else int(seed)
         return self.last_seed
 
     @staticmethod
@@ -416,7 +362,7 @@ class Generator:
 
         ids = decode_grid(
             logits_fn, get_strategy(opts.strategy), batch=cond.size, total=h * w, steps=opts.steps,
-            sampling=opts.sampling, gens=gens, temperature_kind=opts.temperature_schedule, device=self.device,
+            sampling=opts.sampling, gens=gens, schedule=opts.temperature_schedule, device=self.device,
         )  # fmt: skip
         return ids.reshape(cond.size, h, w)
 
@@ -458,16 +404,14 @@ class Generator:
         self,
         spec: ModalitySpec,
         ids: torch.Tensor,
-        grid: tuple[int, int],
+        tokens: GeneratedTokens,
         opts: GenerationOptions,
-        seed: int,
-        indices: Sequence[int],
         noise: torch.Tensor | None,
     ) -> torch.Tensor:
         tokenizer = self._image_tokenizer(spec.name)
         if noise is None and spec.classes is None:
-            shape = (1, spec.num_bands, grid[0] * PATCH, grid[1] * PATCH)
-            gens = generators(seed, indices, f"noise/{spec.name}")
+            shape = (1, spec.num_bands, tokens.grid[0] * PATCH, tokens.grid[1] * PATCH)
+            gens = generators(tokens.seed, tokens.sample_indices, f"noise/{spec.name}")
             noise = torch.cat([torch.randn(shape, generator=g) for g in gens])
         with self._autocast(opts.precision):
             values = tokenizer.decode(ids, steps=opts.diffusion_steps, noise=noise)
@@ -529,6 +473,17 @@ class _Conditioning:
         if bool(known.any()):
             inputs[key], masks[key] = ids, known
         return inputs, masks
+
+
+def _options(options: GenerationOptions | None) -> GenerationOptions:
+    if options is None:
+        return GenerationOptions()
+    if not isinstance(options, GenerationOptions):
+        raise InputError(
+            f"options must be a GenerationOptions, got {type(options).__name__}; "
+            "GenerationOptions.from_mapping builds one from a dict"
+        )
+    return options
 
 
 def _key(key: str | None) -> str:

@@ -25,6 +25,7 @@ from terramind.core.errors import InputError, ShapeError
 from terramind.core.files import atomic_path
 from terramind.data import GeoRef, RasterWriter, open_georef, read_window, write_raster
 from terramind.generation.generate import Generator
+from terramind.generation.options import GenerationOptions
 from terramind.generation.tiling import Carry, TileFn, TileLayout, run_tiles
 from terramind.modalities import get_modality, stats
 
@@ -297,27 +298,43 @@ def generate_scene(
     return written
 
 
-def generator_tile_fn(generator: Generator, outputs: Sequence[SceneOutput], **options: object) -> TileFn:
+def generator_tile_fn(
+    generator: Generator,
+    outputs: Sequence[SceneOutput],
+    options: GenerationOptions | None = None,
+    *,
+    seed: int = 0,
+    offset: Mapping[str, float] | None = None,
+    keep_decoders: bool = False,
+) -> TileFn:
     """Wrap a :class:`Generator` as a tile function (categorical outputs as logits, for blending).
 
-    From the second batch on, the generator's on-demand decoders are kept resident
-    (:meth:`Generator.keep_loaded`): every batch decodes, and reading them again per batch would cost more
-    than it saves. A scene of one batch (a single tile) keeps the one-decoder-at-a-time peak memory.
+    The caller decides whether the on-demand decoders stay resident: with ``keep_decoders=True`` the
+    generator's :meth:`~Generator.keep_loaded` is called before the first tile batch, so the decoders are
+    read once for the whole scene instead of once per batch. Pass it when the scene has more than one tile
+    batch; a scene of one batch (a single tile) is cheaper without it, as it keeps the one-decoder-at-a-time
+    peak memory.
 
     Args:
         generator: The generator (inputs in physical units, as read from the files).
         outputs: The scene outputs, in the generator's output order.
-        **options: Keyword arguments of :meth:`Generator.generate` (seed, steps, temperature, ...).
+        options: Decoding options (default: :class:`GenerationOptions` defaults).
+        seed: Seed of all sampling; tiles are seeded by their index, so results do not depend on batching.
+        offset: Per modality, a value added to the mean (S2 products with the +1000 DN offset).
+        keep_decoders: Make the decoders resident before the first batch (see above).
     """
-    calls = 0
+    opts = options or GenerationOptions()
+    loaded = not keep_decoders
 
     def fn(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
+        nonlocal loaded
+        if not loaded:
             generator.keep_loaded()
+            loaded = True
         batch = {name: torch.from_numpy(np.ascontiguousarray(x)) for name, x in tiles.items()}
-        result = generator.generate(batch, sample_indices=indices, return_logits=True, **options)  # type: ignore[arg-type]
+        result = generator.generate(
+            batch, opts, seed=seed, offset=offset, sample_indices=indices, return_logits=True
+        )
         picked = {
             o.modality: result[f"{o.modality}_logits" if o.categorical else o.modality] for o in outputs
         }

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 
 from terramind.core.errors import InputError
-from terramind.generation.schedule import temperature_schedule, token_schedule
+from terramind.generation.schedule import TemperatureSchedule, temperature_schedule, token_schedule
 from terramind.layers.sampling import SamplingConfig, sample
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -123,7 +123,7 @@ def decode_grid(
     steps: int,
     sampling: SamplingConfig,
     gens: Sequence[torch.Generator],
-    temperature_kind: str = "constant",
+    schedule: TemperatureSchedule | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Decide all ``total`` tokens of a grid.
@@ -136,14 +136,14 @@ def decode_grid(
         steps: Requested decoding steps (the strategy may use fewer).
         sampling: Base temperature and filters.
         gens: One generator per sample (order and token draws).
-        temperature_kind: Temperature schedule over the steps.
+        schedule: Temperature schedule over the steps (default constant).
         device: Where the id tensors live.
 
     Returns:
         (B, total) long token ids.
     """
     plan = strategy.plan(total, steps)
-    temps = temperature_schedule(temperature_kind, sampling.temperature, plan)
+    temps = temperature_schedule(schedule or TemperatureSchedule(), sampling.temperature, plan)
     ids = torch.zeros(batch, total, dtype=torch.long, device=device)
     known = torch.zeros(batch, total, dtype=torch.bool, device=device)
     for count, temp in zip(plan, temps, strict=True):

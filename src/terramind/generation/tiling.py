@@ -67,6 +67,12 @@ class TileLayout:
         """Number of tiles in the scene."""
         return len(self.rows) * len(self.cols)
 
+    def num_batches(self, batch: int) -> int:
+        """Count the calls of the tile function for the whole scene (batches never span two tile rows)."""
+        if batch < 1:
+            raise InputError(f"tiles per batch must be >= 1, got {batch}")
+        return len(self.rows) * -(-len(self.cols) // batch)
+
     def strip_end(self, row: int) -> int:
         """First scene row that a later row of tiles still covers, after tile row ``row`` is done."""
         rows = self.rows

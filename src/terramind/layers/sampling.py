@@ -6,13 +6,14 @@ comes from explicit CPU ``torch.Generator`` objects, one per sample, so a sample
 batch it was generated in nor on the device: uniform numbers are drawn on the CPU and turned into token ids
 by inverse-CDF lookup on the logits' device.
 
-It lives in ``layers``, below both ``generation`` and ``tim`` (sibling layers that may not import each other),
-so the two share one filter and one tempered distribution.
+It lives in ``layers``, below ``generation`` and everything built on it (``tim`` decodes through generation's
+strategies and this sampler), so there is one filter and one tempered distribution in the code base.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,14 @@ def derive_seed(seed: int, *parts: object) -> int:
     """
     text = "/".join(str(p) for p in (seed, *parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def fresh_seed() -> int:
+    """Draw a new seed from the operating system, for calls given none.
+
+    Torch's global generator stays untouched, so no caller's random stream shifts.
+    """
+    return random.SystemRandom().randrange(2**62)
 
 
 def generators(seed: int, indices: Sequence[int], purpose: str) -> list[torch.Generator]:

@@ -1,5 +1,5 @@
 """Thinking-in-Modalities: a frozen generator that adds generated token modalities to the inputs."""
 
-from terramind.tim.tim import TiMGenerator, sample_tokens
+from terramind.tim.tim import TiMGenerator
 
-__all__ = ["TiMGenerator", "sample_tokens"]
+__all__ = ["TiMGenerator"]

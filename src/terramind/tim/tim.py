@@ -6,52 +6,35 @@ from the raw inputs in a single decoding pass, as the reference does (all positi
 backbone, whose own token embedding of that modality is fine-tuned. The generator never receives gradients:
 its parameters are frozen, it runs under ``torch.no_grad`` and its outputs are discrete ids.
 
+Decoding is the generation package's: the ``single`` strategy of :func:`~terramind.generation.decode_grid`
+and its sampler, with one random stream per sample seeded from ``(seed, sample index, purpose)`` as for
+generated tiles, so a sample's tokens do not depend on the batch it is in, and never torch's global
+generator. Without a seed each call draws a fresh one (the reference's stochastic regeneration), kept in
+``last_seed`` so a call can be repeated.
+
 ``cache=True`` generates once per distinct input and reuses the ids afterwards (keyed by a hash of the
 sample's input values, so augmented views get their own entry): faster, but no longer the reference's
-stochastic regeneration.
-
-The filter and the tempered distribution are :mod:`terramind.layers.sampling`'s, shared with generation.
+stochastic regeneration. The cache holds at most ``cache_size`` samples and forgets the least recently used.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from terramind.core.errors import ModalityError
-from terramind.layers.sampling import SamplingConfig, probabilities
+from terramind.core.errors import InputError, ModalityError
+from terramind.generation import decode_grid, get_strategy
+from terramind.layers.sampling import SamplingConfig, fresh_seed, generators
 from terramind.modalities import get_modality
 from terramind.model.backbone import input_key
 from terramind.model.terramind import TerraMind
 
 PATCH = 16  # pixels per token side (spec §2.1)
-
-
-def sample_tokens(
-    logits: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    top_p: float = 0.8,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Sample one id per position from ``(B, n, V)`` logits.
-
-    Top-p filters the unscaled logits before the temperature, as in the reference wrapper (spec §10.13);
-    temperature 0 means greedy. One generator (or the global stream) serves the whole batch: TiM draws
-    fresh tokens each call, as the reference does, and needs no per-sample streams.
-
-    Returns:
-        (B, n) long ids.
-    """
-    cfg = SamplingConfig(temperature=temperature, top_p=top_p)
-    if cfg.greedy:
-        return logits.argmax(dim=-1)
-    probs = probabilities(logits, cfg)
-    ids = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)  # (B*n, 1)
-    return ids.reshape(probs.shape[:-1])
+CACHE_SIZE = 50_000  # samples; 14 x 14 int64 ids are 1.6 kB each, so 80 MB of host memory per modality
 
 
 class TiMGenerator(nn.Module):
@@ -64,6 +47,7 @@ class TiMGenerator(nn.Module):
         temperature: Sampling temperature (0: greedy).
         top_p: Nucleus mass.
         cache: Generate once per distinct input and reuse the ids.
+        cache_size: Most samples the cache holds (least recently used ones are dropped first).
     """
 
     def __init__(
@@ -74,6 +58,7 @@ class TiMGenerator(nn.Module):
         temperature: float = 1.0,
         top_p: float = 0.8,
         cache: bool = False,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         super().__init__()
         self.model = model.requires_grad_(False).eval()
@@ -83,8 +68,12 @@ class TiMGenerator(nn.Module):
             raise ModalityError(
                 f"the TiM generator has no decoder embedding for {missing}; build it with them"
             )
-        self.temperature, self.top_p, self.cache = temperature, top_p, cache
-        self._cache: dict[str, torch.Tensor] = {}
+        if cache_size < 1:
+            raise InputError(f"cache_size must be >= 1, got {cache_size}")
+        self.sampling = SamplingConfig(temperature=temperature, top_p=top_p)
+        self.cache, self.cache_size = cache, cache_size
+        self.last_seed: int | None = None
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def train(self, mode: bool = True) -> TiMGenerator:
         """Keep the frozen model in eval mode whatever the surrounding module's mode."""
@@ -94,14 +83,19 @@ class TiMGenerator(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, inputs: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        *,
+        seed: int | None = None,
+        sample_indices: Sequence[int] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Generate the TiM modalities that are not among the inputs.
 
         Args:
             inputs: ``{modality name: tensor}`` as the backbone takes them (standardized pixels); TiM
                 modalities already present are not generated, and are not fed to the generator.
-            generator: Random generator for reproducible sampling (None: torch's global one).
+            seed: Seed of the sampling; None draws a fresh one (kept in ``last_seed``).
+            sample_indices: Index of each sample for seeding (default 0..B-1).
 
         Returns:
             ``{TiM modality name: (B, h, w) long ids}``, ``h, w`` the inputs' token grid.
@@ -109,34 +103,58 @@ class TiMGenerator(nn.Module):
         given = {get_modality(m).name for m in inputs}
         wanted = {n: k for n, k in self.targets.items() if n not in given}
         sources = {n: x for n, x in inputs.items() if get_modality(n).name not in self.targets}
-        return {name: self._rows(sources, name, key, generator) for name, key in wanted.items()}
+        if not wanted:
+            return {}
+        seed = self.last_seed = fresh_seed() if seed is None else int(seed)
+        batch = next(iter(sources.values())).shape[0]
+        indices = list(range(batch)) if sample_indices is None else [int(i) for i in sample_indices]
+        if len(indices) != batch:
+            raise InputError(f"sample_indices has {len(indices)} entries for a batch of {batch}")
+        return {name: self._rows(sources, name, key, seed, indices) for name, key in wanted.items()}
 
     def _rows(
-        self, sources: Mapping[str, torch.Tensor], name: str, key: str, generator: torch.Generator | None
+        self, sources: Mapping[str, torch.Tensor], name: str, key: str, seed: int, indices: list[int]
     ) -> torch.Tensor:
         """Ids of one TiM modality for the batch, from the cache where possible."""
         if not self.cache:
-            return self._generate(sources, key, generator)
+            return self._generate(sources, name, key, seed, indices)
         hashes = {n: _hash_rows(x) for n, x in sources.items()}
-        batch = next(iter(sources.values())).shape[0]
-        ids = [_join(name, hashes, i) for i in range(batch)]
+        ids = [_join(name, hashes, i) for i in range(len(indices))]
         todo = [i for i, k in enumerate(ids) if k not in self._cache]
+        fresh: dict[str, torch.Tensor] = {}
         if todo:
-            fresh = self._generate({n: x[todo] for n, x in sources.items()}, key, generator)
-            self._cache.update({ids[i]: row.cpu() for i, row in zip(todo, fresh, strict=True)})
-        device = next(iter(sources.values())).device
-        return torch.stack([self._cache[k] for k in ids]).to(device)
+            subset = {n: x[todo] for n, x in sources.items()}
+            rows = self._generate(subset, name, key, seed, [indices[i] for i in todo])
+            fresh = {ids[i]: row.cpu() for i, row in zip(todo, rows, strict=True)}
+        out = [fresh[k] if k in fresh else self._cache[k] for k in ids]  # before eviction can drop any
+        for k in ids:
+            self._remember(k, fresh.get(k))
+        return torch.stack(out).to(next(iter(sources.values())).device)
+
+    def _remember(self, key: str, row: torch.Tensor | None) -> None:
+        """Store (or touch) one cached sample and drop the least recently used beyond ``cache_size``."""
+        if row is not None:
+            self._cache[key] = row
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     def _generate(
-        self, inputs: Mapping[str, torch.Tensor], key: str, generator: torch.Generator | None
+        self, inputs: Mapping[str, torch.Tensor], name: str, key: str, seed: int, indices: Sequence[int]
     ) -> torch.Tensor:
-        """One ROAR pass: every position of the target grid decoded at once."""
+        """One pass of the ``single`` strategy: every position of the target grid decoded at once."""
         first = next(iter(inputs.values()))
         grid = (first.shape[-2] // PATCH, first.shape[-1] // PATCH)
         encoded = self.model.encode({input_key(n): x for n, x in inputs.items()})
-        positions = torch.arange(grid[0] * grid[1], device=first.device).expand(first.shape[0], -1)  # (B, n)
-        logits = self.model.decode_logits(encoded, key, positions, grid)  # (B, n, V)
-        ids = sample_tokens(logits, temperature=self.temperature, top_p=self.top_p, generator=generator)
+
+        def logits_fn(ids: torch.Tensor, known: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            # one pass: nothing is known yet, so the encoder input is the raw inputs alone
+            return self.model.decode_logits(encoded, key, positions, grid)  # (B, n, V)
+
+        ids = decode_grid(
+            logits_fn, get_strategy("single"), batch=first.shape[0], total=grid[0] * grid[1], steps=1,
+            sampling=self.sampling, gens=generators(seed, indices, f"tim/{name}"), device=first.device,
+        )  # fmt: skip
         return ids.reshape(first.shape[0], *grid)  # (B, h*w) -> (B, h, w)
 
 
@@ -148,7 +166,7 @@ def _target_key(name: str) -> str:
 
 
 def _hash_rows(x: torch.Tensor) -> list[str]:
-    """Hash each sample of a batch of a batch (the cache key of that sample's input)."""
+    """Hash each sample of a batch (the cache key of that sample's input)."""
     return [
         hashlib.blake2b(row.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
         for row in x

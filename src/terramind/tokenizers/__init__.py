@@ -1,5 +1,6 @@
 """Modality tokenizers: images <-> FSQ token ids (ViT encoder; diffusion or ViT decoder) and coordinates."""
 
+from terramind.tokenizers.base import ImageTokenizerLike, SequenceTokenizerLike, Tokenizer, TokenizerLoader
 from terramind.tokenizers.coords import CoordsTokenizer
 from terramind.tokenizers.diffusion import ddim_sample, make_scheduler
 from terramind.tokenizers.fsq import FSQ
@@ -22,8 +23,12 @@ __all__ = [
     "CoordsTokenizer",
     "DiVAETokenizer",
     "ImageTokenizer",
+    "ImageTokenizerLike",
     "PatchedUNet",
+    "SequenceTokenizerLike",
+    "Tokenizer",
     "TokenizerConfig",
+    "TokenizerLoader",
     "UNetConfig",
     "VQVAETokenizer",
     "ViTConfig",

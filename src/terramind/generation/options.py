@@ -1,0 +1,109 @@
+"""The one record that steers a generation call: :class:`GenerationOptions`.
+
+Every caller builds one of these and hands it on unchanged: :meth:`Generator.generate
+<terramind.generation.generate.Generator.generate>`, the scene tile function, the CLI (one function turns its
+arguments into a record) and the benchmarks. Values are checked once, here, with messages that name the
+option and its allowed range. What is not an option of the decoding itself (the seed, input units, offsets,
+sample indices) stays a keyword of the call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import torch
+
+from terramind.core.errors import InputError
+from terramind.generation.schedule import TemperatureSchedule
+from terramind.generation.strategies import STRATEGIES
+from terramind.layers.sampling import SamplingConfig
+
+StrategyName = Literal["single", "roar", "maskgit"]
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""Autocast dtype of each precision (None: none). A new precision is one entry here and one in the Literal."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How tokens are decoded and detokenized.
+
+    Attributes:
+        strategy: ``"roar"`` (random order), ``"maskgit"`` (most confident first) or ``"single"`` (every token
+            in one pass, the reference's decoding).
+        steps: Decoding steps per image output (1 = every token in one pass).
+        temperature: Sampling temperature; 0 is greedy.
+        temperature_schedule: How the temperature changes over the steps (a string such as
+            ``"onex:0.5:1"`` is parsed with :meth:`TemperatureSchedule.parse`).
+        top_k: Keep only the k most likely tokens, on the unscaled logits (0 = off).
+        top_p: Nucleus filter on the unscaled logits (0 or 1 = off).
+        guidance: Classifier-free guidance scale (1 = off); the unconditional pass drops the inputs.
+        chain: Feed each generated output to the encoder for the following outputs.
+        diffusion_steps: DDIM steps of the diffusion decoders.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast for model and tokenizer decoders).
+    """
+
+    strategy: StrategyName = "roar"
+    steps: int = 1
+    temperature: float = 1.0
+    temperature_schedule: TemperatureSchedule = field(default_factory=TemperatureSchedule)
+    top_k: int = 0
+    top_p: float = 0.8
+    guidance: float = 1.0
+    chain: bool = True
+    diffusion_steps: int = 10
+    precision: Precision = "fp32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.temperature_schedule, str):  # the CLI/JSON spelling
+            object.__setattr__(
+                self, "temperature_schedule", TemperatureSchedule.parse(self.temperature_schedule)
+            )
+        if self.strategy not in STRATEGIES:
+            raise InputError(
+                f"unknown decoding strategy {self.strategy!r}; choose one of {_names(StrategyName)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {_names(Precision)}, got {self.precision!r}")
+        for name in ("steps", "diffusion_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.guidance > 0:
+            raise InputError(f"guidance must be > 0 (1 = off), got {self.guidance}")
+        self.sampling  # noqa: B018  # checks temperature, top_k and top_p in their one home
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        """Base temperature and filters, as the sampler takes them."""
+        return SamplingConfig(self.temperature, self.top_k, self.top_p)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> GenerationOptions:
+        """Build options from plain values (a config file, a JSON request); unknown keys are refused.
+
+        Raises:
+            InputError: A key that is not an option, or a value out of range.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InputError(f"unknown generation option(s) {unknown}; options are {', '.join(names)}")
+        return cls(**values)  # type: ignore[arg-type]  # values are checked in __post_init__
+
+    def replace(self, **changes: object) -> GenerationOptions:
+        """Return a copy with some options changed (checked like a new record)."""
+        return self.from_mapping({**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values (the schedule as its string form), e.g. for a resume fingerprint or a log."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["temperature_schedule"] = str(self.temperature_schedule)
+        return out
+
+
+def _names(literal: object) -> str:
+    return ", ".join(repr(v) for v in get_args(literal))
