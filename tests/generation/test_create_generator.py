@@ -7,9 +7,11 @@ from tiny import tiny_model, tiny_tokenizer
 from terramind.api import generation as api_generation
 from terramind.core import TerraMindError
 from terramind.core.errors import CheckpointError
+from terramind.generation import GenerationOptions
 from terramind.generation.generate import Generator
 
 INPUTS, OUTPUTS = ["S2L2A", "LULC"], ["DEM", "NDVI"]
+TWO_DDIM_STEPS = GenerationOptions(diffusion_steps=2)
 
 
 class Loads:
@@ -59,18 +61,18 @@ def test_output_decoders_are_loaded_one_at_a_time_without_encoders(loads):
     gen = api_generation.create_generator("terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS)
     assert loads.calls == [("LULC", False)]  # an input class map is tokenized: resident, with its encoder
     assert set(gen.loaders) == {"DEM", "NDVI"}
-    out = gen.generate(_inputs(), seed=0, diffusion_steps=2)
+    out = gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)
     assert loads.calls[1:] == [("DEM", True), ("NDVI", True)]  # Loads asserts the DEM one was freed first
     assert [r() is not None for r in loads.alive] == [True]  # only the last one (NDVI) is held
     assert set(gen.tokenizers) == {"LULC"}
-    gen.generate(_inputs(), seed=0, diffusion_steps=2)
+    gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)
     assert loads.calls[3:] == [("DEM", True), ("NDVI", True)]  # two outputs: each call reloads them
     loads.exclusive = False
     gen.keep_loaded()
     assert loads.calls[5:] == [("DEM", True)]  # the held NDVI decoder is kept, not read again
     assert set(gen.tokenizers) == {"LULC", "DEM", "NDVI"}
 
-    expected = _resident().generate(_inputs(), seed=0, diffusion_steps=2)
+    expected = _resident().generate(_inputs(), TWO_DDIM_STEPS, seed=0)
     for name in OUTPUTS:
         assert out[name].shape == (1, 1, 64, 64)
         assert torch.equal(out[name], expected[name])
@@ -78,8 +80,8 @@ def test_output_decoders_are_loaded_one_at_a_time_without_encoders(loads):
 
 def test_a_single_output_decoder_is_loaded_once(loads):
     gen = api_generation.create_generator("terramind_v1_tiny", inputs=INPUTS, outputs=["DEM"])
-    a = gen.generate(_inputs(), seed=0, diffusion_steps=2)["DEM"]
-    b = gen.generate(_inputs(), seed=0, diffusion_steps=2)["DEM"]
+    a = gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)["DEM"]
+    b = gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)["DEM"]
     assert loads.calls == [("LULC", False), ("DEM", True)]
     assert torch.equal(a, b)
 
@@ -92,8 +94,8 @@ def test_keep_decoders_loads_each_once(loads):
     assert loads.calls == [("LULC", False), ("DEM", True), ("NDVI", True)]
     with pytest.raises(TerraMindError, match="decoding only"):
         gen.tokenizers["DEM"].encode(torch.zeros(1, 1, 64, 64))
-    a = gen.generate(_inputs(), seed=0, diffusion_steps=2)
-    b = gen.generate(_inputs(), seed=0, diffusion_steps=2)
+    a = gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)
+    b = gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)
     assert len(loads.calls) == 3  # not read again
     assert all(torch.equal(a[name], b[name]) for name in OUTPUTS)
 
@@ -130,7 +132,7 @@ def test_hub_decoders_are_fetched_once_not_at_every_load(loads, monkeypatch, tmp
         "terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS, tokenizer_weights="hub"
     )
     for _ in range(2):  # two outputs: each call loads both decoders again
-        gen.generate(_inputs(), seed=0, diffusion_steps=2)
+        gen.generate(_inputs(), TWO_DDIM_STEPS, seed=0)
     assert len(loads.calls) == 5
     assert sorted(fetched) == ["TerraMind_Tokenizer_DEM.pt", "TerraMind_Tokenizer_NDVI.pt"]
 

@@ -15,6 +15,7 @@ from terramind.tokenizers import CoordsTokenizer
 from tokenizers import Tokenizer
 
 SIZE = 64  # 4 x 4 tokens: fast
+ONE_DDIM_STEP = GenerationOptions(diffusion_steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,13 @@ def tokens(gen, x=None, **kw):
 
 
 def test_outputs_layout_and_units(gen):
-    out = gen.generate({"S2L2A": s2()}, seed=0, diffusion_steps=1)
+    out = gen.generate({"S2L2A": s2()}, ONE_DDIM_STEP, seed=0)
     assert set(out) == {"S1RTC", "DEM", "NDVI"}
     assert out["S1RTC"].shape == (2, 2, SIZE, SIZE) and out["DEM"].shape == (2, 1, SIZE, SIZE)
     # physical units: the destandardized output sits around the catalog mean (clipped x0 is within 1 std)
     dem = out["DEM"]
     assert float(dem.min()) >= 670.665 - 951.3 - 1 and float(dem.max()) <= 670.665 + 951.3 + 1
-    std_out = gen.generate({"S2L2A": s2()}, seed=0, diffusion_steps=1, standardize=False)
+    std_out = gen.generate({"S2L2A": s2()}, ONE_DDIM_STEP, seed=0, standardize=False)
     assert float(std_out["DEM"].abs().max()) <= 1.0 + 1e-5
 
 
@@ -53,8 +54,9 @@ def test_same_seed_same_output_and_other_seed_differs(gen):
 
 def test_batching_does_not_change_a_sample(gen):
     x = s2(batch=3)
-    full = gen.generate({"S2L2A": x}, seed=5, diffusion_steps=1, steps=2)
-    one = gen.generate({"S2L2A": x[2:]}, seed=5, diffusion_steps=1, steps=2, sample_indices=[2])
+    opts = GenerationOptions(diffusion_steps=1, steps=2)
+    full = gen.generate({"S2L2A": x}, opts, seed=5)
+    one = gen.generate({"S2L2A": x[2:]}, opts, seed=5, sample_indices=[2])
     toks_full = gen.generate_tokens({"S2L2A": x}, seed=5)
     toks_one = gen.generate_tokens({"S2L2A": x[2:]}, seed=5, sample_indices=[2])
     assert all(torch.equal(toks_full[k][2:], toks_one[k]) for k in toks_full)
@@ -62,8 +64,8 @@ def test_batching_does_not_change_a_sample(gen):
 
 
 def test_chaining_feeds_earlier_outputs_to_later_ones(gen):
-    chained = tokens(gen, chain=True, sampling=_greedy())
-    unchained = tokens(gen, chain=False, sampling=_greedy())
+    chained = tokens(gen, chain=True, temperature=0.0)
+    unchained = tokens(gen, chain=False, temperature=0.0)
     assert torch.equal(chained["S1RTC"], unchained["S1RTC"])  # the first output sees the same inputs
     assert not torch.equal(chained["NDVI"], unchained["NDVI"])  # later ones see S1RTC and DEM tokens too
 
@@ -88,26 +90,26 @@ def test_strategies_produce_valid_grids(gen, strategy, steps):
 
 
 def test_greedy_single_pass_equals_greedy_roar_one_step(gen):
-    a = tokens(gen, strategy="single", sampling=_greedy())
-    b = tokens(gen, strategy="roar", sampling=_greedy())
+    a = tokens(gen, strategy="single", temperature=0.0)
+    b = tokens(gen, strategy="roar", temperature=0.0)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_iterative_decoding_conditions_on_decided_tokens(gen):
-    one = tokens(gen, strategy="maskgit", steps=1, sampling=_greedy())
-    many = tokens(gen, strategy="maskgit", steps=4, sampling=_greedy())
+    one = tokens(gen, strategy="maskgit", steps=1, temperature=0.0)
+    many = tokens(gen, strategy="maskgit", steps=4, temperature=0.0)
     assert not torch.equal(one["DEM"], many["DEM"])
 
 
 def test_guidance_changes_guided_steps(gen):
-    plain = tokens(gen, steps=2, sampling=_greedy())
-    guided = tokens(gen, steps=2, guidance=4.0, sampling=_greedy())
+    plain = tokens(gen, steps=2, temperature=0.0)
+    guided = tokens(gen, steps=2, guidance=4.0, temperature=0.0)
     assert not all(torch.equal(plain[k], guided[k]) for k in plain)
 
 
 def test_lulc_input_is_tokenized_and_matters(gen):
     lulc = torch.randint(0, 10, (2, SIZE, SIZE))
-    opts = GenerationOptions(sampling=_greedy())
+    opts = GenerationOptions(temperature=0.0)
     with_lulc = gen.generate_tokens({"S2L2A": s2(), "LULC": lulc}, opts, seed=0)
     without = gen.generate_tokens({"S2L2A": s2()}, opts, seed=0)
     assert not torch.equal(with_lulc["S1RTC"], without["S1RTC"])
@@ -123,7 +125,7 @@ def test_lulc_output_gives_class_ids_and_logits_on_request():
 
 def test_offset_shifts_the_standardization(gen):
     x = s2()
-    opts = GenerationOptions(sampling=_greedy())
+    opts = GenerationOptions(temperature=0.0)
     a = gen.generate_tokens({"S2L2A": x + 1000}, opts, seed=0, offset={"s2": 1000})
     b = gen.generate_tokens({"S2L2A": x}, opts, seed=0)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -142,7 +144,7 @@ def test_coordinates_in_and_out():
     model = tiny_model(["S2L2A", "coords"], ["DEM", "coords"])
     g = Generator(model, toks, inputs=["S2L2A", "coords"], outputs=["DEM"])
     where = torch.tensor([[7.25, 46.5], [-3.0, 40.0]])
-    opts = GenerationOptions(sampling=_greedy())
+    opts = GenerationOptions(temperature=0.0)
     a = g.generate_tokens({"S2L2A": s2(), "coords": where}, opts, seed=0)
     b = g.generate_tokens({"S2L2A": s2()}, opts, seed=0)
     assert not torch.equal(a["DEM"], b["DEM"])
@@ -180,9 +182,9 @@ def test_bad_generate_inputs(gen):
     with pytest.raises(InputError, match="NaN"):
         gen.generate({"S2L2A": nan})
     with pytest.raises(InputError, match="temperature"):
-        gen.generate({"S2L2A": s2(1)}, temperature=-1)
+        gen.generate({"S2L2A": s2(1)}, GenerationOptions(temperature=-1))
     with pytest.raises(InputError, match="strategy"):
-        gen.generate({"S2L2A": s2(1)}, strategy="beam")
+        gen.generate({"S2L2A": s2(1)}, GenerationOptions(strategy="beam"))  # type: ignore[arg-type]
 
 
 def test_missing_tokenizer_is_reported():
@@ -194,12 +196,6 @@ def test_input_keys_accept_aliases(gen):
     out = gen.generate_tokens({"s2": s2()}, seed=0)
     assert set(out) == {"S1RTC", "DEM", "NDVI"}
     assert get_modality("tok_dem@224").name == "DEM"
-
-
-def _greedy():
-    from terramind.generation import SamplingConfig
-
-    return SamplingConfig(temperature=0.0)
 
 
 def test_pruning_keeps_what_generation_uses():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from terramind.core.errors import InputError
-from terramind.generation.schedule import temperature_schedule, token_schedule
+from terramind.generation.schedule import TemperatureSchedule, temperature_schedule, token_schedule
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
 from terramind.layers.sampling import SamplingConfig, generators
 
@@ -24,12 +24,13 @@ def test_token_schedules_match_the_reference_numbers():
 
 
 def test_temperature_schedules():
-    assert temperature_schedule("constant", 0.7, [5, 5]) == [0.7, 0.7]
-    assert temperature_schedule("linear", 1.0, [5, 5]) == [1.0, 0.5]
-    onex = temperature_schedule("onex:0.5:0.5", 2.0, [4, 4, 4])
+    parse = TemperatureSchedule.parse
+    assert temperature_schedule(parse("constant"), 0.7, [5, 5]) == [0.7, 0.7]
+    assert temperature_schedule(parse("linear"), 1.0, [5, 5]) == [1.0, 0.5]
+    onex = temperature_schedule(parse("onex:0.5:0.5"), 2.0, [4, 4, 4])
     assert onex[0] == pytest.approx(2.0 * (1 - 4 / 12) + 0.5 * (4 / 12)) and onex[0] > onex[1] > 0
     with pytest.raises(InputError):
-        temperature_schedule("onex:abc", 1.0, [1])
+        parse("onex:abc")
 
 
 def _fake_logits(vocab=6, n=16):

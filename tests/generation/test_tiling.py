@@ -178,25 +178,30 @@ def test_wrong_tile_output_shape_is_reported():
         run(data, lambda t, i: {"out": t["x"][:, :, :10]})
 
 
-def test_tile_function_keeps_decoders_only_from_the_second_batch() -> None:
+@pytest.mark.parametrize("keep", [False, True])
+def test_tile_function_keeps_decoders_resident_only_when_told(keep: bool) -> None:
+    from terramind.generation import GenerationOptions
     from terramind.generation.scene import SceneOutput, generator_tile_fn
 
     class Recorder:
         def __init__(self) -> None:
             self.events: list[str] = []
+            self.options: list[object] = []
 
         def keep_loaded(self) -> None:
             self.events.append("keep")
 
-        def generate(self, batch: dict, **options: object) -> dict:
+        def generate(self, batch: dict, *, options: object, **kwargs: object) -> dict:
             self.events.append("generate")
+            self.options.append(options)
             return {"DEM": torch.zeros(1, 1, 32, 32)}
 
-    gen = Recorder()
-    fn = generator_tile_fn(gen, [SceneOutput.for_modality("DEM", Path("DEM.tif"))])  # type: ignore[arg-type]
+    gen, opts = Recorder(), GenerationOptions(steps=3)
+    fn = generator_tile_fn(gen, [SceneOutput.for_modality("DEM", Path("DEM.tif"))], opts, keep_decoders=keep)  # type: ignore[arg-type]
+    assert gen.events == []  # nothing is loaded before the first batch
     tile = {"S2L2A": np.zeros((1, 12, 32, 32), np.float32)}
-    fn(tile, [0])
-    assert gen.events == ["generate"]  # one batch: decoders stay on demand (one at a time)
-    fn(tile, [1])
-    fn(tile, [2])
-    assert gen.events == ["generate", "keep", "generate", "generate"]
+    for i in range(3):
+        fn(tile, [i])
+    # told to keep: resident before the first batch, once; not told (one-batch scenes): one decoder at a time
+    assert gen.events == (["keep"] if keep else []) + ["generate"] * 3
+    assert all(o is opts for o in gen.options)  # the caller's options travel unchanged

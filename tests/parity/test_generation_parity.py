@@ -30,7 +30,7 @@ _spec.loader.exec_module(goldens)
 
 KEYS = {"LULC": "tok_lulc@224", "DEM": "tok_dem@224"}
 ENCODER_KEYS = ["untok_sen2l2a@224", "tok_lulc@224"]
-GREEDY = GenerationOptions(strategy="single", chain=True, sampling=SamplingConfig(temperature=0.0))
+GREEDY = GenerationOptions(strategy="single", chain=True, temperature=0.0)
 
 
 class _Unused:
@@ -95,7 +95,7 @@ def test_logits_match_the_reference(small):
 
 def test_unchained_generation_differs_from_the_reference(small):
     golden, gen, x = small
-    opts = GenerationOptions(strategy="single", chain=False, sampling=SamplingConfig(temperature=0.0))
+    opts = GenerationOptions(strategy="single", chain=False, temperature=0.0)
     out = gen.generate_tokens({"S2L2A": x}, opts, seed=0, standardize=False)
     assert torch.equal(out["LULC"].reshape(2, -1), golden["tokens_tok_lulc@224"])
     assert not torch.equal(out["DEM"].reshape(2, -1), golden["tokens_tok_dem@224"])
@@ -129,7 +129,7 @@ def test_full_tiny_generate_with_full_tokenizers():
         tokenizers[name] = tok.eval()
     gen = Generator(model.eval(), tokenizers, inputs=["S2L2A"], outputs=["LULC", "DEM"])
     out = gen.generate(
-        {"S2L2A": ref["inputs"]["S2L2A"]}, seed=0, strategy="single", temperature=0.0, diffusion_steps=5,
+        {"S2L2A": ref["inputs"]["S2L2A"]}, GREEDY.replace(diffusion_steps=5), seed=0,
         standardize=False, return_logits=True, noise={"DEM": ref["noise_DEM"]},
     )  # fmt: skip
     tokens = gen.generate_tokens({"S2L2A": ref["inputs"]["S2L2A"]}, GREEDY, seed=0, standardize=False)

@@ -333,7 +333,7 @@ def generator_tile_fn(
             loaded = True
         batch = {name: torch.from_numpy(np.ascontiguousarray(x)) for name, x in tiles.items()}
         result = generator.generate(
-            batch, opts, seed=seed, offset=offset, sample_indices=indices, return_logits=True
+            batch, options=opts, seed=seed, offset=offset, sample_indices=indices, return_logits=True
         )
         picked = {
             o.modality: result[f"{o.modality}_logits" if o.categorical else o.modality] for o in outputs
