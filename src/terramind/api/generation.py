@@ -38,6 +38,7 @@ def create_generator(
         gen = create_generator("terramind_v1_base", inputs=["S2L2A"], outputs=["LULC", "S1RTC"],
                                weights="hub", tokenizer_weights="hub")
         out = gen.generate({"S2L2A": s2}, seed=0)   # s2: (B, 12, 224, 224) reflectance DN
+        from terramind.generation import GenerationOptions   # how to decode: one record
         out = gen.generate({"S2L2A": s2}, GenerationOptions(steps=4, temperature=0.5), seed=0)
         out["LULC"]  # (B, 1, 224, 224) class ids 0-9;  out["S1RTC"]: (B, 2, 224, 224) dB
 

@@ -7,6 +7,10 @@ wrapper (terratorch 1.2.11) does the same: it builds encoder embeddings for all 
 the generated tokens back (checked by counting encoder tokens: 196 for the first output, 392 for the second).
 ``chain=False`` makes every output depend on the given inputs only.
 
+How tokens are decoded travels as one :class:`~terramind.generation.options.GenerationOptions` record;
+:meth:`Generator.generate_tokens` and :meth:`Generator.decode` split a call into its token stage and its
+detokenizing stage (the returned :class:`GeneratedTokens` carries the seed and sample indices across).
+
 Randomness comes only from ``seed``: every sample gets its own generators derived from ``(seed, sample index,
 purpose)``, so a sample's output does not depend on its batch, and a tiled scene (sample index = tile index)
 does not depend on the tile batch size.
