@@ -228,5 +228,5 @@ def test_decoding_the_token_stage_equals_one_generate_call(gen):
 
 
 def test_options_must_be_the_record(gen):
-    with pytest.raises(InputError, match="GenerationOptions.from_mapping"):
+    with pytest.raises(InputError, match=r"GenerationOptions\.from_mapping"):
         gen.generate({"S2L2A": s2(1)}, {"steps": 2})  # type: ignore[arg-type]

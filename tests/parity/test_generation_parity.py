@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from terramind.generation import SamplingConfig
 from terramind.generation.generate import GenerationOptions, Generator
 from terramind.model import TINY, TerraMind, TerraMindConfig
 
