@@ -68,13 +68,16 @@ class GenerationOptions:
             )
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {_names(Precision)}, got {self.precision!r}")
-        for name in ("steps", "diffusion_steps"):
+        for name, kinds in _TYPES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) is not (kinds == (bool,)) or not isinstance(value, kinds):
+                raise InputError(f"{name} must be {_TYPE_NAMES[kinds]}, got {value!r}")
+        for name in ("steps", "diffusion_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not self.guidance > 0:
             raise InputError(f"guidance must be > 0 (1 = off), got {self.guidance}")
-        self.sampling  # noqa: B018  # checks temperature, top_k and top_p in their one home
+        SamplingConfig(self.temperature, self.top_k, self.top_p)  # checks their ranges in their one home
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -103,6 +106,13 @@ class GenerationOptions:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["temperature_schedule"] = str(self.temperature_schedule)
         return out
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "steps": (int,), "diffusion_steps": (int,), "top_k": (int,), "chain": (bool,),
+    "temperature": (int, float), "top_p": (int, float), "guidance": (int, float),
+}  # fmt: skip
+_TYPE_NAMES = {(int,): "an integer", (bool,): "true or false", (int, float): "a number"}
 
 
 def _names(literal: object) -> str:
