@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from terramind.core.errors import InputError
-from terramind.data.datamodule import GeoTiffDataset, modality_inputs
+from terramind.data.tiles import GeoTiffDataset, modality_inputs
 from terramind.evaluate.embeddings import embed_batches
 from terramind.evaluate.fewshot import few_shot, prototype_predict
 from terramind.model import TINY, TerraMindBackbone

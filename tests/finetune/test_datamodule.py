@@ -9,7 +9,8 @@ import rasterio
 import torch
 
 from terramind.core.errors import InputError, ModalityError
-from terramind.data.datamodule import GeoTiffDataModule, d4
+from terramind.data.tiles import d4
+from terramind.finetune.datamodule import GeoTiffDataModule
 from terramind.modalities import destandardize
 
 NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]

@@ -14,7 +14,7 @@ from terramind.api.models import create_backbone
 from terramind.cli._args import parse_inputs
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
-from terramind.data.datamodule import match_files, modality_inputs
+from terramind.data.tiles import match_files, modality_inputs
 from terramind.evaluate.embeddings import embed_files, write_embeddings
 
 

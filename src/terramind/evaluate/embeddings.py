@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.core.optional import require
-from terramind.data.datamodule import GeoTiffDataset, ModalityInput
+from terramind.data.tiles import GeoTiffDataset, ModalityInput
 
 Pooling = Literal["mean", "tokens"]
 SUFFIXES = (".npy", ".parquet")
@@ -71,7 +71,7 @@ def embed_files(
     Args:
         backbone: Module returning per-block tokens.
         files: Per tile, modality -> file.
-        inputs: How each modality is read (from :func:`terramind.data.datamodule.modality_inputs`).
+        inputs: How each modality is read (from :func:`terramind.data.tiles.modality_inputs`).
         pooling: ``mean`` or ``tokens``.
         layer: Which block's output.
         batch_size: Tiles per forward pass.

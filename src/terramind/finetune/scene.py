@@ -18,8 +18,8 @@ from torch import nn
 
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
-from terramind.data.datamodule import ModalityInput, prepare_input
 from terramind.data.geotiff import GeoRef, RasterWriter, open_georef, read_window
+from terramind.data.tiles import ModalityInput, prepare_input
 from terramind.generation.tiling import TileLayout, run_tiles
 
 OutputKind = Literal["classes", "values"]
