@@ -18,7 +18,7 @@ modality and the label alike.
 from __future__ import annotations
 
 import csv
-import random
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +26,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from terramind.core.errors import InputError, ModalityError
-from terramind.data.geotiff import read_raster
+from terramind.core.errors import InputError, ModalityError, TerraMindError
+from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_raster
 from terramind.modalities import band_indices, get_modality, standardize
+
+log = logging.getLogger(__name__)
 
 LABEL = "label"
 SPLITS = ("train", "val", "test", "predict")
@@ -60,6 +62,7 @@ class ModalityInput:
     file_band_count: int
     offset: float
     scale: float = 1.0
+    file_bands: tuple[str, ...] = ()  # the bands files without band names hold, in order
 
 
 def modality_inputs(
@@ -99,7 +102,7 @@ def modality_inputs(
             raise ModalityError(f"{spec.name}: bands {missing} are not among the file's bands {in_file}")
         index = tuple([f.upper() for f in in_file].index(b.upper()) for b in wanted)
         offset, scale = float(offsets.get(name, 0.0)), float(scales.get(name, 1.0))
-        out.append(ModalityInput(name, tuple(wanted), index, len(in_file), offset, scale))
+        out.append(ModalityInput(name, tuple(wanted), index, len(in_file), offset, scale, tuple(in_file)))
     return out
 
 
@@ -151,6 +154,8 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         label_nodata: Label value in the files meaning "no label" (becomes ``ignore_index``).
         augment: Apply a random D4 transform.
         crop_size: Random square crop (training) of this size, None for the whole tile.
+        seed: Seed of the crops and flips: each data-loading worker draws from its own generator, seeded
+            from ``seed``, the worker id and :attr:`epoch`; the global random state is never touched.
     """
 
     def __init__(
@@ -165,23 +170,31 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         label_nodata: float | None = None,
         augment: bool = False,
         crop_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         self.paths, self.inputs, self.task, self.labels = list(paths), list(inputs), task, labels
         self.num_classes, self.ignore_index, self.label_nodata = num_classes, ignore_index, label_nodata
-        self.augment, self.crop_size = augment, crop_size
+        self.augment, self.crop_size, self.seed, self.epoch = augment, crop_size, seed, 0
+        self._generators: dict[tuple[int, int], torch.Generator] = {}
+
+    def generator(self) -> torch.Generator:
+        """Return the random generator of the calling worker for the current epoch (created on first use)."""
+        info = get_worker_info()
+        key = (info.id if info is not None else -1, self.epoch)
+        if key not in self._generators:
+            state = np.random.SeedSequence([self.seed, self.epoch, key[0] + 1]).generate_state(1)[0]
+            self._generators[key] = torch.Generator().manual_seed(int(state))
+        return self._generators[key]
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _read_input(self, mod: ModalityInput, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        raster = read_raster(path, allow_nonfinite=True)
-        if raster.data.shape[0] != mod.file_band_count:
-            raise InputError(
-                f"{str(path)!r} has {raster.data.shape[0]} bands but {mod.name} files should have "
-                f"{mod.file_band_count} (set file_bands to the bands the files hold)"
-            )
+        raster = read_raster(
+            path, mod.name, bands=mod.bands, file_bands=mod.file_bands or None, allow_nonfinite=True
+        )
         try:
-            x, invalid = prepare_input(mod, raster.data[list(mod.index)], raster.georef.nodata)
+            x, invalid = prepare_input(mod, raster.data, raster.georef.nodata)
         except InputError as err:
             raise InputError(f"{str(path)!r}: {err}") from None
         return torch.from_numpy(x), torch.from_numpy(invalid)
@@ -192,7 +205,12 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         path = self.paths[index].get(LABEL)
         if path is None:
             return None
-        data = read_raster(path, allow_nonfinite=True).data
+        data = read_label(path, integer=self.task != "regression")
+        if data.shape[-2:] != tuple(invalid.shape):
+            raise InputError(
+                f"label {str(path)!r} is {data.shape[-1]}x{data.shape[-2]} but its inputs are "
+                f"{invalid.shape[-1]}x{invalid.shape[-2]}: labels must be on the inputs' grid"
+            )
         if self.task == "regression":
             label = torch.from_numpy(data.astype(np.float32))
             label[:, invalid] = float("nan")
@@ -201,6 +219,7 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         if self.label_nodata is not None:
             bad |= data == self.label_nodata
         ids = np.where(bad, self.ignore_index, np.nan_to_num(data).astype(np.int64))[0]
+        _check_classes(ids, self.num_classes, self.ignore_index, path)
         return torch.from_numpy(ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -221,14 +240,85 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         dense = label is not None and label.ndim >= 2
         arrays = [*tensors.values(), *([label] if dense and label is not None else [])]
+        g = self.generator()
         if self.crop_size:
             h, w = arrays[0].shape[-2:]
-            top, left = random.randint(0, h - self.crop_size), random.randint(0, w - self.crop_size)
+            top = int(torch.randint(0, h - self.crop_size + 1, (), generator=g))
+            left = int(torch.randint(0, w - self.crop_size + 1, (), generator=g))
             arrays = [a[..., top : top + self.crop_size, left : left + self.crop_size] for a in arrays]
         if self.augment:
-            arrays = d4(arrays, random.randrange(4), random.random() < 0.5)
+            k, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=g))
+            arrays = d4(arrays, k, flip % 2 == 1)
         out = dict(zip(tensors, arrays, strict=False))
         return {k: v.contiguous() for k, v in out.items()}, (arrays[-1].contiguous() if dense else label)
+
+
+def read_label(path: Path, *, integer: bool = True) -> np.ndarray:
+    """Read a one-band label raster; class labels must hold whole numbers.
+
+    Args:
+        path: The label GeoTIFF.
+        integer: Class labels (whole numbers); False for regression targets.
+
+    Returns:
+        ``(1, H, W)`` values in the file's dtype (NaN left in place for the caller to mask).
+
+    Raises:
+        InputError: Not one band, a complex or boolean raster, or fractional class values (counted).
+    """
+    data = read_raster(path, allow_nonfinite=True).data
+    if data.shape[0] != 1:
+        raise InputError(
+            f"label {str(path)!r} has {data.shape[0]} bands; a label has one: write the band that holds "
+            f"the labels on its own"
+        )
+    if np.issubdtype(data.dtype, np.complexfloating) or data.dtype == np.bool_:
+        raise InputError(
+            f"label {str(path)!r} is {data.dtype}: write labels as integers (or floats for regression)"
+        )
+    if integer and np.issubdtype(data.dtype, np.floating):
+        finite = data[np.isfinite(data)]
+        fractional = finite[finite != np.round(finite)]
+        if fractional.size:
+            raise InputError(
+                f"label {str(path)!r} has {fractional.size} fractional value(s) "
+                f"(e.g. {float(fractional[0]):g}): class labels are whole numbers; write the classes, "
+                f"not probabilities or resampled values"
+            )
+    return data
+
+
+def _check_classes(ids: np.ndarray, num_classes: int | None, ignore_index: int, path: Path) -> None:
+    """Refuse class ids outside ``0..num_classes-1`` (``ignore_index`` aside), naming the file and values."""
+    if num_classes is None:
+        return
+    values, counts = np.unique(ids[ids != ignore_index], return_counts=True)
+    out = [(int(v), int(c)) for v, c in zip(values, counts, strict=True) if v < 0 or v >= num_classes]
+    if out:
+        listed = ", ".join(f"{v} ({c} px)" for v, c in out[:SHOW])
+        raise InputError(
+            f"label {str(path)!r} holds classes outside 0..{num_classes - 1}: {listed}; fix num_classes, "
+            f"ignore_index or label_nodata"
+        )
+
+
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch samples of one tile size; tiles of different sizes are an error naming both files.
+
+    Raises:
+        InputError: Two samples of the batch differ in size.
+    """
+    first = samples[0]
+    for sample in samples[1:]:
+        for name, x in sample["inputs"].items():
+            ref = first["inputs"][name]
+            if x.shape != ref.shape:
+                raise InputError(
+                    f"tiles of different sizes in one batch: {first['path']!r} is "
+                    f"{ref.shape[-1]}x{ref.shape[-2]}, {sample['path']!r} is {x.shape[-1]}x{x.shape[-2]}; "
+                    f"make every tile of a folder one size (or set crop_size)"
+                )
+    return dict(default_collate(list(samples)))
 
 
 def _class_label(value: Any, task: TaskKind, num_classes: int | None) -> torch.Tensor:
@@ -240,13 +330,14 @@ def _class_label(value: Any, task: TaskKind, num_classes: int | None) -> torch.T
 
 
 def match_files(
-    folders: Mapping[str, Path], suffixes: Mapping[str, str] | None = None
+    folders: Mapping[str, Path], suffixes: Mapping[str, str] | None = None, *, skip_bad: bool = False
 ) -> dict[str, dict[str, Path]]:
     """Pair the files of several folders by name.
 
     Args:
         folders: Key (modality or ``"label"``) -> folder.
         suffixes: Key -> file-name ending (default ``.tif``); the id is the name without it.
+        skip_bad: Skip ids that lack a file in some folder (logged with the reason) instead of refusing.
 
     Returns:
         Id -> {key: path}, sorted by id.
@@ -269,9 +360,97 @@ def match_files(
         for key, ids in lacking.items()
         if ids
     ]
-    if problems:
-        raise InputError("files do not match across folders: " + "; ".join(problems))
-    return {i: {key: found[key][i] for key in folders} for i in sorted(all_ids)}
+    if problems and not skip_bad:
+        raise InputError("files do not match across folders: " + "; ".join(problems) + " (or skip_bad)")
+    skipped = [Skipped(i, f"no {key} file") for key, ids in lacking.items() for i in ids]
+    report_skipped(skipped)
+    keep = sorted(all_ids - {s.name for s in skipped})
+    if not keep:
+        raise InputError("no id has a file in every folder: " + "; ".join(problems))
+    return {i: {key: found[key][i] for key in folders} for i in keep}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A tile left out by ``skip_bad``.
+
+    Attributes:
+        name: Tile id (or file).
+        reason: What is wrong with it.
+    """
+
+    name: str
+    reason: str
+
+
+def report_skipped(skipped: Sequence[Skipped]) -> None:
+    """Log the skipped tiles with their reasons (one warning listing them all)."""
+    if skipped:
+        lines = "".join(f"\n  {s.name}: {s.reason}" for s in skipped)
+        log.warning("skipped %d bad tile(s):%s", len(skipped), lines)
+
+
+def _check_tile(name: str, files: Mapping[str, Path], inputs: Sequence[ModalityInput], read: bool) -> None:
+    """Header checks of one tile: readable, band names/count, all modalities on one grid; pixels if read."""
+    mods = {m.name: m for m in inputs}
+    first: tuple[str, GeoRef] | None = None
+    for key, path in files.items():
+        georef = open_georef(path)
+        if key in mods:
+            band_positions(georef, path, key, mods[key].bands, mods[key].file_bands or None)
+        if first is None:
+            first = (str(path), georef)
+        elif problem := first[1].same_grid(georef):
+            raise InputError(
+                f"tile {name!r}: {str(path)!r} is not on the grid of {first[0]!r} ({problem}); "
+                f"reproject the inputs of a tile onto one grid (e.g. gdalwarp)"
+            )
+    if read:
+        GeoTiffDataset([files], inputs)[0]
+
+
+def check_tiles(
+    files: Mapping[str, Mapping[str, Path]],
+    inputs: Sequence[ModalityInput],
+    *,
+    skip_bad: bool = False,
+    read: bool = False,
+) -> tuple[dict[str, dict[str, Path]], list[Skipped]]:
+    """Check every tile of a folder before the model loads, as one unit.
+
+    Each tile's files must open, hold the modality's bands, and lie on one grid (CRS, transform, size).
+    Without ``skip_bad`` the first bad tile stops everything, named with its reason; with it, bad tiles are
+    left out, and their pixels are read too (so that truncated files or refused values are found now).
+
+    Args:
+        files: Tile id -> key (modality or ``"label"``) -> file, e.g. from :func:`match_files`.
+        inputs: How each modality is read.
+        skip_bad: Leave bad tiles out (logged with reasons at the end) instead of refusing.
+        read: Read every tile's pixels now, also without ``skip_bad``.
+
+    Returns:
+        ``(good tiles, skipped tiles)``.
+
+    Raises:
+        InputError: A bad tile (without ``skip_bad``), or no good tile at all.
+    """
+    good: dict[str, dict[str, Path]] = {}
+    skipped: list[Skipped] = []
+    for name, tile in files.items():
+        try:
+            _check_tile(name, tile, inputs, read or skip_bad)
+        except TerraMindError as err:
+            if not skip_bad:
+                raise
+            skipped.append(Skipped(name, str(err)))
+            continue
+        good[name] = dict(tile)
+    report_skipped(skipped)
+    if not good:
+        raise InputError(
+            f"none of the {len(files)} tile(s) is usable: {skipped[0].name}: {skipped[0].reason}"
+        )
+    return good, skipped
 
 
 def read_class_file(path: Path, task: TaskKind) -> dict[str, Any]:

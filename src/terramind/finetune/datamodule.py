@@ -25,17 +25,20 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from terramind.core.errors import InputError, ModalityError, TerraMindError
-from terramind.data.geotiff import open_georef, read_raster
+from terramind.data.geotiff import open_georef
 from terramind.data.tiles import (
     LABEL,
     SHOW,
     SPLITS,
     GeoTiffDataset,
     TaskKind,
+    check_tiles,
+    collate,
     listing,
     match_files,
     modality_inputs,
     read_class_file,
+    read_label,
 )
 
 
@@ -68,8 +71,10 @@ class GeoTiffDataModule(L.LightningDataModule):
         crop_size: Random square training crops of this size (multiple of 16).
         batch_size: Samples per batch.
         num_workers: Data-loading worker processes.
-        seed: Seed of the ratio split.
+        seed: Seed of the ratio split and of the training crops and flips (per worker and epoch).
         check_labels: Scan every label file for values outside ``num_classes`` in ``setup``.
+        skip_bad: Leave out tiles with a missing, unreadable or off-grid file (logged with the reasons)
+            instead of refusing the dataset.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         check_labels: bool = True,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -117,7 +123,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         self.split_files, self.split_ratio, self.seed = dict(splits or {}), split_ratio, seed
         self.label_file, self.ignore_index, self.label_nodata = label_file, ignore_index, label_nodata
         self.augment, self.crop_size, self.check_labels = augment, crop_size, check_labels
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.skip_bad = batch_size, num_workers, skip_bad
         self.datasets: dict[str, GeoTiffDataset] = {}
 
     @property
@@ -130,7 +136,11 @@ class GeoTiffDataModule(L.LightningDataModule):
     def _index(self, split: str, with_labels: bool) -> dict[str, dict[str, Path]]:
         """Id -> {modality/label: path} for the files of one split's folders; mismatches are errors."""
         keys = self.modalities + ([LABEL] if with_labels and self._dense_labels else [])
-        return match_files({k: self._folder(k, split) for k in keys}, {k: self.suffixes[k] for k in keys})
+        return match_files(
+            {k: self._folder(k, split) for k in keys},
+            {k: self.suffixes[k] for k in keys},
+            skip_bad=self.skip_bad,
+        )
 
     def _split_ids(self, split: str, ids: Sequence[str]) -> list[str]:
         if split in self.split_files:
@@ -161,17 +171,23 @@ class GeoTiffDataModule(L.LightningDataModule):
             )
         return out
 
-    def _check_grids(self, split: str, paths: Sequence[Mapping[str, Path]]) -> None:
-        for sample in paths:
-            items = list(sample.items())
-            ref = open_georef(items[0][1])
-            for key, path in items[1:]:
-                problem = ref.same_grid(open_georef(path))
-                if problem:
+    def _check_tiles(self, split: str, ids: list[str], index: Mapping[str, Mapping[str, Path]]) -> list[str]:
+        """Every tile readable and on one grid, and (without crops) every tile of the split one size."""
+        try:
+            good, _ = check_tiles({i: index[i] for i in ids}, self.inputs, skip_bad=self.skip_bad)
+        except InputError as err:
+            raise InputError(f"{split}: {err}") from None
+        if split != "train" or not self.crop_size:
+            sizes = {i: open_georef(next(iter(good[i].values()))) for i in good}
+            ref = next(iter(sizes))
+            for i, georef in sizes.items():
+                if (georef.width, georef.height) != (sizes[ref].width, sizes[ref].height):
                     raise InputError(
-                        f"{split}: {key} file {str(path)!r} is off the grid of {str(items[0][1])!r}: "
-                        f"{problem}"
+                        f"{split}: tiles differ in size: {str(next(iter(good[ref].values())))!r} is "
+                        f"{sizes[ref].width}x{sizes[ref].height}, {str(next(iter(good[i].values())))!r} is "
+                        f"{georef.width}x{georef.height}; make every tile one size (or set crop_size)"
                     )
+        return [i for i in ids if i in good]
 
     def _check_label_values(self, split: str, paths: Sequence[Mapping[str, Path]]) -> None:
         if self.task != "segmentation" or not self.check_labels or self.num_classes is None:
@@ -180,7 +196,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         for sample in paths:
             if LABEL not in sample:
                 continue
-            values = np.unique(read_raster(sample[LABEL], allow_nonfinite=True).data)
+            values = np.unique(read_label(sample[LABEL]))
             values = values[np.isfinite(values)]
             allowed = {self.ignore_index} | ({self.label_nodata} if self.label_nodata is not None else set())
             out = [int(v) for v in values if (v < 0 or v >= self.num_classes) and v not in allowed]
@@ -212,8 +228,8 @@ class GeoTiffDataModule(L.LightningDataModule):
                 f"the {split!r} split is empty: give a split file (splits: {{{split}: ...}}) or a "
                 f"split_ratio with a share for it ({len(index)} ids found)"
             )
+        ids = self._check_tiles(split, ids, index)
         paths = [index[i] for i in ids]
-        self._check_grids(split, paths)
         self._check_label_values(split, paths)
         return GeoTiffDataset(
             paths,
@@ -225,6 +241,7 @@ class GeoTiffDataModule(L.LightningDataModule):
             label_nodata=self.label_nodata,
             augment=self.augment and split == "train",
             crop_size=self.crop_size if split == "train" else None,
+            seed=self.seed,
         )
 
     def _check_class_values(self, split: str, labels: Sequence[Any]) -> None:
@@ -245,10 +262,13 @@ class GeoTiffDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[dict[str, Any]]:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(split, split))
+        trainer = self.trainer
+        self.datasets[split].epoch = int(trainer.current_epoch) if trainer is not None else 0
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
+            collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
