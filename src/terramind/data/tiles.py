@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from terramind.core.errors import InputError, ModalityError, TerraMindError
-from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_raster
+from terramind.data.geotiff import GeoRef, Raster, band_positions, open_georef, read_raster
 from terramind.modalities import band_indices, get_modality, standardize
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         path = self.paths[index].get(LABEL)
         if path is None:
             return None
-        data = read_label(path, integer=self.task != "regression")
+        data = read_label(path, integer=self.task != "regression").data
         if data.shape[-2:] != tuple(invalid.shape):
             raise InputError(
                 f"label {str(path)!r} is {data.shape[-1]}x{data.shape[-2]} but its inputs are "
@@ -253,7 +253,7 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         return {k: v.contiguous() for k, v in out.items()}, (arrays[-1].contiguous() if dense else label)
 
 
-def read_label(path: Path, *, integer: bool = True) -> np.ndarray:
+def read_label(path: Path, *, integer: bool = True) -> Raster:
     """Read a one-band label raster; class labels must hold whole numbers.
 
     Args:
@@ -261,12 +261,13 @@ def read_label(path: Path, *, integer: bool = True) -> np.ndarray:
         integer: Class labels (whole numbers); False for regression targets.
 
     Returns:
-        ``(1, H, W)`` values in the file's dtype (NaN left in place for the caller to mask).
+        The raster: ``(1, H, W)`` values in the file's dtype (NaN left in place for the caller to mask).
 
     Raises:
         InputError: Not one band, a complex or boolean raster, or fractional class values (counted).
     """
-    data = read_raster(path, allow_nonfinite=True).data
+    raster = read_raster(path, allow_nonfinite=True)
+    data = raster.data
     if data.shape[0] != 1:
         raise InputError(
             f"label {str(path)!r} has {data.shape[0]} bands; a label has one: write the band that holds "
@@ -285,7 +286,7 @@ def read_label(path: Path, *, integer: bool = True) -> np.ndarray:
                 f"(e.g. {float(fractional[0]):g}): class labels are whole numbers; write the classes, "
                 f"not probabilities or resampled values"
             )
-    return data
+    return raster
 
 
 def _check_classes(ids: np.ndarray, num_classes: int | None, ignore_index: int, path: Path) -> None:

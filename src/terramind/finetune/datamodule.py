@@ -196,7 +196,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         for sample in paths:
             if LABEL not in sample:
                 continue
-            values = np.unique(read_label(sample[LABEL]))
+            values = np.unique(read_label(sample[LABEL]).data)
             values = values[np.isfinite(values)]
             allowed = {self.ignore_index} | ({self.label_nodata} if self.label_nodata is not None else set())
             out = [int(v) for v in values if (v < 0 or v >= self.num_classes) and v not in allowed]
