@@ -1,7 +1,7 @@
 """GeoTIFF input and output on rasterio: tiles in, aligned outputs out, windows for large scenes.
 
 Reading returns the pixels with everything needed to write an output on the same grid (:class:`GeoRef`).
-A read that knows its modality applies the reading policy of :mod:`terramind.data.validate` (dtypes,
+A read that knows its modality applies the reading policy of :mod:`terramind.data.policy` (dtypes,
 impossible values, NaN, no valid pixels) and trusts the file's band descriptions over positions: when the
 file names its bands, they are matched to the catalog's names (Sentinel-2 ids such as ``B04`` included) and
 reordered when they are a permutation; names that are not the modality's bands are refused, both lists in
@@ -39,7 +39,7 @@ from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
-from terramind.data.validate import check_pixels
+from terramind.data.policy import check_pixels
 from terramind.modalities import ModalitySpec, get_modality
 
 PathLike = str | os.PathLike[str]
@@ -403,7 +403,7 @@ def read_raster(
         path: A GeoTIFF (any GDAL raster works).
         modality: Catalog name or record; when given, the modality's bands are read (by the file's band
             names when it has them, else by position: the band count must match) and the reading policy
-            of :mod:`terramind.data.validate` applies.
+            of :mod:`terramind.data.policy` applies.
         bands: Band names to read, in this order, matched case-insensitively against the file's band
             descriptions (with a modality, positions of ``file_bands`` serve files without names).
         file_bands: With a modality: the bands a file without band names holds, in order (default all).
@@ -456,7 +456,7 @@ def read_window(
         window: Pixel window to read (must lie inside the raster).
         band_indexes: 0-based band positions to read, in this order; None reads all bands.
         modality: When given, the window's dtype and values are checked against the reading policy of
-            :mod:`terramind.data.validate` (impossible values; NaN and nodata are left to the caller).
+            :mod:`terramind.data.policy` (impossible values; NaN and nodata are left to the caller).
 
     Returns:
         Array ``(C, h, w)`` in the file's dtype (no finiteness check: streaming callers mask themselves).
