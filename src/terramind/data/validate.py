@@ -229,7 +229,8 @@ def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int =
         The :class:`TileSummary`.
 
     Raises:
-        InputError: Unreadable, truncated or corrupt file, refused values, no valid pixels.
+        InputError: Unreadable, truncated or corrupt file, refused values, NaN/inf without a declared
+            nodata value, no valid pixels.
         ShapeError: Band count differs from the modality's.
     """
     spec = get_modality(modality)
@@ -243,6 +244,11 @@ def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int =
     out = _empty(Path(path), georef, first.dtype, len(index), spec.classes is not None)
     for window in windows(georef.width, georef.height, block):
         out.add(read_window(path, window, band_indexes=index, modality=spec))
+    if out.nonfinite and georef.nodata is None:  # the reading policy: NaN is masked only as declared nodata
+        raise InputError(
+            f"{str(path)!r} has {out.nonfinite} non-finite (NaN/inf) value(s) and no nodata value: set the "
+            f"file's nodata (e.g. gdal_edit.py -a_nodata nan) so NaN is masked, or fill them"
+        )
     if not out.valid.any():
         raise InputError(
             f"{str(path)!r} has no valid pixels: every value is nodata ({georef.nodata}) or NaN; pass a "
