@@ -135,14 +135,15 @@ def read_water_label(
     known = invalid | np.isin(data, [0, *water_values])
     if not known.all():
         values, counts = np.unique(data[~known], return_counts=True)
+        more = f" ... and {len(values) - 8} more value(s)" if len(values) > 8 else ""
         listed = ", ".join(
-            f"{v:g} ({c} px)" for v, c in list(zip(values.tolist(), counts.tolist(), strict=True))[:5]
+            f"{v:g} ({c} px)" for v, c in list(zip(values.tolist(), counts.tolist(), strict=True))[:8]
         )
         unlabelled = [*ignore_values, *([nodata] if nodata is not None else [])]
         raise InputError(
             f"water label {str(path)!r} holds values other than 0 (not water), "
-            f"{', '.join(f'{v:g}' for v in water_values)} (water) and unlabelled {unlabelled}: {listed}; "
-            f"remap it to a 0/1 mask (e.g. a class map: water class -> 1, others -> 0)"
+            f"{', '.join(f'{v:g}' for v in water_values)} (water) and unlabelled {unlabelled}: "
+            f"{listed}{more}; remap it to a 0/1 mask (e.g. a class map: water class -> 1, others -> 0)"
         )
     return np.isin(data, list(water_values)) & ~invalid, ~invalid
 
