@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -239,3 +240,15 @@ def test_skip_bad_leaves_out_tiles_and_says_why(tmp_path: Path, tiny_geotiff, ca
     assert [Path(p["S1RTC"]).stem for p in lenient.datasets["train"].paths] == ["d"]
     assert "c: no label file" in caplog.text
     assert "b: " in caplog.text and "not a readable raster" in caplog.text
+
+
+def test_model_and_data_must_agree_on_classes(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES, "label": NAMES})
+    dm = GeoTiffDataModule(str(root), ["S2L2A"], 10, split_ratio=(0.6, 0.4, 0.0))
+    task = SimpleNamespace(hparams={"num_classes": 4, "ignore_index": -1})
+    dm.trainer = SimpleNamespace(lightning_module=task, current_epoch=0)  # type: ignore[assignment]
+    with pytest.raises(InputError, match="the model's num_classes is 4 but the data's is 10"):
+        dm.setup("fit")
+    task.hparams["num_classes"] = 10
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 3

@@ -252,8 +252,21 @@ class GeoTiffDataModule(L.LightningDataModule):
                 f"{split}: classes {out} are outside 0..{(self.num_classes or 0) - 1}: fix num_classes"
             )
 
+    def _check_model(self) -> None:
+        """Refuse a task whose num_classes or ignore_index differs from the data's (wrong labels)."""
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        hparams = getattr(module, "hparams", None) or {}
+        for key, ours in (("num_classes", self.num_classes), ("ignore_index", self.ignore_index)):
+            theirs = hparams.get(key)
+            if theirs is not None and ours is not None and theirs != ours:
+                raise InputError(
+                    f"the model's {key} is {theirs} but the data's is {ours}: set the same value in the "
+                    f"model and data sections of the config"
+                )
+
     def setup(self, stage: str | None = None) -> None:
         """Index and check the splits a stage needs (fit: train + val; validate; test; predict)."""
+        self._check_model()
         needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}
         for split in needed.get(stage or "fit", ["train", "val"]):
             if split not in self.datasets:
