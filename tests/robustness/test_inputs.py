@@ -186,3 +186,18 @@ def test_embed_refuses_modalities_on_different_grids(run_cli, tmp_path: Path) ->
     run_cli([*args, "--output", tmp_path / "e.npy", "--weights", "none"]).expect_failure(
         str(s1_file), str(s2_file), "CRS differs"
     )
+
+
+def test_huge_header_is_not_read_whole(run_cli, tmp_path: Path) -> None:
+    # a sparse GeoTIFF whose header claims 350000 x 350000 int16 pixels (228 GiB) in a 1.4 MB file
+    path = tmp_path / "huge.tif"
+    profile = {
+        "driver": "GTiff", "width": 350_000, "height": 350_000, "count": 1, "dtype": "int16",
+        "crs": "EPSG:32632", "transform": TRANSFORM, "tiled": True, "blockxsize": 1024, "blockysize": 1024,
+        "sparse_ok": True, "BIGTIFF": "YES",
+    }  # fmt: skip
+    with rasterio.open(path, "w", **profile):
+        pass
+    run_cli(["tokenize", path, "-m", "DEM", "-o", tmp_path / "ids.npz"]).expect_failure(
+        "228.2 GiB", "too large to read whole", "window by window"
+    )
