@@ -39,7 +39,7 @@ from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
-from terramind.data.policy import check_pixels
+from terramind.data.policy import check_pixels, mask_nonfinite
 from terramind.modalities import ModalitySpec, get_modality
 
 PathLike = str | os.PathLike[str]
@@ -325,29 +325,13 @@ def _by_name(
     return index
 
 
-def _select_by_name(
-    georef: GeoRef, path: PathLike, bands: Sequence[str], modality: str | ModalitySpec | None
-) -> list[int]:
-    if modality is not None:
-        return band_positions(georef, path, modality, bands)
+def _select_by_name(georef: GeoRef, path: PathLike, bands: Sequence[str]) -> list[int]:
+    """Positions of named bands in a file without a modality: by its band descriptions only."""
     lookup = _file_band_names(georef, path)
     missing = [b for b in bands if b.upper() not in lookup]
     if missing:
         raise InputError(f"{str(path)!r} has no band(s) {missing}; its bands are {list(georef.band_names)}")
     return [lookup[b.upper()] for b in bands]
-
-
-def _check_finite(data: np.ndarray, path: PathLike) -> None:
-    if not np.issubdtype(data.dtype, np.floating):
-        return
-    bad = ~np.isfinite(data)
-    if bad.any():
-        per_band = bad.reshape(bad.shape[0], -1).sum(axis=1)
-        which = [i + 1 for i, n in enumerate(per_band) if n]
-        raise InputError(
-            f"{str(path)!r} has {int(bad.sum())} non-finite (NaN/inf) value(s) in band(s) {which}: fill them "
-            f"(e.g. with the band mean) before use, or read with allow_nonfinite=True"
-        )
 
 
 def _where(path: PathLike, window: Window | None) -> str:
@@ -424,7 +408,7 @@ def read_raster(
         if modality is not None:
             index = band_positions(georef, path, modality, bands, file_bands)
         elif bands is not None:
-            index = _select_by_name(georef, path, bands, None)
+            index = _select_by_name(georef, path, bands)
         else:
             index = list(range(georef.count))
         if window is not None:
@@ -438,7 +422,7 @@ def read_raster(
             data, get_modality(modality), georef.nodata, where, allow_nonfinite=allow_nonfinite
         )
     elif not allow_nonfinite:
-        _check_finite(data, path)
+        data = mask_nonfinite(data, georef.nodata, _where(path, window))
     return Raster(data=data, georef=georef, path=Path(path))
 
 

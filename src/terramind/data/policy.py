@@ -104,8 +104,8 @@ def check_pixels(
         InputError: Refused dtype, impossible values, unmasked non-finite values, no valid pixels.
     """
     check_dtype(data.dtype, spec, where)
-    if np.issubdtype(data.dtype, np.floating):
-        data = _nonfinite(data, nodata, where, allow_nonfinite)
+    if not allow_nonfinite:
+        data = mask_nonfinite(data, nodata, where)
     valid = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else np.ones(data.shape, bool)
     if nodata is not None and not np.isnan(nodata):
         valid &= data != nodata
@@ -117,9 +117,24 @@ def check_pixels(
     return data
 
 
-def _nonfinite(data: np.ndarray, nodata: float | None, where: str, allow: bool) -> np.ndarray:
+def mask_nonfinite(data: np.ndarray, nodata: float | None, where: str) -> np.ndarray:
+    """Mask NaN as the declared nodata value (logging the count); refuse NaN without one, and ±inf.
+
+    Args:
+        data: ``(C, H, W)`` values.
+        nodata: The file's nodata value.
+        where: The file (and window), for the messages.
+
+    Returns:
+        ``data`` with NaN replaced by ``nodata`` (unchanged for integer data or a NaN nodata).
+
+    Raises:
+        InputError: NaN without a declared nodata value, or any ±inf (counted per band).
+    """
+    if not np.issubdtype(data.dtype, np.floating):
+        return data
     nan, bad = np.isnan(data), ~np.isfinite(data)
-    if allow or not bad.any():
+    if not bad.any():
         return data
     if nodata is None or (bad & ~nan).any():
         per_band = bad.reshape(bad.shape[0], -1).sum(axis=1)
