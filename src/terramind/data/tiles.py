@@ -155,7 +155,9 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
         augment: Apply a random D4 transform.
         crop_size: Random square crop (training) of this size, None for the whole tile.
         seed: Seed of the crops and flips: each data-loading worker draws from its own generator, seeded
-            from ``seed``, the worker id and :attr:`epoch`; the global random state is never touched.
+            from ``seed``, the worker id and :attr:`epoch`; the global random state is never touched. A
+            generator lives as long as its worker: with persistent workers (as the datamodule uses) or
+            none, draws continue from epoch to epoch; with workers re-created each epoch, set ``epoch``.
     """
 
     def __init__(
