@@ -25,12 +25,36 @@ def _data(tmp_path: Path) -> tuple[Path, Path]:
 def test_fewshot_reports_accuracy_with_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     emb, labels = _data(tmp_path)
     assert (
-        main(["fewshot", "--embeddings", str(emb), "--labels", str(labels), "--episodes", "40", "--json"])
+        main(
+            [
+                "fewshot",
+                "--embeddings",
+                str(emb),
+                "--labels",
+                str(labels),
+                "--episodes",
+                "40",
+                "--queries",
+                "4",
+                "--json",
+            ]
+        )
         == 0
     )
     result = json.loads(capsys.readouterr().out)
     assert result["mean"] > 0.95 and result["n_way"] == 5 and result["episodes"] == 40
-    assert main(["fewshot", "--embeddings", str(emb), "--labels", str(labels), "--episodes", "10"]) == 0
+    args = [
+        "fewshot",
+        "--embeddings",
+        str(emb),
+        "--labels",
+        str(labels),
+        "--episodes",
+        "10",
+        "--queries",
+        "4",
+    ]
+    assert main(args) == 0
     assert "5-way 1-shot, 10 episodes: accuracy" in capsys.readouterr().out
 
 

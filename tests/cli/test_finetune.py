@@ -61,7 +61,7 @@ def _config(tmp_path: Path, examples: Path, **model: Any) -> Path:
             },
         },
         "data": {
-            "class_path": "terramind.data.datamodule.GeoTiffDataModule",
+            "class_path": "terramind.finetune.datamodule.GeoTiffDataModule",
             "init_args": {
                 "data_root": str(examples),
                 "modalities": ["S2L2A", "S1RTC"],

@@ -43,13 +43,24 @@ def test_zeroshot_water_reports_scores(
     monkeypatch.setattr(zeroshot, "create_generator", fake_create)
     out = tmp_path / "water.tif"
     args = ["zeroshot", "water", "--input", f"S2L2A={examples_dir / 'S2L2A' / f'{TILE}.tif'}"]
-    args += ["--output", str(out), "--label", str(examples_dir / "LULC" / f"{TILE}.tif"), "--json"]
+    args += ["--output", str(out), "--label", str(_water_label(tmp_path, examples_dir)), "--json"]
     assert main(args) == 0
     assert calls[0]["outputs"] == ["LULC"] and calls[0]["weights"] == "hub"
     scores = json.loads(capsys.readouterr().out.splitlines()[-1])
-    # the LULC file as a "label": 1 = water, other classes = not water; every pixel is labelled
+    # the LULC file made a label: 1 = water, other classes = not water; every pixel is labelled
     assert scores["valid"] == 224 * 224 and 0.3 < scores["iou"] <= 1
     assert scores["tp"] + scores["fn"] == int(np.sum(np.asarray(_lulc(examples_dir)) == 1))
+
+
+def _water_label(tmp_path: Path, examples_dir: Path) -> Path:
+    """The example LULC map as a 0/1 water label (class 1 water, every other class 0)."""
+    with rasterio.open(examples_dir / "LULC" / f"{TILE}.tif") as f:
+        profile, lulc = f.profile, f.read(1)
+    path = tmp_path / "label" / "water_label.tif"
+    path.parent.mkdir()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write((lulc == 1).astype(profile["dtype"]), 1)
+    return path
 
 
 def _lulc(examples_dir: Path) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from terramind.data.geotiff import GeoRef, Raster, read_raster
-from terramind.data.validate import THRESHOLDS, Thresholds, band_stats, validate_tile
+from terramind.data.geotiff import GeoRef, Raster, read_raster, write_raster
+from terramind.data.validate import THRESHOLDS, Thresholds, band_stats, summarize_file, validate_tile
 
 SAMPLES = ("282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3")
 # Spec section 9: CIRRUS means 1010, 1016, 1069 (offset) vs 59, 17 (none); no L2A tile carries it.
@@ -138,3 +138,31 @@ def test_band_stats_match_numpy(examples_dir):
     assert (vv.name, vv.pretrain_mean, vv.pretrain_std) == ("VV", -10.93, 4.391)
     assert vv.mean == pytest.approx(raster.data[0].mean())
     assert vv.min == pytest.approx(-27.73, abs=0.01)
+
+
+def test_windowed_summary_equals_the_whole_array(tmp_path, examples_dir):
+    # a raster larger than one window, with nodata: window-by-window statistics equal whole-array numpy
+    rng = np.random.default_rng(0)
+    data = rng.uniform(-25, -5, (2, 100, 70)).astype("float32")
+    data[:, :10, :10] = -9999
+    georef = GeoRef(None, Affine.identity(), 70, 100, -9999.0, None, ("VV", "VH"))
+    path = write_raster(tmp_path / "s1.tif", data, georef)
+    windowed = summarize_file(path, "S1RTC", block=32)  # 4 x 3 windows, the last ones partial
+    whole = read_raster(path, "S1RTC")
+    assert band_stats(windowed, "S1RTC") == pytest.approx(band_stats(whole, "S1RTC"))
+    valid = data[0][data[0] != -9999]
+    stats = band_stats(windowed, "S1RTC")[0]
+    # float64 sums of float32 values: equal to numpy's mean within float32 resolution of the values
+    assert stats.mean == pytest.approx(valid.astype(np.float64).mean(), rel=1e-6)
+    assert (stats.min, stats.max) == (float(valid.min()), float(valid.max()))
+    assert validate_tile(windowed, "S1RTC") == validate_tile(whole, "S1RTC")
+    lulc = examples_dir / "LULC" / f"{SAMPLES[0]}.tif"
+    assert validate_tile(summarize_file(lulc, "LULC", block=50), "LULC") == validate_tile(
+        read_raster(lulc, "LULC"), "LULC"
+    )
+
+
+def test_negative_s2_values_are_not_told_to_multiply():
+    errors = levels(validate_tile(make(-s2(1500.0, dtype="float32") / 10000.0), "S2L2A"), "error")
+    assert any("0 or negative" in m for m in errors)
+    assert not any("multiply" in m for m in errors)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from terramind.core.errors import InputError
-from terramind.data.datamodule import GeoTiffDataset, modality_inputs
+from terramind.data.tiles import GeoTiffDataset, modality_inputs
 from terramind.evaluate.embeddings import embed_batches
 from terramind.evaluate.fewshot import few_shot, prototype_predict
 from terramind.model import TINY, TerraMindBackbone
@@ -66,3 +66,32 @@ def test_quadrants_of_real_tiles_are_recognised(examples_dir: Path) -> None:
     assert emb.shape == (20, 192)
     result = few_shot(emb, np.repeat(np.arange(5), 4), n_way=5, k_shot=1, n_query=3, episodes=100)
     assert result.mean > 0.5  # chance is 0.2
+
+
+def test_nonfinite_rows_are_refused_or_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    x, y = _clusters(5, 6, spread=0.1)
+    x[[2, 9]] = np.nan
+    names = [f"tile_{i}" for i in range(len(x))]
+    with pytest.raises(InputError, match=r"2 embedding row\(s\) hold NaN/inf: \['tile_2', 'tile_9'\]"):
+        few_shot(x, y, n_query=2, episodes=5, names=names)
+    result = few_shot(x, y, n_query=2, episodes=5, names=names, skip_bad=True)
+    assert math.isfinite(result.mean) and "tile_2" in caplog.text
+
+
+def test_meaningless_embeddings_and_episodes_are_refused() -> None:
+    x, y = _clusters(5, 6, spread=0.1)
+    with pytest.raises(InputError, match="identical"):
+        few_shot(np.ones_like(x), y, n_query=2)
+    with pytest.raises(InputError, match="hold no vectors"):
+        few_shot(np.zeros((len(x), 0)), y, n_query=2)
+    with pytest.raises(InputError, match=r"at least 7 samples each \(1 shot\(s\) \+ 6 queries\).*0: 6"):
+        few_shot(x, y, n_query=6)  # 6 per class: one shot and six queries do not fit
+    with pytest.raises(InputError, match="at least 1"):
+        few_shot(x, y, n_query=0)
+
+
+def test_one_episode_has_no_interval() -> None:
+    x, y = _clusters(5, 6, spread=0.1)
+    result = few_shot(x, y, n_query=2, episodes=1)
+    assert result.ci95 is None and "95% CI undefined" in str(result)
+    assert few_shot(x, y, n_query=2, episodes=3).ci95 is not None

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from terramind.cli.finetune import cli
-from terramind.data.datamodule import GeoTiffDataModule
 from terramind.finetune import Backbone, ClassificationTask, SegmentationTask
+from terramind.finetune.datamodule import GeoTiffDataModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
 TINY = {

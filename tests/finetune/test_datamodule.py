@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +9,8 @@ import rasterio
 import torch
 
 from terramind.core.errors import InputError, ModalityError
-from terramind.data.datamodule import GeoTiffDataModule, d4
+from terramind.data.tiles import d4
+from terramind.finetune.datamodule import GeoTiffDataModule
 from terramind.modalities import destandardize
 
 NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
@@ -114,7 +115,6 @@ def test_augmentation_and_nodata_apply_to_inputs_and_label(tmp_path: Path, tiny_
     )
     (tmp_path / "s.txt").write_text("a\n")
     dataset = dm._build("train")
-    random.seed(3)
     for _ in range(4):
         sample = dataset[0]
         x, y = sample["inputs"]["S1RTC"], sample["label"]
@@ -177,3 +177,78 @@ def test_class_ids_outside_the_classes_name_the_file(tmp_path: Path, examples_di
 def test_stray_names_are_config_errors(examples_dir: Path) -> None:
     with pytest.raises(ModalityError, match=r"scales name \['S1RTC'\]"):
         GeoTiffDataModule(str(examples_dir), ["S2L2A"], 2, scales={"S1RTC": 2.0})
+
+
+def test_mixed_tile_sizes_name_both_files(tmp_path: Path, tiny_geotiff) -> None:  # type: ignore[no-untyped-def]
+    for folder in ("S1RTC", "label"):
+        (tmp_path / folder).mkdir()
+    for name, size in (("a", 32), ("b", 48)):
+        tiny_geotiff(np.full((2, size, size), -12.0, "float32"), name=f"S1RTC/{name}.tif")
+        tiny_geotiff(np.zeros((1, size, size), "uint8"), name=f"label/{name}.tif")
+    split = str(_ids(tmp_path, "a", "b"))
+    dm = GeoTiffDataModule(str(tmp_path), ["S1RTC"], 2, splits={"train": split, "val": split})
+    with pytest.raises(InputError, match=r"a\.tif' is 32x32, .*b\.tif' is 48x48"):
+        dm.setup("fit")
+
+
+def _ids(tmp_path: Path, *ids: str) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids))
+    return path
+
+
+def _label_root(tmp_path: Path, sub: str, tiny_geotiff, label: np.ndarray, **kwargs) -> GeoTiffDataModule:  # type: ignore[no-untyped-def]
+    """One S1RTC tile and its label under ``tmp_path/sub`` (tiny_geotiff writes below ``tmp_path``)."""
+    for folder in ("S1RTC", "label"):
+        (tmp_path / sub / folder).mkdir(parents=True)
+    tiny_geotiff(np.full((2, 32, 32), -12.0, "float32"), name=f"{sub}/S1RTC/a.tif")
+    tiny_geotiff(label, name=f"{sub}/label/a.tif")
+    split = str(_ids(tmp_path / sub, "a"))
+    return GeoTiffDataModule(
+        str(tmp_path / sub), ["S1RTC"], 3, splits={"train": split, "val": split}, **kwargs
+    )
+
+
+def test_label_checks_name_the_file(tmp_path: Path, tiny_geotiff) -> None:  # type: ignore[no-untyped-def]
+    three_bands = _label_root(tmp_path, "3", tiny_geotiff, np.zeros((3, 32, 32), "uint8"))
+    with pytest.raises(InputError, match=r"label .*a\.tif' has 3 bands"):
+        three_bands.setup("fit")
+    fractional = _label_root(tmp_path, "f", tiny_geotiff, np.full((1, 32, 32), 1.5, "float32"))
+    with pytest.raises(InputError, match=r"1024 fractional value\(s\)"):
+        fractional.setup("fit")
+    label = np.zeros((1, 32, 32), "uint8")
+    label[0, 0, :7] = 3  # num_classes is 3: class 3 does not exist
+    too_high = _label_root(tmp_path, "h", tiny_geotiff, label, check_labels=False)
+    too_high.setup("fit")  # the scan in setup is off: the dataset itself refuses the sample
+    with pytest.raises(InputError, match=r"a\.tif' holds classes outside 0\.\.2: 3 \(7 px\)"):
+        too_high.datasets["train"][0]
+
+
+def test_skip_bad_leaves_out_tiles_and_says_why(tmp_path: Path, tiny_geotiff, caplog) -> None:  # type: ignore[no-untyped-def]
+    for folder in ("S1RTC", "label"):
+        (tmp_path / folder).mkdir()
+    for name in ("a", "b", "c", "d"):
+        tiny_geotiff(np.full((2, 32, 32), -12.0, "float32"), name=f"S1RTC/{name}.tif")
+        if name != "c":  # c has no label
+            tiny_geotiff(np.zeros((1, 32, 32), "uint8"), name=f"label/{name}.tif")
+    (tmp_path / "S1RTC" / "b.tif").write_bytes(b"truncated")  # unreadable
+    config = {"splits": {"val": str(_ids(tmp_path, "a"))}, "split_ratio": (1.0, 0.0, 0.0)}
+    with pytest.raises(InputError, match="label lacks 1 id"):
+        GeoTiffDataModule(str(tmp_path), ["S1RTC"], 2, **config).setup("fit")  # type: ignore[arg-type]
+    lenient = GeoTiffDataModule(str(tmp_path), ["S1RTC"], 2, skip_bad=True, **config)  # type: ignore[arg-type]
+    lenient.setup("fit")
+    assert [Path(p["S1RTC"]).stem for p in lenient.datasets["train"].paths] == ["d"]
+    assert "c: no label file" in caplog.text
+    assert "b: " in caplog.text and "not a readable raster" in caplog.text
+
+
+def test_model_and_data_must_agree_on_classes(tmp_path: Path, examples_dir: Path) -> None:
+    root = _link_root(tmp_path, examples_dir, {"S2L2A": NAMES, "label": NAMES})
+    dm = GeoTiffDataModule(str(root), ["S2L2A"], 10, split_ratio=(0.6, 0.4, 0.0))
+    task = SimpleNamespace(hparams={"num_classes": 4, "ignore_index": -1})
+    dm.trainer = SimpleNamespace(lightning_module=task, current_epoch=0)  # type: ignore[assignment]
+    with pytest.raises(InputError, match="the model's num_classes is 4 but the data's is 10"):
+        dm.setup("fit")
+    task.hparams["num_classes"] = 10
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 3

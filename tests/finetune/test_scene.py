@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from terramind.core.errors import InputError
-from terramind.data.datamodule import modality_inputs
+from terramind.data.tiles import modality_inputs
 from terramind.finetune.scene import CLASS_NODATA, VALUE_NODATA, predict_scene
 from terramind.modalities import standardize
 

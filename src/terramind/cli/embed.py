@@ -14,7 +14,7 @@ from terramind.api.models import create_backbone
 from terramind.cli._args import parse_inputs
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
-from terramind.data.datamodule import match_files, modality_inputs
+from terramind.data.tiles import check_tiles, match_files, modality_inputs
 from terramind.evaluate.embeddings import embed_files, write_embeddings
 
 
@@ -59,13 +59,14 @@ def run(args: argparse.Namespace) -> int:
     """Embed the tiles and write the output."""
     check_output_path(args.output, overwrite=args.overwrite)
     inputs = parse_inputs(args.input)
-    files = tile_files(inputs)
+    mods = modality_inputs(list(inputs), {}, {}, {}, {})
+    files, _ = check_tiles(tile_files(inputs), mods)  # every tile's files readable and on one grid
     weights = None if args.weights == "none" else args.weights
     backbone = create_backbone(args.model, list(inputs), weights=weights)
     array = embed_files(
         backbone,
         list(files.values()),
-        modality_inputs(list(inputs), {}, {}, {}, {}),
+        mods,
         pooling=args.pooling,
         layer=args.layer,
         batch_size=args.batch_size,

@@ -66,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         metric=args.metric,
         seed=args.seed,
+        names=names,
     )
     if args.json:
         keys = ("mean", "ci95", "n_way", "k_shot", "n_query")
-        print(json.dumps({k: getattr(result, k) for k in keys} | {"episodes": len(result.accuracies)}))
+        summary = {k: getattr(result, k) for k in keys} | {"episodes": len(result.accuracies)}
+        print(json.dumps(summary, allow_nan=False))
     else:
         print(result)
     return 0

@@ -101,7 +101,7 @@ def scene(argv: list[str]) -> Path:
     require("lightning", "train")
     import torch
 
-    from terramind.data.datamodule import GeoTiffDataModule
+    from terramind.finetune.datamodule import GeoTiffDataModule
     from terramind.finetune.scene import predict_scene
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
 

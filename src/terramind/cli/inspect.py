@@ -15,8 +15,8 @@ from typing import Any
 
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
-from terramind.data.geotiff import Raster, read_raster
-from terramind.data.validate import BandStats, Finding, band_stats, validate_tile
+from terramind.data.geotiff import read_raster
+from terramind.data.validate import BandStats, Finding, TileSummary, band_stats, summarize_file, validate_tile
 from terramind.modalities import ModalitySpec, get_modality
 from terramind.viz import save_quicklook
 from terramind.viz.quicklook import DEFAULT_RESOLUTION
@@ -54,16 +54,16 @@ def _finite(value: float) -> float | None:
 
 
 def _report(
-    raster: Raster, spec: ModalitySpec, stats: list[BandStats], findings: list[Finding]
+    summary: TileSummary, spec: ModalitySpec, stats: list[BandStats], findings: list[Finding]
 ) -> dict[str, Any]:
-    georef = raster.georef
+    georef = summary.georef
     return {
-        "file": str(raster.path),
+        "file": str(summary.path),
         "modality": spec.name,
         "width": georef.width,
         "height": georef.height,
-        "bands": raster.data.shape[0],
-        "dtype": str(raster.data.dtype),
+        "bands": summary.bands,
+        "dtype": str(summary.dtype),
         "crs": georef.crs.to_string() if georef.crs else None,
         "transform": list(georef.transform)[:6],
         "resolution": list(georef.resolution),
@@ -131,10 +131,11 @@ def run(args: argparse.Namespace) -> int:
     """Inspect one tile; return 0 (no errors), 1 (validation errors)."""
     spec = get_modality(args.modality)
     _check_png(args.png)
-    raster = read_raster(args.file, spec)
-    findings = validate_tile(raster, spec)
-    report = _report(raster, spec, band_stats(raster, spec), findings)
+    summary = summarize_file(args.file, spec)  # window by window: memory does not grow with the file
+    findings = validate_tile(summary, spec)
+    report = _report(summary, spec, band_stats(summary, spec), findings)
     if args.png is not None:
+        raster = read_raster(args.file, spec)
         crs = raster.georef.crs
         resolution = (
             raster.georef.resolution[0] if crs is not None and crs.is_projected else DEFAULT_RESOLUTION

@@ -96,13 +96,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     if truth is not None:
         scores = binary_scores(read_raster(path).data[0] == 1, *truth)
-        text = (
-            json.dumps(scores.as_dict())
-            if args.json
-            else (
-                f"water IoU {scores.iou:.4f}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
-                f"F1 {scores.f1:.4f}  ({scores.valid} labelled pixels)"
-            )
-        )
-        print(text)
+        print(json.dumps(scores.as_dict(), allow_nan=False) if args.json else str(scores))
     return 0

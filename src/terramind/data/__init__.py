@@ -1,4 +1,4 @@
-"""Data: GeoTIFF input/output with georeference, and tile validation against the modality catalog."""
+"""Data: GeoTIFF in/out with georeference, tile validation, GeoTIFF folders as samples (no Lightning)."""
 
 from terramind.data.geotiff import (
     GeoRef,
@@ -9,14 +9,26 @@ from terramind.data.geotiff import (
     read_window,
     write_raster,
 )
+from terramind.data.tiles import (
+    GeoTiffDataset,
+    ModalityInput,
+    match_files,
+    modality_inputs,
+    prepare_input,
+)
 from terramind.data.validate import Finding, validate_tile
 
 __all__ = [
     "Finding",
     "GeoRef",
+    "GeoTiffDataset",
+    "ModalityInput",
     "Raster",
     "RasterWriter",
+    "match_files",
+    "modality_inputs",
     "open_georef",
+    "prepare_input",
     "read_raster",
     "read_window",
     "validate_tile",

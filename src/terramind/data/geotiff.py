@@ -1,6 +1,13 @@
 """GeoTIFF input and output on rasterio: tiles in, aligned outputs out, windows for large scenes.
 
 Reading returns the pixels with everything needed to write an output on the same grid (:class:`GeoRef`).
+A read that knows its modality applies the reading policy of :mod:`terramind.data.policy` (dtypes,
+impossible values, NaN, no valid pixels) and trusts the file's band descriptions over positions: when the
+file names its bands, they are matched to the catalog's names (Sentinel-2 ids such as ``B04`` included) and
+reordered when they are a permutation; names that are not the modality's bands are refused, both lists in
+the message. Whole-array reads refuse rasters above :data:`MAX_READ_BYTES`; larger scenes are read
+window by window (:func:`read_window`). A file that opens but fails on read (truncated, corrupt) is an
+:class:`InputError` naming the file, band and window.
 Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, then rename), so an
 interrupted run never leaves a half-written GeoTIFF. Outputs are deflate-compressed, tiled when large, and
 ``BIGTIFF=IF_SAFER`` so scene-sized outputs past 4 GB still work.
@@ -9,6 +16,8 @@ interrupted run never leaves a half-written GeoTIFF. Outputs are deflate-compres
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import math
 import os
 import re
@@ -30,9 +39,21 @@ from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
+from terramind.data.policy import check_pixels, mask_nonfinite
 from terramind.modalities import ModalitySpec, get_modality
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger(__name__)
+
+# Whole-array reads refuse rasters above this many bytes (2 GiB): a header can claim any size, and a scene
+# larger than this is processed window by window anyway.
+MAX_READ_BYTES = 2 * 1024**3
+# Sentinel-2 band ids as GDAL and most tools write them in band descriptions -> the catalog's band names.
+S2_BAND_IDS: dict[str, str] = {
+    "B1": "COASTAL_AEROSOL", "B2": "BLUE", "B3": "GREEN", "B4": "RED", "B5": "RED_EDGE_1",
+    "B6": "RED_EDGE_2", "B7": "RED_EDGE_3", "B8": "NIR_BROAD", "B8A": "NIR_NARROW", "B9": "WATER_VAPOR",
+    "B10": "CIRRUS", "B11": "SWIR_1", "B12": "SWIR_2",
+}  # fmt: skip
 
 # Tags that carry the acquisition time, most specific first: TerraMesh tiles use ``datetime``; GDAL writes
 # the TIFF baseline tag as ``TIFFTAG_DATETIME`` ("YYYY:MM:DD HH:MM:SS").
@@ -220,15 +241,92 @@ def _file_band_names(georef: GeoRef, path: PathLike) -> dict[str, int]:
     return {n: i for i, n in enumerate(names)}
 
 
-def _select_by_name(
-    georef: GeoRef, path: PathLike, bands: Sequence[str], modality: str | ModalitySpec | None
+def _canonical(name: str) -> str:
+    """Return a band description as a catalog band name (upper case, ``B04``/``B8A`` ids resolved)."""
+    key = name.strip().upper()
+    short = re.sub(r"^B0*(\d)", r"B\1", key)
+    return S2_BAND_IDS.get(short, key)
+
+
+def named_bands(georef: GeoRef) -> tuple[str, ...] | None:
+    """Return the file's bands by description, as catalog names; None when some are empty or repeated."""
+    names = tuple(_canonical(n) for n in georef.band_names)
+    if not names or not all(names) or len(set(names)) != len(names):
+        return None
+    return names
+
+
+@functools.lru_cache(maxsize=64)
+def _say_once(message: str) -> None:
+    log.warning(message)
+
+
+def band_positions(
+    georef: GeoRef,
+    path: PathLike,
+    modality: str | ModalitySpec,
+    bands: Sequence[str] | None = None,
+    file_bands: Sequence[str] | None = None,
 ) -> list[int]:
-    if modality is not None:
-        spec = get_modality(modality)
-        known = {b.upper() for b in spec.bands}
-        unknown = [b for b in bands if b.upper() not in known]
-        if unknown:
-            raise ModalityError(f"{spec.name} has no band(s) {unknown}; its bands are {list(spec.bands)}")
+    """Positions (0-based) of a modality's bands in a file: by the file's band names when it has them.
+
+    Args:
+        georef: The file's georeference (band descriptions and count).
+        path: The file, for messages.
+        modality: Catalog name or record.
+        bands: Bands wanted, in this order (default the modality's, in catalog order).
+        file_bands: The bands the file holds when it does not name them (default the modality's bands).
+
+    Returns:
+        One file position per wanted band.
+
+    Raises:
+        ModalityError: A wanted band is not one of the modality's.
+        InputError: The file's band names are not the modality's (both lists in the message).
+        ShapeError: An unnamed file's band count differs from ``file_bands``.
+    """
+    spec = get_modality(modality)
+    if not spec.bands or not spec.is_image:
+        raise ModalityError(f"{spec.name} is not a raster modality: it cannot be read from a GeoTIFF")
+    wanted = [b.upper() for b in (bands if bands is not None else spec.bands)]
+    unknown = [b for b in wanted if b not in {x.upper() for x in spec.bands}]
+    if unknown:
+        raise ModalityError(f"{spec.name} has no band(s) {unknown}; its bands are {list(spec.bands)}")
+    names = named_bands(georef) if spec.num_bands > 1 else None  # one band: a name cannot misorder it
+    if names is None:
+        if bands is not None and file_bands is None:
+            _file_band_names(georef, path)  # raises: selecting by name needs names
+        holds = [b.upper() for b in (file_bands if file_bands is not None else spec.bands)]
+        if georef.count != len(holds):
+            raise ShapeError(
+                f"{str(path)!r} has {georef.count} band(s) but {spec.name} expects {len(holds)}, in this "
+                f"order: {', '.join(holds)}"
+            )
+        return [holds.index(b) for b in wanted]
+    return _by_name(names, wanted, spec, georef, path)
+
+
+def _by_name(
+    names: tuple[str, ...], wanted: Sequence[str], spec: ModalitySpec, georef: GeoRef, path: PathLike
+) -> list[int]:
+    foreign = [n for n, c in zip(georef.band_names, names, strict=True) if c not in spec.bands]
+    missing = [b for b in wanted if b not in names]
+    if foreign or missing:
+        problem = f"band(s) {foreign} that are not {spec.name} bands" if foreign else f"no band(s) {missing}"
+        raise InputError(
+            f"{str(path)!r} has {problem}: its bands are {list(georef.band_names)}, {spec.name}'s are "
+            f"{list(spec.bands)}; fix the band descriptions, or write the bands the model needs"
+        )
+    index = [names.index(b) for b in wanted]
+    if index != list(range(len(index))):
+        _say_once(
+            f"{spec.name}: bands read by the names in the files' band descriptions ({', '.join(names)})"
+        )
+    return index
+
+
+def _select_by_name(georef: GeoRef, path: PathLike, bands: Sequence[str]) -> list[int]:
+    """Positions of named bands in a file without a modality: by its band descriptions only."""
     lookup = _file_band_names(georef, path)
     missing = [b for b in bands if b.upper() not in lookup]
     if missing:
@@ -236,27 +334,41 @@ def _select_by_name(
     return [lookup[b.upper()] for b in bands]
 
 
-def _check_band_count(georef: GeoRef, path: PathLike, modality: str | ModalitySpec) -> None:
-    spec = get_modality(modality)
-    if not spec.bands or not spec.is_image:
-        raise ModalityError(f"{spec.name} is not a raster modality: it cannot be read from a GeoTIFF")
-    if georef.count != spec.num_bands:
-        raise ShapeError(
-            f"{str(path)!r} has {georef.count} band(s) but {spec.name} expects {spec.num_bands}, in this "
-            f"order: {', '.join(spec.bands)}"
-        )
+def _where(path: PathLike, window: Window | None) -> str:
+    if window is None:
+        return repr(str(path))
+    col, row, w, h = _window_ints(window)
+    return f"{str(path)!r} (window col {col}, row {row}, {w}x{h})"
 
 
-def _check_finite(data: np.ndarray, path: PathLike) -> None:
-    if not np.issubdtype(data.dtype, np.floating):
-        return
-    bad = ~np.isfinite(data)
-    if bad.any():
-        per_band = bad.reshape(bad.shape[0], -1).sum(axis=1)
-        which = [i + 1 for i, n in enumerate(per_band) if n]
+def _read(
+    dataset: rasterio.DatasetReader, index: Sequence[int], window: Window | None, path: PathLike
+) -> np.ndarray:
+    """Read 0-based bands; a file that fails on read (truncated, corrupt) is an InputError naming the band."""
+    try:
+        out: np.ndarray = dataset.read([i + 1 for i in index], window=window)
+        return out
+    except rasterio.errors.RasterioError as err:
+        failing = index[0]
+        for i in index:  # find the first band that fails, to name it
+            try:
+                dataset.read(i + 1, window=window)
+            except rasterio.errors.RasterioError:
+                failing = i
+                break
         raise InputError(
-            f"{str(path)!r} has {int(bad.sum())} non-finite (NaN/inf) value(s) in band(s) {which}: fill them "
-            f"(e.g. with the band mean) before use, or read with allow_nonfinite=True"
+            f"{_where(path, window)} cannot be read at band {failing + 1} ({str(err).splitlines()[0]}): "
+            f"the file is truncated or corrupt; download or write it again"
+        ) from None
+
+
+def _check_size(georef: GeoRef, dataset: rasterio.DatasetReader, count: int, path: PathLike) -> None:
+    size = georef.width * georef.height * count * np.dtype(dataset.dtypes[0]).itemsize
+    if size > MAX_READ_BYTES:
+        raise InputError(
+            f"{str(path)!r} is {georef.width}x{georef.height} with {count} band(s) "
+            f"({size / 1024**3:.1f} GiB): too large to read whole (limit {MAX_READ_BYTES / 1024**3:.0f} "
+            f"GiB); read it window by window (read_window, or the scene commands that tile it)"
         )
 
 
@@ -265,6 +377,7 @@ def read_raster(
     modality: str | ModalitySpec | None = None,
     *,
     bands: Sequence[str] | None = None,
+    file_bands: Sequence[str] | None = None,
     window: Window | None = None,
     allow_nonfinite: bool = False,
 ) -> Raster:
@@ -272,48 +385,69 @@ def read_raster(
 
     Args:
         path: A GeoTIFF (any GDAL raster works).
-        modality: Catalog name or record; when given, the file's band count must equal the modality's.
+        modality: Catalog name or record; when given, the modality's bands are read (by the file's band
+            names when it has them, else by position: the band count must match) and the reading policy
+            of :mod:`terramind.data.policy` applies.
         bands: Band names to read, in this order, matched case-insensitively against the file's band
-            descriptions (then the band-count check is replaced by a check that the names are the
-            modality's bands). Needs a file with unique band descriptions.
+            descriptions (with a modality, positions of ``file_bands`` serve files without names).
+        file_bands: With a modality: the bands a file without band names holds, in order (default all).
         window: Read only this window; the returned georeference is the window's.
-        allow_nonfinite: Accept NaN/inf values (otherwise they are an error).
+        allow_nonfinite: Accept NaN/inf values (otherwise NaN becomes the declared nodata, else an error).
 
     Returns:
         A :class:`Raster` with ``data`` of shape ``(C, H, W)`` in the file's dtype.
 
     Raises:
-        InputError: Missing file, not a raster, unknown band names, non-finite values.
+        InputError: Missing, unreadable, truncated or oversized file; unknown band names; values the
+            reading policy refuses.
         ShapeError: Band count differs from the modality's (the message lists the expected bands).
         ModalityError: Unknown modality.
     """
     with _open(path) as dataset:
         georef = _georef(dataset)
-        if bands is not None:
-            index = _select_by_name(georef, path, bands, modality)
+        if modality is not None:
+            index = band_positions(georef, path, modality, bands, file_bands)
+        elif bands is not None:
+            index = _select_by_name(georef, path, bands)
         else:
-            if modality is not None:
-                _check_band_count(georef, path, modality)
             index = list(range(georef.count))
         if window is not None:
             georef = georef.window(window)
-        data = dataset.read([i + 1 for i in index], window=window)
+        _check_size(georef, dataset, len(index), path)
+        data = _read(dataset, index, window, path)
     georef = replace(georef, band_names=tuple(georef.band_names[i] for i in index))
-    if not allow_nonfinite:
-        _check_finite(data, path)
+    if modality is not None:
+        where = _where(path, window)
+        data = check_pixels(
+            data, get_modality(modality), georef.nodata, where, allow_nonfinite=allow_nonfinite
+        )
+    elif not allow_nonfinite:
+        data = mask_nonfinite(data, georef.nodata, _where(path, window))
     return Raster(data=data, georef=georef, path=Path(path))
 
 
-def read_window(path: PathLike, window: Window, *, band_indexes: Sequence[int] | None = None) -> np.ndarray:
+def read_window(
+    path: PathLike,
+    window: Window,
+    *,
+    band_indexes: Sequence[int] | None = None,
+    modality: str | ModalitySpec | None = None,
+) -> np.ndarray:
     """Read one window of a raster, for streaming scenes larger than memory.
 
     Args:
         path: The raster file.
         window: Pixel window to read (must lie inside the raster).
         band_indexes: 0-based band positions to read, in this order; None reads all bands.
+        modality: When given, the window's dtype and values are checked against the reading policy of
+            :mod:`terramind.data.policy` (impossible values; NaN and nodata are left to the caller).
 
     Returns:
         Array ``(C, h, w)`` in the file's dtype (no finiteness check: streaming callers mask themselves).
+
+    Raises:
+        InputError: The file cannot be read at this window (truncated, corrupt), or refused values.
+        ShapeError: Window or band positions outside the raster.
     """
     with _open(path) as dataset:
         georef = _georef(dataset)
@@ -321,8 +455,13 @@ def read_window(path: PathLike, window: Window, *, band_indexes: Sequence[int] |
         index = list(range(georef.count)) if band_indexes is None else list(band_indexes)
         if any(i < 0 or i >= georef.count for i in index):
             raise ShapeError(f"band_indexes {index} out of range for {georef.count} band(s) (0-based)")
-        out: np.ndarray = dataset.read([i + 1 for i in index], window=window)
-        return out
+        out = _read(dataset, index, window, path)
+    if modality is not None:
+        spec = get_modality(modality)
+        check_pixels(
+            out, spec, georef.nodata, _where(path, window), allow_nonfinite=True, require_valid=False
+        )
+    return out
 
 
 def _as_chw(data: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -1,19 +1,29 @@
 """Check a tile against the modality catalog before it reaches the model.
 
-Each check returns :class:`Finding` records (``ok``, ``warning`` or ``error``) instead of raising, so a user
-sees everything that is off at once. The detection thresholds live in :data:`THRESHOLDS` and the small
-per-modality tables below, not in the checks.
+**The reading policy** (:mod:`terramind.data.policy`: refused dtypes, the hard limits of impossible
+values, NaN masking, "no valid pixels") is applied by every reader that knows the modality and raises before
+the model loads; it has its own module because the reader applies it and this module reads through the
+reader.
+
+**The advisory checks** (:func:`validate_tile`, for ``terramind inspect``) return :class:`Finding` records
+(``ok``, ``warning`` or ``error``) instead of raising, so a user sees everything that is off at once. The
+detection thresholds live in :data:`THRESHOLDS` and the small per-modality tables below, not in the checks.
+Statistics are accumulated window by window (:func:`summarize_file`), so the memory needed does not grow
+with the raster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rasterio.windows import Window
 
-from terramind.data.geotiff import Raster
+from terramind.core.errors import InputError
+from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
 from terramind.modalities import ModalitySpec, get_modality
 
 Level = Literal["ok", "warning", "error"]
@@ -99,35 +109,181 @@ class BandStats:
     pretrain_std: float
 
 
-def valid_mask(raster: Raster) -> np.ndarray:
-    """Boolean ``(C, H, W)`` mask of pixels that are finite and not the file's nodata value."""
-    data = raster.data
-    valid = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else np.ones(data.shape, bool)
-    nodata = raster.georef.nodata
-    if nodata is not None and not np.isnan(nodata):
-        valid &= data != nodata
-    return valid
+@dataclass
+class TileSummary:
+    """What the advisory checks need of a raster, accumulated window by window (bounded memory).
+
+    Per-band arrays have one entry per band; valid values are finite and not the file's nodata.
+
+    Attributes:
+        path: The file.
+        georef: Its georeference.
+        dtype: Its dtype.
+        valid: Valid values per band.
+        total: Sum of the valid values per band.
+        min: Minimum valid value per band (NaN when none).
+        max: Maximum valid value per band (NaN when none).
+        min_nonzero: Minimum valid value other than 0 per band (NaN when none).
+        positive: Valid values above 0 per band.
+        nonfinite: NaN/inf values in all bands.
+        nodata: Values equal to the nodata value in all bands.
+        classes: Valid value -> count over all bands (categorical modalities only).
+    """
+
+    path: Path
+    georef: GeoRef
+    dtype: np.dtype
+    valid: np.ndarray
+    total: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    min_nonzero: np.ndarray
+    positive: np.ndarray
+    nonfinite: int = 0
+    nodata: int = 0
+    classes: dict[float, int] | None = field(default=None)
+
+    @property
+    def bands(self) -> int:
+        """Number of bands."""
+        return len(self.valid)
+
+    @property
+    def size(self) -> int:
+        """Number of values (bands x height x width)."""
+        return self.bands * self.georef.width * self.georef.height
+
+    def add(self, data: np.ndarray) -> None:
+        """Accumulate one ``(C, h, w)`` window of the raster."""
+        nodata = self.georef.nodata
+        finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else np.ones(data.shape, bool)
+        valid = finite.copy()
+        if nodata is not None and not np.isnan(nodata):
+            is_nodata = data == nodata
+            self.nodata += int(is_nodata.sum())
+            valid &= ~is_nodata
+        self.nonfinite += int((~finite).sum())
+        for i in range(data.shape[0]):
+            values = data[i][valid[i]].astype(np.float64)
+            if not values.size:
+                continue
+            self.valid[i] += values.size
+            self.total[i] += values.sum()
+            self.min[i] = np.fmin(self.min[i], values.min())
+            self.max[i] = np.fmax(self.max[i], values.max())
+            self.positive[i] += int((values > 0).sum())
+            nonzero = values[values != 0]
+            if nonzero.size:
+                self.min_nonzero[i] = np.fmin(self.min_nonzero[i], nonzero.min())
+        if self.classes is not None:
+            ids, counts = np.unique(data[valid], return_counts=True)
+            for v, c in zip(ids.tolist(), counts.tolist(), strict=True):
+                self.classes[v] = self.classes.get(v, 0) + c
 
 
-def band_stats(raster: Raster, modality: str | ModalitySpec) -> list[BandStats]:
+def _empty(path: Path, georef: GeoRef, dtype: np.dtype, bands: int, categorical: bool) -> TileSummary:
+    nan = np.full(bands, np.nan)
+    zeros = np.zeros(bands, np.int64)
+    return TileSummary(
+        path, georef, np.dtype(dtype), zeros.copy(), np.zeros(bands), nan.copy(), nan.copy(), nan.copy(),
+        zeros.copy(), classes={} if categorical else None,
+    )  # fmt: skip
+
+
+def summarize(raster: Raster, modality: str | ModalitySpec) -> TileSummary:
+    """Summarise a raster already in memory."""
+    spec = get_modality(modality)
+    georef = _sized(raster.georef, raster.data.shape[2], raster.data.shape[1])
+    out = _empty(raster.path, georef, raster.data.dtype, raster.data.shape[0], spec.classes is not None)
+    out.add(raster.data)
+    return out
+
+
+def _sized(georef: GeoRef, width: int, height: int) -> GeoRef:
+    """Return the georeference with the data's size (an in-memory raster may disagree with its georef)."""
+    if (georef.width, georef.height) == (width, height):
+        return georef
+    return GeoRef(georef.crs, georef.transform, width, height, georef.nodata, georef.time, georef.band_names)
+
+
+def windows(width: int, height: int, block: int) -> Iterator[Window]:
+    """Square windows of at most ``block`` pixels a side covering a raster, row by row."""
+    for row in range(0, height, block):
+        for col in range(0, width, block):
+            yield Window(col, row, min(block, width - col), min(block, height - row))
+
+
+def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int = 1024) -> TileSummary:
+    """Summarise a raster file window by window: memory stays bounded by one window, whatever its size.
+
+    The modality's bands are read (by the file's band names when it has them) through
+    :func:`terramind.data.geotiff.read_window`, so the reading policy applies to every window, and a file
+    without a single valid pixel is refused.
+
+    Args:
+        path: The raster.
+        modality: Catalog name or record.
+        block: Window side in pixels.
+
+    Returns:
+        The :class:`TileSummary`.
+
+    Raises:
+        InputError: Unreadable, truncated or corrupt file, refused values, NaN/inf without a declared
+            nodata value, no valid pixels.
+        ShapeError: Band count differs from the modality's.
+    """
+    spec = get_modality(modality)
+    georef = open_georef(path)
+    index = band_positions(georef, path, spec)
+    first = read_window(path, Window(0, 0, 1, 1), band_indexes=index)  # for the dtype
+    georef = GeoRef(
+        georef.crs, georef.transform, georef.width, georef.height, georef.nodata, georef.time,
+        tuple(georef.band_names[i] for i in index),
+    )  # fmt: skip
+    out = _empty(Path(path), georef, first.dtype, len(index), spec.classes is not None)
+    for window in windows(georef.width, georef.height, block):
+        out.add(read_window(path, window, band_indexes=index, modality=spec))
+    if out.nonfinite and georef.nodata is None:  # the reading policy: NaN is masked only as declared nodata
+        raise InputError(
+            f"{str(path)!r} has {out.nonfinite} non-finite (NaN/inf) value(s) and no nodata value: set the "
+            f"file's nodata (e.g. gdal_edit.py -a_nodata nan) so NaN is masked, or fill them"
+        )
+    if not out.valid.any():
+        raise InputError(
+            f"{str(path)!r} has no valid pixels: every value is nodata ({georef.nodata}) or NaN; pass a "
+            f"tile with data"
+        )
+    return out
+
+
+def _summary(tile: Raster | TileSummary, spec: ModalitySpec) -> TileSummary:
+    return tile if isinstance(tile, TileSummary) else summarize(tile, spec)
+
+
+def band_stats(tile: Raster | TileSummary, modality: str | ModalitySpec) -> list[BandStats]:
     """Per-band min/mean/max of the valid pixels beside the pretraining mean and std.
+
+    Args:
+        tile: A raster in memory, or the :func:`summarize_file` summary of a file of any size.
+        modality: Catalog name or record.
 
     Bands beyond the modality's band count are skipped (the band-count check reports them).
     """
     spec = get_modality(modality)
-    valid = valid_mask(raster)
+    summary = _summary(tile, spec)
     out = []
     for i, (name, mean, std) in enumerate(zip(spec.bands, spec.mean, spec.std, strict=True)):
-        if i >= raster.data.shape[0]:
+        if i >= summary.bands:
             break
-        values = raster.data[i][valid[i]].astype(np.float64)
-        lo, avg, hi = (values.min(), values.mean(), values.max()) if values.size else (np.nan,) * 3
-        out.append(BandStats(name, float(lo), float(avg), float(hi), mean, std))
+        n = summary.valid[i]
+        avg = summary.total[i] / n if n else np.nan
+        out.append(BandStats(name, float(summary.min[i]), float(avg), float(summary.max[i]), mean, std))
     return out
 
 
-def _band_count(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    count = raster.data.shape[0]
+def _band_count(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    count = summary.bands
     if count != spec.num_bands:
         return [
             Finding(
@@ -138,8 +294,8 @@ def _band_count(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Findi
     return [Finding("ok", f"{count} band(s), as {spec.name} expects")]
 
 
-def _dtype(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    dtype, expected = str(raster.data.dtype), EXPECTED_DTYPES.get(spec.name, ())
+def _dtype(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    dtype, expected = str(summary.dtype), EXPECTED_DTYPES.get(spec.name, ())
     if expected and dtype not in expected:
         return [
             Finding(
@@ -150,8 +306,8 @@ def _dtype(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     return [Finding("ok", f"dtype {dtype}")]
 
 
-def _size(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    h, w = raster.data.shape[1:]
+def _size(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    h, w = summary.georef.height, summary.georef.width
     if h % t.patch or w % t.patch:
         return [
             Finding(
@@ -171,34 +327,34 @@ def _size(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     return [Finding("ok", f"size {w}x{h}, the pretraining size")]
 
 
-def _finite(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    data = raster.data
-    bad = int((~np.isfinite(data)).sum()) if np.issubdtype(data.dtype, np.floating) else 0
+def _finite(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     findings = []
-    if bad:
+    if summary.nonfinite:
         findings.append(
             Finding(
                 "error",
-                f"{bad / data.size:.2%} of the values are NaN/inf: fill them (e.g. with the band mean) first",
+                f"{summary.nonfinite / summary.size:.2%} of the values are NaN/inf: fill them "
+                f"(e.g. with the band mean) first",
             )
         )
-    nodata = raster.georef.nodata
-    if nodata is not None and not np.isnan(nodata) and (share := float((data == nodata).mean())) > 0:
+    if summary.nodata:
         findings.append(
             Finding(
-                "warning", f"{share:.2%} of the values are nodata ({nodata}): the model sees them as data"
+                "warning",
+                f"{summary.nodata / summary.size:.2%} of the values are nodata ({summary.georef.nodata}): "
+                f"the model sees them as data",
             )
         )
     return findings or [Finding("ok", "all values finite")]
 
 
-def _ranges(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+def _ranges(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     if spec.classes is not None:  # class ids have no meaningful mean/std
         return []
     far = [
         f"{s.name} mean {s.mean:.4g} outside [{s.pretrain_mean - t.k_std * s.pretrain_std:.4g}, "
         f"{s.pretrain_mean + t.k_std * s.pretrain_std:.4g}]"
-        for s in band_stats(raster, spec)
+        for s in band_stats(summary, spec)
         if abs(s.mean - s.pretrain_mean) > t.k_std * s.pretrain_std
     ]
     if far:
@@ -212,12 +368,12 @@ def _ranges(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     return [Finding("ok", f"band means within the pretraining mean ± {t.k_std:g}·std")]
 
 
-def _s2_offset(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    valid = valid_mask(raster) & (raster.data != 0)  # DN 0 is no data in offset products
+def _s2_offset(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    # DN 0 is no data in offset products, so the minima leave it out
     minima = {
-        name: float(raster.data[i][valid[i]].min())
-        for i, name in enumerate(spec.bands[: raster.data.shape[0]])
-        if valid[i].any()
+        name: float(summary.min_nonzero[i])
+        for i, name in enumerate(spec.bands[: summary.bands])
+        if not np.isnan(summary.min_nonzero[i])
     }
     if not minima:
         return []
@@ -237,23 +393,33 @@ def _s2_offset(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Findin
     return [Finding("ok", f"no sign of the +{t.s2_offset:.0f} DN offset")]
 
 
-def _unit_scaled(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    values = raster.data[valid_mask(raster)]
-    if values.size and float(values.max()) <= t.unit_max:
-        scale = UNIT_SCALE[spec.name]
+def _unit_scaled(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    if not summary.valid.any():
+        return []
+    lo, hi = float(np.nanmin(summary.min)), float(np.nanmax(summary.max))
+    if hi > t.unit_max:
+        return []
+    if hi <= 0:  # scaling cannot make these reflectances: multiplying keeps them at or below 0
         return [
             Finding(
                 "error",
-                f"values look scaled to 0-1 (max {float(values.max()):.3g}): multiply by {scale:g} "
-                f"({spec.name} is expected in {spec.unit})",
+                f"every value is 0 or negative ({lo:.3g}..{hi:.3g}): {spec.name} ({spec.unit}) is "
+                f"positive; this is not {spec.name} data, or it was shifted or inverted",
             )
         ]
-    return []
+    scale = UNIT_SCALE[spec.name]
+    return [
+        Finding(
+            "error",
+            f"values look scaled to 0-1 (max {hi:.3g}): multiply by {scale:g} ({spec.name} is expected in "
+            f"{spec.unit})",
+        )
+    ]
 
 
-def _s1_linear(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    values = raster.data[valid_mask(raster)]
-    if values.size and (share := float((values > 0).mean())) >= t.linear_fraction:
+def _s1_linear(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    n = int(summary.valid.sum())
+    if n and (share := float(summary.positive.sum() / n)) >= t.linear_fraction:
         return [
             Finding(
                 "error",
@@ -264,50 +430,56 @@ def _s1_linear(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Findin
     return []
 
 
-def _class_ids(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    if spec.classes is None:
+def _class_ids(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+    if spec.classes is None or summary.classes is None:
         return []
-    values = raster.data[valid_mask(raster)]
-    ids, counts = np.unique(values, return_counts=True)
+    present: Mapping[float, int] = dict(sorted(summary.classes.items()))
+    total = sum(present.values())
     names = {c.id: c.name for c in spec.classes}
-    bad = [v for v in ids.tolist() if v not in names]
+    bad = [v for v in present if v not in names]
     if bad:
         return [
             Finding(
                 "error",
-                f"class ids outside {min(names)}-{max(names)}: {bad[:5]}"
+                f"class ids outside {min(names)}-{max(names)}: {[_number(v) for v in bad[:5]]}"
                 f"{' ...' if len(bad) > 5 else ''}; remap to the {spec.name} classes "
                 f"({', '.join(f'{k} {v}' for k, v in names.items())})",
             )
         ]
-    shares = ", ".join(f"{names[int(i)]} {_share(c / values.size)}" for i, c in zip(ids, counts, strict=True))
+    if not total:
+        return []
+    shares = ", ".join(f"{names[int(i)]} {_share(c / total)}" for i, c in present.items())
     findings = [Finding("ok", f"classes present: {shares}")]
-    if 0 in names and 0 in ids:
-        findings.append(
-            Finding("warning", f"{counts[ids == 0][0] / values.size:.1%} of the pixels are 'no data'")
-        )
+    if 0 in names and present.get(0):
+        findings.append(Finding("warning", f"{present[0] / total:.1%} of the pixels are 'no data'"))
     return findings
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
 def _share(fraction: float) -> str:
     return f"{fraction:.0%}" if fraction >= 0.01 else "<1%"
 
 
-def _bounds(raster: Raster, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
+def _bounds(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
     lo, hi = PHYSICAL_BOUNDS[spec.name]
-    values = raster.data[valid_mask(raster)]
-    if values.size and (float(values.min()) < lo or float(values.max()) > hi):
+    if not summary.valid.any():
+        return []
+    vmin, vmax = float(np.nanmin(summary.min)), float(np.nanmax(summary.max))
+    if vmin < lo or vmax > hi:
         return [
             Finding(
                 "error",
-                f"values span {float(values.min()):.4g}..{float(values.max()):.4g}, outside the valid "
-                f"{lo:g}..{hi:g} of {spec.name}: check its scaling",
+                f"values span {vmin:.4g}..{vmax:.4g}, outside the valid {lo:g}..{hi:g} of {spec.name}: "
+                f"check its scaling",
             )
         ]
     return [Finding("ok", f"values within {lo:g}..{hi:g}")]
 
 
-Check = Callable[[Raster, ModalitySpec, Thresholds], list[Finding]]
+Check = Callable[[TileSummary, ModalitySpec, Thresholds], list[Finding]]
 # Checks that every image modality gets, then the detectors specific to a modality.
 COMMON_CHECKS: tuple[Check, ...] = (_band_count, _dtype, _size, _finite, _ranges)
 MODALITY_CHECKS: dict[str, tuple[Check, ...]] = {
@@ -322,12 +494,13 @@ MODALITY_CHECKS: dict[str, tuple[Check, ...]] = {
 
 
 def validate_tile(
-    raster: Raster, modality: str | ModalitySpec, *, thresholds: Thresholds = THRESHOLDS
+    tile: Raster | TileSummary, modality: str | ModalitySpec, *, thresholds: Thresholds = THRESHOLDS
 ) -> list[Finding]:
     """Check a tile against a modality: bands, dtype, size, finiteness, value ranges, known pitfalls.
 
     Args:
-        raster: The tile, e.g. from ``read_raster(path, allow_nonfinite=True)``.
+        tile: The tile in memory (e.g. ``read_raster(path, allow_nonfinite=True)``), or the
+            :func:`summarize_file` summary of a file of any size (read window by window).
         modality: Catalog name or record.
         thresholds: Detection thresholds.
 
@@ -338,7 +511,8 @@ def validate_tile(
         ModalityError: Unknown modality.
     """
     spec = get_modality(modality)
+    summary = _summary(tile, spec)
     checks = COMMON_CHECKS
-    if raster.data.shape[0] == spec.num_bands:  # detectors index bands by name
+    if summary.bands == spec.num_bands:  # detectors index bands by name
         checks = checks + MODALITY_CHECKS.get(spec.name, ())
-    return [finding for check in checks for finding in check(raster, spec, thresholds)]
+    return [finding for check in checks for finding in check(summary, spec, thresholds)]

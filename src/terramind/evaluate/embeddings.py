@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.core.optional import require
-from terramind.data.datamodule import GeoTiffDataset, ModalityInput
+from terramind.data.tiles import GeoTiffDataset, ModalityInput
 
 Pooling = Literal["mean", "tokens"]
 SUFFIXES = (".npy", ".parquet")
@@ -71,7 +71,7 @@ def embed_files(
     Args:
         backbone: Module returning per-block tokens.
         files: Per tile, modality -> file.
-        inputs: How each modality is read (from :func:`terramind.data.datamodule.modality_inputs`).
+        inputs: How each modality is read (from :func:`terramind.data.tiles.modality_inputs`).
         pooling: ``mean`` or ``tokens``.
         layer: Which block's output.
         batch_size: Tiles per forward pass.
@@ -115,25 +115,55 @@ def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Read what :func:`write_embeddings` wrote: ``(names, embeddings)``.
 
     Raises:
-        InputError: Missing file or sidecar, unknown suffix, or names and rows that differ in number.
+        InputError: Missing or unreadable file or sidecar, unknown suffix, an array that is not
+            ``(n, D)`` or ``(n, N, D)`` of real numbers, or names and rows that differ in number (each
+            message names the file).
     """
     src = Path(path)
     if not src.is_file():
         raise InputError(f"embedding file {str(src)!r} does not exist")
     if src.suffix == ".npy":
-        names_file = _names_path(src)
-        if not names_file.is_file():
-            raise InputError(f"{str(names_file)!r} (the tile names of {src.name}) is missing")
-        names, array = names_file.read_text().splitlines(), np.load(src)
+        names, array = _read_npy(src)
     elif src.suffix == ".parquet":
-        table = require("pyarrow.parquet", "embed").read_table(src)
+        names, array = _read_parquet(src)
+    else:
+        raise InputError(f"embedding file must end in {' or '.join(SUFFIXES)}, got {src.name!r}")
+    if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(
+            f"{str(src)!r} holds a {array.dtype} array of shape {array.shape}: embeddings are (tiles, D) or "
+            f"(tiles, tokens, D) real numbers, as `terramind embed` writes them"
+        )
+    if len(names) != len(array):
+        raise InputError(
+            f"{str(src)!r}: {len(names)} names (in {_names_path(src).name}) for {len(array)} embeddings"
+            if src.suffix == ".npy"
+            else f"{str(src)!r}: {len(names)} names for {len(array)} embeddings"
+        )
+    return names, array
+
+
+def _read_npy(src: Path) -> tuple[list[str], np.ndarray]:
+    names_file = _names_path(src)
+    if not names_file.is_file():
+        raise InputError(f"{str(names_file)!r} (the tile names of {src.name}) is missing")
+    try:
+        array = np.load(src, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"{str(src)!r} is not a readable .npy array ({err}): write it again") from None
+    return names_file.read_text().splitlines(), array
+
+
+def _read_parquet(src: Path) -> tuple[list[str], np.ndarray]:
+    pq = require("pyarrow.parquet", "embed")
+    try:
+        table = pq.read_table(src)
         shape = tuple(int(s) for s in table.schema.metadata[b"shape"].decode().split(","))
         names = table.column("file").to_pylist()
         array = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32).reshape(-1, *shape)
-    else:
-        raise InputError(f"embedding file must end in {' or '.join(SUFFIXES)}, got {src.name!r}")
-    if len(names) != len(array):
-        raise InputError(f"{str(src)!r}: {len(names)} names for {len(array)} embeddings")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(
+            f"{str(src)!r} is not an embedding table as `terramind embed` writes it ({err}): write it again"
+        ) from None
     return names, array
 
 

@@ -8,6 +8,7 @@ embedding (prototype) is nearest. The result is the mean episode accuracy with a
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Literal
 import numpy as np
 
 from terramind.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -26,7 +29,8 @@ class FewShotResult:
 
     Attributes:
         mean: Mean accuracy over episodes.
-        ci95: Half-width of the 95% interval of the mean (1.96 standard errors).
+        ci95: Half-width of the 95% interval of the mean (1.96 standard errors); None (undefined) for a
+            single episode.
         accuracies: Accuracy of every episode.
         n_way: Classes per episode.
         k_shot: Support samples per class.
@@ -34,7 +38,7 @@ class FewShotResult:
     """
 
     mean: float
-    ci95: float
+    ci95: float | None
     accuracies: tuple[float, ...]
     n_way: int
     k_shot: int
@@ -43,7 +47,12 @@ class FewShotResult:
     def __str__(self) -> str:
         return (
             f"{self.n_way}-way {self.k_shot}-shot, {len(self.accuracies)} episodes: "
-            f"accuracy {100 * self.mean:.2f}% ± {100 * self.ci95:.2f}% (95% CI)"
+            f"accuracy {100 * self.mean:.2f}% "
+            + (
+                f"± {100 * self.ci95:.2f}% (95% CI)"
+                if self.ci95 is not None
+                else "(95% CI undefined: one episode)"
+            )
         )
 
 
@@ -81,6 +90,8 @@ def few_shot(
     episodes: int = 200,
     metric: Metric = "euclidean",
     seed: int = 0,
+    names: Sequence[str] | None = None,
+    skip_bad: bool = False,
 ) -> FewShotResult:
     """Run N-way K-shot prototype episodes.
 
@@ -93,33 +104,68 @@ def few_shot(
         episodes: Number of episodes.
         metric: ``euclidean`` or ``cosine``.
         seed: Seed of the episode sampler.
+        names: Row names (tile names), for messages.
+        skip_bad: Leave out rows with NaN/inf values (logged) instead of refusing.
 
     Returns:
         The :class:`FewShotResult`.
 
     Raises:
-        InputError: Mismatched lengths, or fewer than ``n_way`` classes with ``k_shot + 1`` samples.
+        InputError: Mismatched lengths; NaN/inf rows (without ``skip_bad``) or zero-width embeddings; fewer
+            than ``n_way`` classes with ``k_shot + n_query`` samples (degenerate episodes).
     """
-    x = (
-        embeddings.reshape(len(embeddings), -1, embeddings.shape[-1]).mean(axis=1)
-        if embeddings.ndim == 3
-        else embeddings
-    )
-    y = np.asarray(labels)
-    if len(x) != len(y):
-        raise InputError(f"{len(y)} labels for {len(x)} embeddings")
-    classes, counts = np.unique(y, return_counts=True)
-    usable = classes[counts >= k_shot + 1]
-    if len(usable) < n_way:
+    x, y = _checked(embeddings, labels, names, skip_bad)
+    if min(n_way, k_shot, n_query, episodes) < 1:
         raise InputError(
-            f"{n_way}-way {k_shot}-shot needs {n_way} classes with at least {k_shot + 1} samples; "
-            f"only {len(usable)} of the {len(classes)} classes have that many"
+            f"ways, shots, queries and episodes must be at least 1 "
+            f"(got {n_way}, {k_shot}, {n_query}, {episodes})"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    usable = classes[counts >= k_shot + n_query]
+    if len(usable) < n_way:
+        per_class = ", ".join(
+            f"{c}: {n}" for c, n in list(zip(classes.tolist(), counts.tolist(), strict=True))[:10]
+        )
+        raise InputError(
+            f"{n_way}-way {k_shot}-shot needs {n_way} classes with at least {k_shot + n_query} samples "
+            f"each ({k_shot} shot(s) + {n_query} queries); {len(usable)} of the {len(classes)} classes "
+            f"have that many (samples per class: {per_class}); lower --ways/--shots/--queries or add samples"
         )
     rng = np.random.default_rng(seed)
     accuracies = [_episode(x, y, usable, n_way, k_shot, n_query, metric, rng) for _ in range(episodes)]
     mean = float(np.mean(accuracies))
-    spread = float(np.std(accuracies, ddof=1)) if episodes > 1 else 0.0
-    return FewShotResult(mean, 1.96 * spread / math.sqrt(episodes), tuple(accuracies), n_way, k_shot, n_query)
+    ci95 = 1.96 * float(np.std(accuracies, ddof=1)) / math.sqrt(episodes) if episodes > 1 else None
+    return FewShotResult(mean, ci95, tuple(accuracies), n_way, k_shot, n_query)
+
+
+def _checked(
+    embeddings: np.ndarray,
+    labels: Sequence[int | str] | np.ndarray,
+    names: Sequence[str] | None,
+    skip_bad: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled ``(n, D)`` embeddings and labels, refusing what would make the numbers meaningless."""
+    if embeddings.ndim not in (2, 3) or embeddings.shape[-1] == 0 or len(embeddings) == 0:
+        raise InputError(
+            f"embeddings of shape {embeddings.shape} hold no vectors: expected (n, D) or (n, tokens, D) "
+            f"with n, D > 0; embed the tiles again"
+        )
+    x = embeddings.reshape(len(embeddings), -1, embeddings.shape[-1]).mean(axis=1)  # (n, D)
+    y = np.asarray(labels)
+    if len(x) != len(y):
+        raise InputError(f"{len(y)} labels for {len(x)} embeddings")
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        rows = [names[i] if names is not None else str(i) for i in bad[:5].tolist()]
+        message = f"{bad.size} embedding row(s) hold NaN/inf: {rows}{' ...' if bad.size > 5 else ''}"
+        if not skip_bad:
+            raise InputError(f"{message}; check those input tiles (or skip_bad)")
+        log.warning("%s: skipped", message)
+        keep = np.isfinite(x).all(axis=1)
+        x, y = x[keep], y[keep]
+    if float(np.ptp(x, axis=0).max(initial=0.0)) == 0.0:
+        raise InputError("every embedding is identical: there is nothing to classify; embed the tiles again")
+    return x, y
 
 
 def _episode(

@@ -17,6 +17,7 @@ import numpy as np
 from terramind.core.errors import InputError, ShapeError
 from terramind.core.files import check_output_path
 from terramind.data.geotiff import read_raster, write_raster
+from terramind.data.tiles import read_label
 from terramind.generation.scene import SceneOutput, fill_values, generate_scene
 from terramind.generation.tiling import TileFn
 from terramind.modalities import LULC_CLASSES
@@ -57,28 +58,40 @@ class BinaryScores:
         valid: Pixels scored.
     """
 
-    iou: float
-    precision: float
-    recall: float
-    f1: float
+    iou: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
     tp: int
     fp: int
     fn: int
     valid: int
 
-    def as_dict(self) -> dict[str, float | int]:
-        """Plain dict, e.g. for JSON."""
+    def as_dict(self) -> dict[str, float | int | None]:
+        """Plain dict for JSON: undefined scores are None (``null``), never NaN."""
         return asdict(self)
 
+    def __str__(self) -> str:
+        return (
+            f"water IoU {_text(self.iou)}  precision {_text(self.precision)}  recall {_text(self.recall)}  "
+            f"F1 {_text(self.f1)}  ({self.valid} labelled pixels)"
+        )
 
-def _ratio(num: int, den: int) -> float:
-    return num / den if den else float("nan")
+
+def _ratio(num: int, den: int) -> float | None:
+    """``num / den``; None when undefined (0/0: no positive pixels in prediction or truth)."""
+    return num / den if den else None
+
+
+def _text(value: float | None) -> str:
+    return "undefined (no positive pixels)" if value is None else f"{value:.4f}"
 
 
 def binary_scores(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> BinaryScores:
     """Score a predicted boolean map against the truth over the valid pixels.
 
-    Ratios with an empty denominator (no water anywhere) are NaN.
+    Ratios with an empty denominator (no water in prediction or truth) are undefined: None, never NaN, so
+    ``json.dumps(scores.as_dict(), allow_nan=False)`` always gives valid JSON.
 
     Raises:
         ShapeError: When the maps differ in shape.
@@ -106,15 +119,32 @@ def read_water_label(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a reference mask: ``(water, valid)`` boolean maps.
 
-    Pixels equal to an ``ignore_values`` entry, the file's nodata value or non-finite are not scored.
+    A water label holds 0 (not water), ``water_values`` (water) and unlabelled pixels: ``ignore_values``,
+    the file's nodata value or non-finite values, which are not scored. Anything else is refused.
+
+    Raises:
+        InputError: Not one band, fractional values, or values that are neither water, not-water nor
+            unlabelled (counted per value).
     """
-    raster = read_raster(path, allow_nonfinite=True)
-    if raster.data.shape[0] != 1:
-        raise ShapeError(f"label {str(path)!r} has {raster.data.shape[0]} bands; a water mask has one")
-    data = raster.data[0]
+    path = Path(path)
+    label = read_label(path)
+    data, nodata = label.data[0], label.georef.nodata
     invalid = ~np.isfinite(data) | np.isin(data, list(ignore_values))
-    if raster.georef.nodata is not None:
-        invalid |= data == raster.georef.nodata
+    if nodata is not None:
+        invalid |= data == nodata
+    known = invalid | np.isin(data, [0, *water_values])
+    if not known.all():
+        values, counts = np.unique(data[~known], return_counts=True)
+        more = f" ... and {len(values) - 8} more value(s)" if len(values) > 8 else ""
+        listed = ", ".join(
+            f"{v:g} ({c} px)" for v, c in list(zip(values.tolist(), counts.tolist(), strict=True))[:8]
+        )
+        unlabelled = [*ignore_values, *([nodata] if nodata is not None else [])]
+        raise InputError(
+            f"water label {str(path)!r} holds values other than 0 (not water), "
+            f"{', '.join(f'{v:g}' for v in water_values)} (water) and unlabelled {unlabelled}: "
+            f"{listed}{more}; remap it to a 0/1 mask (e.g. a class map: water class -> 1, others -> 0)"
+        )
     return np.isin(data, list(water_values)) & ~invalid, ~invalid
 
 

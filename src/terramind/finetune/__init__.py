@@ -5,6 +5,7 @@ Configs name these classes by ``class_path`` (see ``configs/finetune/``), e.g.
 """
 
 from terramind.finetune.backbone import Backbone, model_config
+from terramind.finetune.datamodule import GeoTiffDataModule
 from terramind.finetune.decoders import DECODERS, FCNDecoder, UNetDecoder, UPerNetDecoder, build_decoder
 from terramind.finetune.heads import PixelHead, PooledHead
 from terramind.finetune.losses import LOSSES, build_loss
@@ -20,6 +21,7 @@ __all__ = [
     "ClassificationTask",
     "DenseModel",
     "FCNDecoder",
+    "GeoTiffDataModule",
     "GeoTiffPredictionWriter",
     "PixelHead",
     "PooledHead",

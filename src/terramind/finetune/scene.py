@@ -18,8 +18,8 @@ from torch import nn
 
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
-from terramind.data.datamodule import ModalityInput, prepare_input
-from terramind.data.geotiff import GeoRef, RasterWriter, open_georef, read_window
+from terramind.data.geotiff import GeoRef, RasterWriter, band_positions, open_georef, read_window
+from terramind.data.tiles import ModalityInput, prepare_input
 from terramind.generation.tiling import TileLayout, run_tiles
 
 OutputKind = Literal["classes", "values"]
@@ -38,13 +38,21 @@ class _Source:
         self.specs = list(specs)
         self.georefs = {name: open_georef(path) for name, path in self.paths.items()}
         self.georef = _shared_grid(self.georefs, self.specs)
+        self.bands = {
+            m.name: band_positions(
+                self.georefs[m.name], self.paths[m.name], m.name, m.bands, m.file_bands or None
+            )
+            for m in self.specs
+        }  # by the files' band names when they have them, else by position
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         window = Window(0, top, self.georef.width, height)
         valid = np.ones((height, self.georef.width), dtype=bool)
         out = {}
         for mod in self.specs:
-            raw = read_window(self.paths[mod.name], window, band_indexes=mod.index)
+            raw = read_window(
+                self.paths[mod.name], window, band_indexes=self.bands[mod.name], modality=mod.name
+            )
             out[mod.name], invalid = prepare_input(mod, raw, self.georefs[mod.name].nodata)
             valid &= ~invalid
         return out, valid

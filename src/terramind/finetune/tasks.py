@@ -7,7 +7,7 @@ spec §8), each optionally after a linear warmup over the first ``warmup_steps``
 ``LinearLR``; chained before cosine with ``SequentialLR``, beside the plateau schedule otherwise).
 
 Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
-:class:`terramind.data.datamodule.GeoTiffDataModule` produces them.
+:class:`terramind.finetune.datamodule.GeoTiffDataModule` produces them.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from terramind.core.errors import InputError, ShapeError
 from terramind.core.files import atomic_path
 from terramind.data import GeoRef, RasterWriter, open_georef, read_window, write_raster
+from terramind.data.geotiff import band_positions
 from terramind.generation.generate import Generator
 from terramind.generation.options import GenerationOptions
 from terramind.generation.tiling import Carry, TileFn, TileLayout, run_tiles
@@ -117,6 +118,8 @@ class RasterSource:
         self.inputs = {get_modality(k).name: Path(v) for k, v in inputs.items()}
         self.georef = check_scene_inputs(self.inputs)
         self.nodata = {k: open_georef(p).nodata for k, p in self.inputs.items()}
+        # the modality's bands by the files' band names when they have them (reordered), else by position
+        self.bands = {k: band_positions(open_georef(p), p, k) for k, p in self.inputs.items()}
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Read rows ``[top, top + height)`` of every input as float32, with the combined valid mask."""
@@ -124,7 +127,7 @@ class RasterSource:
         valid = np.ones((height, self.georef.width), dtype=bool)
         data = {}
         for name, path in self.inputs.items():
-            x = read_window(path, window).astype(np.float32)
+            x = read_window(path, window, band_indexes=self.bands[name], modality=name).astype(np.float32)
             ok = np.isfinite(x)
             if self.nodata[name] is not None:
                 ok &= x != np.float32(self.nodata[name])
