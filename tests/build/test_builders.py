@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import terramind
 from terramind.api import create_backbone, create_model
 from terramind.build import build_backbone, build_image_tokenizer, build_model
 from terramind.core.errors import InputError, ModalityError
@@ -68,7 +70,8 @@ def test_random_weights_are_the_same_in_another_process() -> None:
         "sd = build_backbone('terramind_v1_tiny', ['S2L2A'], encoder_depth=1).state_dict();"
         "print(repr(float(sum(v.double().sum() for v in sd.values()))))"
     )
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(terramind.__file__).parents[1])}  # this source, not another
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     sd = build_backbone(TINY, ["S2L2A"], encoder_depth=1).state_dict()
     assert float(other.stdout.strip()) == float(sum(v.double().sum() for v in sd.values()))
 
