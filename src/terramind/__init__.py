@@ -13,11 +13,17 @@ from terramind.core.errors import CheckpointError, InputError, ModalityError, Sh
 from terramind.modalities import destandardize, get_modality, modality_names, standardize
 
 if TYPE_CHECKING:
-    from terramind.api import create_backbone, create_generator, create_model, create_tokenizer
+    from terramind.api import (
+        create_backbone,
+        create_coords_tokenizer,
+        create_generator,
+        create_model,
+        create_tokenizer,
+    )
 
 __version__ = "0.1.0"
 
-_LAZY = ("create_backbone", "create_generator", "create_model", "create_tokenizer")
+_LAZY = ("create_backbone", "create_coords_tokenizer", "create_generator", "create_model", "create_tokenizer")
 
 __all__ = [
     "CheckpointError",
@@ -27,6 +33,7 @@ __all__ = [
     "TerraMindError",
     "__version__",
     "create_backbone",
+    "create_coords_tokenizer",
     "create_generator",
     "create_model",
     "create_tokenizer",

@@ -81,3 +81,93 @@ def test_read_keeps_only_the_requested_keys(tmp_path):
         got = read_state_dict(tmp_path / name, keep=lambda k: k.startswith("2."))
         assert sorted(got) == ["2.bias", "2.weight"], name
         assert torch.equal(got["2.weight"], sd["2.weight"])
+
+
+def _no_unpickling_advice(err: pytest.ExceptionInfo[CheckpointError]) -> None:
+    # torch's advice to unpickle an untrusted file (weights_only=False) is never quoted
+    assert "weights_only" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_non_finite_weights_are_refused_naming_file_and_tensor(tmp_path, value, suffix):
+    sd = _net().state_dict()
+    sd["2.weight"][0, :3] = value  # three bad values in one tensor
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pt":
+        torch.save(sd, path)
+    else:
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    with pytest.raises(CheckpointError, match=r"tensor '2\.weight' holds 3 NaN/Inf values") as err:
+        read_state_dict(path)
+    assert str(path) in str(err.value)
+    assert read_state_dict(path, keep=lambda k: k != "2.weight").keys() == {"0.weight", "0.bias", "2.bias"}
+
+
+def test_integer_weights_for_float_parameters_are_refused(tmp_path):
+    sd = _net().state_dict()
+    sd["0.weight"] = torch.ones(4, 3, dtype=torch.int64)  # right shape, wrong kind: cast silently before
+    path = tmp_path / "int.pt"
+    torch.save(sd, path)
+    what = f"weights file {str(path)!r}"
+    for assign in (False, True):
+        expected = r"tensor '0\.weight' has dtype int64, expected a floating"
+        with pytest.raises(CheckpointError, match=expected) as e:
+            load_into(_net(), read_state_dict(path), what=what, assign=assign)
+        assert str(path) in str(e.value)
+
+
+def test_integer_buffers_may_stay_integer():
+    class Counted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+
+    src = Counted()
+    src.steps += 7
+    dst = Counted()
+    load_into(dst, src.state_dict())
+    assert int(dst.steps) == 7 and dst.steps.dtype == torch.int64
+
+
+def _truncated(path, data: bytes) -> None:
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_and_foreign_torch_files_are_one_error(tmp_path):
+    torch.save(_net().state_dict(), tmp_path / "w.pt")
+    _truncated(tmp_path / "truncated.pt", (tmp_path / "w.pt").read_bytes())
+    torch.save(_net().state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    _truncated(tmp_path / "legacy_truncated.pt", (tmp_path / "legacy.pt").read_bytes())
+    (tmp_path / "junk.pt").write_bytes(b"junk" * 100)  # a KeyError inside torch's legacy reader
+    for name in ("truncated.pt", "legacy_truncated.pt", "junk.pt"):
+        with pytest.raises(CheckpointError, match="truncated, corrupt or not a PyTorch") as err:
+            read_state_dict(tmp_path / name)
+        assert name in str(err.value)
+        _no_unpickling_advice(err)
+
+
+class _Pickled:
+    """A class torch.load(weights_only=True) refuses to rebuild."""
+
+
+def test_files_with_pickled_objects_are_refused_for_safety(tmp_path):
+    torch.save({"w": torch.zeros(2), "extra": _Pickled()}, tmp_path / "objects.pt")
+    with pytest.raises(CheckpointError, match=r"not plain tensors .*_Pickled.* refused for safety") as err:
+        read_state_dict(tmp_path / "objects.pt")
+    assert "objects.pt" in str(err.value)
+    _no_unpickling_advice(err)
+
+
+def test_malformed_safetensors_are_one_error(tmp_path):
+    save_file({k: v.contiguous() for k, v in _net().state_dict().items()}, str(tmp_path / "w.safetensors"))
+    _truncated(tmp_path / "truncated.safetensors", (tmp_path / "w.safetensors").read_bytes())
+    (tmp_path / "text.safetensors").write_bytes(b"this is not a safetensors file")
+    (tmp_path / "header.safetensors").write_bytes((10**12).to_bytes(8, "little") + b"{}")  # header too large
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for name in ("truncated", "text", "header", "empty"):
+        with pytest.raises(CheckpointError, match="truncated, corrupt or not a PyTorch/safetensors") as err:
+            read_state_dict(tmp_path / f"{name}.safetensors")
+        assert f"{name}.safetensors" in str(err.value)
+        _no_unpickling_advice(err)

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from terramind.api.tokenizers import create_tokenizer
+from terramind.api.tokenizers import create_coords_tokenizer, create_tokenizer
 from terramind.checkpoints.tokenizers import (
     TOKENIZERS,
-    load_coords_tokenizer,
     load_image_tokenizer,
     tokenizer_record,
 )
@@ -106,8 +105,10 @@ def test_hub_offline_gives_actionable_error(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_coords_needs_a_vocabulary() -> None:
     with pytest.raises(CheckpointError, match="vocabulary"):
-        load_coords_tokenizer(None)
+        create_coords_tokenizer(None)
     with pytest.raises(CheckpointError, match="vocabulary"):
+        create_coords_tokenizer("random")
+    with pytest.raises(ModalityError, match="create_coords_tokenizer"):  # one return type per verb
         create_tokenizer("coords")
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from terramind.core.errors import ModalityError
+from terramind.core.errors import CheckpointError, ModalityError
 from terramind.finetune.backbone import Backbone
 from terramind.finetune.tasks import ClassificationTask, RegressionTask, SegmentationTask
 from terramind.model import TINY, TerraMind
@@ -179,7 +179,7 @@ def test_token_inputs_are_tokenized_by_frozen_tokenizers_outside_the_module_tree
         built[modality] = build_tokenizer(tiny_config(modality, 10 if modality == "LULC" else 1)).eval()
         return built[modality]
 
-    monkeypatch.setattr(backbone_module, "load_image_tokenizer", tiny)
+    monkeypatch.setattr(backbone_module, "build_image_tokenizer", tiny)
     torch.manual_seed(0)
     backbone = Backbone("terramind_v1_tiny", ["S2L2A", "LULC", "NDVI"], merge=None, encoder_depth=1)
     assert set(backbone.tokenizers) == {"LULC", "NDVI"}
@@ -200,5 +200,5 @@ def test_token_inputs_are_tokenized_by_frozen_tokenizers_outside_the_module_tree
 
 
 def test_a_tokenizer_weights_mapping_must_name_every_token_input() -> None:
-    with pytest.raises(ModalityError, match="tokenizer_weights has no entry for the NDVI input"):
+    with pytest.raises(CheckpointError, match="tokenizer_weights has no entry for NDVI"):
         Backbone("terramind_v1_tiny", ["S2L2A", "NDVI"], encoder_depth=1, tokenizer_weights={"LULC": "hub"})

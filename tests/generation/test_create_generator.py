@@ -100,26 +100,23 @@ def test_keep_decoders_loads_each_once(loads):
     assert all(torch.equal(a[name], b[name]) for name in OUTPUTS)
 
 
-def test_random_decoders_are_the_same_on_every_load(monkeypatch):
-    from terramind.tokenizers import build_tokenizer
+def test_random_decoders_are_the_same_on_every_load():
+    from terramind.build import build_image_tokenizer
 
     cfg = tiny_tokenizer("DEM").cfg
-    monkeypatch.setattr(
-        api_generation,
-        "create_tokenizer",
-        lambda m, weights=None, decode_only=False: build_tokenizer(cfg, encoder=not decode_only),
-    )
     state = torch.random.get_rng_state()
-    first, second = api_generation._decoder("DEM", None), api_generation._decoder("DEM", None)
+    first = build_image_tokenizer("DEM", None, decode_only=True, config=cfg)
+    second = build_image_tokenizer("DEM", "random", decode_only=True, config=cfg)
     assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is untouched
     a, b = first.state_dict(), second.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    other = api_generation._decoder("NDVI", None).state_dict()  # another modality, another seed
+    ndvi = tiny_tokenizer("NDVI").cfg
+    other = build_image_tokenizer("NDVI", None, decode_only=True, config=ndvi).state_dict()  # another seed
     assert not torch.equal(a["quant_proj.weight"], other["quant_proj.weight"])
 
 
 def test_hub_decoders_are_fetched_once_not_at_every_load(loads, monkeypatch, tmp_path):
-    from terramind.checkpoints import tokenizers as checkpoint_tokenizers
+    from terramind.build import weights as build_weights
 
     fetched: list[str] = []
 
@@ -127,7 +124,7 @@ def test_hub_decoders_are_fetched_once_not_at_every_load(loads, monkeypatch, tmp
         fetched.append(hub.filename)
         return tmp_path / hub.filename
 
-    monkeypatch.setattr(checkpoint_tokenizers, "fetch", fetch)
+    monkeypatch.setattr(build_weights, "fetch", fetch)
     gen = api_generation.create_generator(
         "terramind_v1_tiny", inputs=INPUTS, outputs=OUTPUTS, tokenizer_weights="hub"
     )

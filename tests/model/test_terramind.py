@@ -119,8 +119,7 @@ def test_backbone_merges() -> None:
     assert torch.allclose(mean, (raw[-1][:, :4] + raw[-1][:, 4:8]) / 2, atol=1e-6)  # coords dropped
     bb.merge = "max"
     assert torch.allclose(bb({"S2L2A": s2, "S1RTC": s1})[0], torch.maximum(*bb_raw_split(bb, s2, s1)))
-    bb.merge = "dict"
-    d = bb({"S2L2A": s2, "coords": coords})[-1]
+    d = bb.forward_dict({"S2L2A": s2, "coords": coords})[-1]
     assert isinstance(d, dict) and d["coords"].shape == (1, 4, 32)
 
 

@@ -2,6 +2,12 @@
 
 from terramind.api.generation import create_generator
 from terramind.api.models import create_backbone, create_model
-from terramind.api.tokenizers import create_tokenizer
+from terramind.api.tokenizers import create_coords_tokenizer, create_tokenizer
 
-__all__ = ["create_backbone", "create_generator", "create_model", "create_tokenizer"]
+__all__ = [
+    "create_backbone",
+    "create_coords_tokenizer",
+    "create_generator",
+    "create_model",
+    "create_tokenizer",
+]

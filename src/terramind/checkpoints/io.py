@@ -9,17 +9,34 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from terramind.core.errors import CheckpointError
 
 _SHOW = 8  # keys listed in an error message before "... and N more"
+# What torch.load and safetensors raise for truncated, corrupt or foreign files (a junk legacy file even gives
+# a KeyError, a truncated zip an OSError).
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    SafetensorError,
+)
 
 
 @dataclass(frozen=True)
@@ -69,24 +86,68 @@ def read_state_dict(
         path: The weights file.
         keep: Which keys to return (default: all); safetensors files do not even read the others.
 
+    Every floating tensor returned is checked to be finite.
+
     Raises:
-        CheckpointError: If the file is missing, unreadable, or not a mapping of names to tensors.
+        CheckpointError: If the file is missing, unreadable (truncated, corrupt, not a checkpoint, or holding
+            pickled objects other than tensors), not a mapping of names to tensors, or holds NaN/Inf values.
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file {str(p)!r} does not exist: check the path passed as weights=")
     try:
         obj = _read_safetensors(p, keep) if p.suffix == ".safetensors" else _read_torch(p)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise CheckpointError(
-            f"cannot read weights file {str(p)!r} ({type(err).__name__}: {str(err)[:200]}); "
-            f"the file is corrupt or not a PyTorch/safetensors checkpoint: download it again"
-        ) from err
+    except _READ_ERRORS as err:
+        raise _unreadable(p, err) from err
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{str(p)!r} does not hold a state dict (a mapping of names to tensors)")
-    return {k: v for k, v in obj.items() if keep is None or keep(k)}
+    state = {k: v for k, v in obj.items() if keep is None or keep(k)}
+    check_finite(state, f"weights file {str(p)!r}")
+    return state
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    """Describe a file torch or safetensors cannot read, without quoting torch's advice to unpickle it."""
+    text = str(err)
+    foreign = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if foreign:
+        return CheckpointError(
+            f"weights file {str(path)!r} holds objects that are not plain tensors ({foreign.group(1)}) and "
+            f"is refused for safety (weights are read without running code from the file): save a plain "
+            f"state dict (torch.save(model.state_dict(), path)) or a .safetensors file"
+        )
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    lines = text.strip().splitlines() or ["no details"]
+    detail = unpickler.group(1) if unpickler else lines[0]
+    if "weights_only" in detail or (isinstance(err, pickle.UnpicklingError) and not unpickler):
+        detail = "not a tensor pickle"
+    return CheckpointError(
+        f"cannot read weights file {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
+        f"truncated, corrupt or not a PyTorch/safetensors checkpoint: download or save it again"
+    )
+
+
+def check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse floating tensors holding NaN or infinite values, naming the first such tensor.
+
+    Args:
+        state: The state dict.
+        what: The source, for messages (``"weights file 'x.pt'"``).
+
+    Raises:
+        CheckpointError: For the first tensor with non-finite values.
+    """
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int(
+                (~torch.isfinite(tensor)).sum()
+            )  # only on the error path: one pass per tensor otherwise
+            raise CheckpointError(
+                f"{what}: tensor {name!r} holds {bad} NaN/Inf values: the file is corrupt or was saved from "
+                f"a diverged run"
+            )
 
 
 def _read_torch(path: Path) -> object:
@@ -155,6 +216,16 @@ def compare(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadRe
     return LoadReport(missing, unused, mismatched)
 
 
+def _check_dtypes(own: Mapping[str, torch.Tensor], taken: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse a non-floating tensor for a floating slot of the module (integer buffers may stay integer)."""
+    for key, value in taken.items():
+        if own[key].is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{what}: tensor {key!r} has dtype {str(value.dtype).removeprefix('torch.')}, expected a "
+                f"floating type: the file was not saved from this model's weights"
+            )
+
+
 def load_into(
     module: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -166,8 +237,9 @@ def load_into(
 ) -> LoadReport:
     """Load ``state_dict`` into ``module``, failing loudly on anything that does not match.
 
-    Shape mismatches always fail (they mean a checkpoint of another size or modality). Missing and unused
-    keys fail unless explicitly allowed; either way they are reported.
+    Shape mismatches always fail (they mean a checkpoint of another size or modality), and so does a
+    non-floating tensor for a floating parameter or buffer (integer buffers may hold integers). Missing and
+    unused keys fail unless explicitly allowed; either way they are reported.
 
     Args:
         module: The module to fill.
@@ -197,9 +269,10 @@ def load_into(
         raise CheckpointError(f"cannot load {what}: " + "; ".join(problems))
     if assign and report.missing:
         raise ValueError("assign=True needs a checkpoint with every key of the module")
+    own = module.state_dict()
     taken = {k: v for k, v in state_dict.items() if k not in report.unused}
+    _check_dtypes(own, taken, what)
     if assign:  # assign keeps the file's dtypes: convert to the module's
-        own = module.state_dict()
         taken = {k: v.to(own[k].dtype) for k, v in taken.items()}
     module.load_state_dict(taken, strict=False, assign=assign)
     return report

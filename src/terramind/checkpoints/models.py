@@ -9,21 +9,16 @@ decoder, the other modalities and any reference tokenizer weights. Everything el
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 
 import torch
 
-from terramind.checkpoints.io import HubFile, LoadReport, fetch, load_into, read_state_dict
+from terramind.checkpoints.io import HubFile, LoadReport, load_into
 from terramind.core.errors import CheckpointError, InputError
 from terramind.model import CONFIGS, TerraMind, TerraMindBackbone, TerraMindConfig
-
-Weights = str | os.PathLike[str] | None
-"""``None`` (random init), ``"hub"`` (the official file) or a local path (.pt, .pth, .safetensors)."""
 
 REPO = "ibm-esa-geospatial/TerraMind-1.0-{}"
 
@@ -67,23 +62,6 @@ def model_record(name: str) -> ModelRecord:
     return MODELS[full]
 
 
-def read_weights(record: ModelRecord, weights: Weights) -> tuple[dict[str, torch.Tensor], str] | None:
-    """Read the state dict that ``weights`` names, with a description for messages.
-
-    Returns:
-        ``(state_dict, description)``, or None for random initialisation.
-
-    Raises:
-        CheckpointError: Unreadable or missing file, or the hub unreachable without a cached copy.
-    """
-    if weights is None:
-        return None
-    path = fetch(record.hub) if str(weights) == "hub" else Path(weights)
-    state_dict = read_state_dict(path)
-    check_size(record.config, state_dict, str(path))
-    return state_dict, str(path)
-
-
 def check_size(config: TerraMindConfig, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
     """Fail early, naming the right model, when a checkpoint is of another size.
 
@@ -107,11 +85,20 @@ def check_size(config: TerraMindConfig, state_dict: Mapping[str, torch.Tensor], 
         )
 
 
-def load_model_weights(model: TerraMind, state_dict: Mapping[str, torch.Tensor], what: str) -> LoadReport:
+def load_model_weights(
+    model: TerraMind, state_dict: Mapping[str, torch.Tensor], what: str, *, ignore_others: bool = False
+) -> LoadReport:
     """Load a full encoder-decoder checkpoint strictly (official file or our own saved model).
 
     Tied tensors (``to_logits`` = ``token_emb``, decoder ``mod_emb`` = encoder ``mod_emb``) may be stored
     under one of their names only, as safetensors' ``save_model`` does.
+
+    Args:
+        model: The model to fill.
+        state_dict: The checkpoint.
+        what: Its name in messages.
+        ignore_others: Ignore checkpoint keys the model has no place for (a model built with a subset of the
+            embeddings); every key of the model must still be there.
 
     Raises:
         CheckpointError: On any missing, unused or mismatched key, and for a backbone-only file.
@@ -121,7 +108,7 @@ def load_model_weights(model: TerraMind, state_dict: Mapping[str, torch.Tensor],
             f"{what} holds no decoder weights (a backbone-only checkpoint?): load it with "
             f"create_backbone, or pass the full official TerraMind_v1_*.pt file"
         )
-    return load_into(model, _fill_tied(model, state_dict), what=what)
+    return load_into(model, _fill_tied(model, state_dict), what=what, allow_unused=ignore_others)
 
 
 def _fill_tied(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

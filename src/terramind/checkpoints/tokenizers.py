@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import torch
 
-from terramind.checkpoints.io import HubFile, fetch, load_into, read_state_dict
+from terramind.checkpoints.io import HubFile, load_into, read_state_dict
 from terramind.core.errors import CheckpointError, ModalityError
 from terramind.modalities import get_modality
 from terramind.tokenizers import (
@@ -29,8 +29,6 @@ from terramind.tokenizers import (
 
 _ENCODER_PROJ = "encoder.proj.weight"  # (768, channels, 16, 16): tells the tokenizers' files apart
 REPO = "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{}"
-Weights = str | os.PathLike[str] | None
-"""``None`` (random init), ``"hub"`` (the official file) or a local path."""
 
 
 @dataclass(frozen=True)
@@ -94,25 +92,6 @@ def tokenizer_record(modality: str) -> TokenizerRecord:
     return TOKENIZERS[spec.name]
 
 
-def resolve_tokenizer_weights(modality: str, weights: Weights) -> Path | None:
-    """Return the local file of a tokenizer's weights: ``"hub"`` is downloaded (or found in the cache) now.
-
-    For callers that load the same tokenizer many times: resolving once saves a hub request per load.
-
-    Raises:
-        CheckpointError: When ``"hub"`` cannot be fetched.
-    """
-    return _resolve(tokenizer_record(modality), weights)
-
-
-def _resolve(record: TokenizerRecord, weights: Weights) -> Path | None:
-    if weights is None:
-        return None
-    if os.fspath(weights) == "hub":
-        return fetch(record.hub)
-    return Path(weights)
-
-
 def _decoder_key(key: str) -> bool:
     """Keys a decode-only tokenizer reads: not the encoder's, but its patch projection, to check the file."""
     return not key.startswith("encoder.") or key == _ENCODER_PROJ
@@ -141,16 +120,18 @@ def _check_modality(sd: dict[str, torch.Tensor], cfg: TokenizerConfig, hub: HubF
 
 def load_image_tokenizer(
     modality: str,
-    weights: Weights = None,
+    path: str | os.PathLike[str],
     *,
     config: TokenizerConfig | None = None,
     decode_only: bool = False,
 ) -> ImageTokenizer:
-    """Build one image tokenizer and fill it with weights.
+    """Build one image tokenizer and fill it with the weights of a file.
+
+    Random tokenizers, ``"hub"`` and folders are :func:`terramind.build.build_image_tokenizer`'s.
 
     Args:
         modality: Modality name or alias.
-        weights: None for random init, ``"hub"`` for the official file, or a local ``.pt``/``.safetensors``.
+        path: A local ``.pt``/``.safetensors`` file.
         config: Architecture to build instead of the release's (down-sized models in tests, experiments).
         decode_only: Build no encoder and read none of its weights (86 M parameters less); ``encode``
             raises. For outputs that are only generated.
@@ -165,9 +146,7 @@ def load_image_tokenizer(
     cfg = config or record.config
     if cfg is None:
         raise ModalityError(f"{record.modality} is not an image modality: use load_coords_tokenizer")
-    path = _resolve(record, weights)
-    if path is None:
-        return build_tokenizer(cfg, encoder=not decode_only).eval()
+    path = Path(path)
     sd = read_state_dict(path, keep=_decoder_key if decode_only else None)
     _check_modality(sd, cfg, record.hub, path)
     if decode_only:
@@ -178,17 +157,10 @@ def load_image_tokenizer(
     return tokenizer.eval()
 
 
-def load_coords_tokenizer(weights: Weights = "hub") -> CoordsTokenizer:
-    """Load the coordinate vocabulary from a local JSON file or (``"hub"``) the release.
+def load_coords_tokenizer(path: str | os.PathLike[str]) -> CoordsTokenizer:
+    """Load the coordinate vocabulary from a local JSON file (the release's ``config.json``).
 
     Raises:
-        CheckpointError: Without a vocabulary (``weights=None``: there is nothing to initialise randomly).
+        CheckpointError: An unreadable file.
     """
-    record = TOKENIZERS["coords"]
-    path = _resolve(record, weights)
-    if path is None:
-        raise CheckpointError(
-            "the coordinate tokenizer is a vocabulary, not weights: pass weights='hub' or the path of its "
-            f"config.json ({record.hub.url})"
-        )
-    return CoordsTokenizer.from_file(path)
+    return CoordsTokenizer.from_file(Path(path))

@@ -14,46 +14,27 @@ they are kept out of the module tree (no optimiser state, not in checkpoints) an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any
 
 import torch
 from torch import nn
 
-from terramind.checkpoints import load_into
-from terramind.checkpoints.models import Weights, load_backbone_weights, model_record, read_weights
-from terramind.checkpoints.tokenizers import load_image_tokenizer
+from terramind.build import (
+    Weights,
+    WeightsSpec,
+    build_backbone,
+    build_image_tokenizer,
+    build_model,
+    model_config,
+    read_model_weights,
+    tokenizer_weights_for,
+)
 from terramind.core.errors import ModalityError
 from terramind.modalities import Kind, get_modality
-from terramind.model import TerraMind, TerraMindBackbone, TerraMindConfig
 from terramind.model.backbone import input_key
 from terramind.tim import TiMGenerator
 from terramind.tokenizers import ImageTokenizer
 
-
-def model_config(name: str, encoder_depth: int | None = None) -> TerraMindConfig:
-    """Return the configuration of a released size, optionally with fewer encoder blocks (quick runs).
-
-    Raises:
-        InputError: For an unknown model name (the message lists the known ones).
-    """
-    config = model_record(name).config
-    return config if encoder_depth is None else replace(config, encoder_depth=encoder_depth)
-
-
-def _first_blocks(state_dict: Mapping[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
-    """Drop the encoder blocks past ``depth`` (a reduced-depth backbone takes the first blocks)."""
-    return {
-        k: v
-        for k, v in state_dict.items()
-        if not (k.startswith("encoder.") and int(k.split(".")[1]) >= depth)
-    }
-
-
-def _load_generator(model: TerraMind, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load the generator's part of a full checkpoint: all of its keys must be there, others are ignored."""
-    own = model.state_dict()
-    load_into(model, {k: v for k, v in state_dict.items() if k in own}, what=what)
+__all__ = ["Backbone", "model_config"]
 
 
 class Backbone(nn.Module):
@@ -62,8 +43,9 @@ class Backbone(nn.Module):
     Args:
         name: Model size, ``terramind_v1_tiny|small|base|large``.
         modalities: Input modality names in sequence order (``S2L2A``, ``S1GRD``, ``S1RTC``, ``DEM``, ...).
-        weights: ``"hub"`` (the official file of ``name``), a checkpoint path (official key names), or
-            None (random init).
+        weights: ``"hub"`` (the official file of ``name``), a checkpoint path (official key names, or a
+            backbone saved with adapted bands), a folder holding the official file, or None / ``"random"``
+            (random init, seeded from ``name``: the same every time).
         bands: Per pixel modality, the band names of the input channels (subset or reorder).
         merge: ``mean``, ``max``, ``concat`` or None (all tokens), as in spec §2.4.
         encoder_depth: Use only the first blocks (fewer than the size's depth; for quick runs and tests).
@@ -71,8 +53,9 @@ class Backbone(nn.Module):
         tim_temperature: TiM sampling temperature.
         tim_top_p: TiM nucleus mass.
         tim_cache: Generate TiM tokens once per distinct input instead of every forward.
-        tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, None
-            (random, for tests) or a mapping modality -> ``"hub"`` or file.
+        tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, a folder
+            of release files, None / ``"random"`` (random, seeded per modality; for tests) or a mapping
+            modality -> one of these that names every token-type input.
     """
 
     def __init__(
@@ -88,44 +71,39 @@ class Backbone(nn.Module):
         tim_temperature: float = 1.0,
         tim_top_p: float = 0.8,
         tim_cache: bool = False,
-        tokenizer_weights: str | dict[str, str] | None = None,
+        tokenizer_weights: WeightsSpec = None,
     ) -> None:
         super().__init__()
-        config = model_config(name, encoder_depth)
         tim = [get_modality(m).name for m in tim_modalities or []]
         if tim and bands:
             # As in the reference: the frozen generator was pretrained on all bands of its inputs.
             raise ModalityError("bands cannot be combined with tim_modalities: TiM needs all input bands")
         self.modalities = [get_modality(m).name for m in modalities]
-        self.encoder = TerraMindBackbone(config, [*modalities, *tim], merge=merge)
+        loaded = read_model_weights(name, weights, encoder_depth=encoder_depth)  # read once for both
+        self.encoder = build_backbone(
+            name, [*modalities, *tim], loaded, bands=bands, merge=merge, encoder_depth=encoder_depth
+        )
         self.out_channels = list(self.encoder.out_channels)
-        loaded = read_weights(model_record(name), weights)
-        state, what = (_first_blocks(loaded[0], config.encoder_depth), loaded[1]) if loaded else (None, "")
-        if state is not None:
-            load_backbone_weights(self.encoder, state, what)
         self.tim: TiMGenerator | None = None
         if tim:
-            generator = TerraMind(
-                config,
+            generator = build_model(
+                name,
+                loaded,
                 encoder_keys=[input_key(m) for m in modalities],
                 decoder_keys=[get_modality(m).token_key or "" for m in tim],
+                encoder_depth=encoder_depth,
             )
-            if state is not None:
-                _load_generator(generator, state, what)
             self.tim = TiMGenerator(
                 generator, tim, temperature=tim_temperature, top_p=tim_top_p, cache=tim_cache
             )
-        for modality, names in (bands or {}).items():
-            # After loading: band selection copies the pretrained columns of the named bands.
-            self.encoder.select_bands(modality, names)
         # a plain dict, so they stay out of the module tree (see the module docstring)
         self.tokenizers: dict[str, ImageTokenizer] = {
-            m: _frozen_tokenizer(m, tokenizer_weights)
+            m: _frozen_tokenizer(m, tokenizer_weights_for(tokenizer_weights, m))
             for m in self.modalities
             if get_modality(m).input_kind is Kind.TOKEN
         }
 
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> Any:
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Per-block features of the inputs, with TiM tokens appended when configured.
 
         Args:
@@ -154,17 +132,6 @@ class Backbone(nn.Module):
         return out
 
 
-def _frozen_tokenizer(modality: str, weights: str | dict[str, str] | None) -> ImageTokenizer:
-    """Load the tokenizer of a token-type input, frozen and in eval mode.
-
-    Raises:
-        ModalityError: A ``weights`` mapping without an entry for ``modality``.
-    """
-    if not isinstance(weights, dict):
-        return load_image_tokenizer(modality, weights).requires_grad_(False).eval()
-    given = {get_modality(k).name: v for k, v in weights.items()}
-    if modality not in given:
-        raise ModalityError(
-            f"tokenizer_weights has no entry for the {modality} input: add {modality}: hub (or a file)"
-        )
-    return load_image_tokenizer(modality, given[modality]).requires_grad_(False).eval()
+def _frozen_tokenizer(modality: str, weights: Weights) -> ImageTokenizer:
+    """Load the tokenizer of a token-type input, frozen and in eval mode."""
+    return build_image_tokenizer(modality, weights).requires_grad_(False).eval()

@@ -19,7 +19,7 @@ from terramind.model.config import TerraMindConfig
 from terramind.model.embeddings import PixelEmbedding, SequenceEmbedding
 from terramind.model.terramind import TerraMindEncoder, init_weights
 
-MERGE_METHODS: tuple[str | None, ...] = ("mean", "max", "concat", "dict", None)
+MERGE_METHODS: tuple[str | None, ...] = ("mean", "max", "concat", None)
 
 ModalityEntry = str | Mapping[str, int]
 
@@ -51,8 +51,9 @@ class TerraMindBackbone(TerraMindEncoder):
         modalities: Names (``"S2L2A"``, ``"S1RTC"``, ``"LULC"``, ``"coords"``; aliases and official keys work)
             and ``{"NAME": channels}`` entries for new, freshly initialised pixel modalities.
         merge: ``"mean"`` or ``"max"`` over image modalities token-wise, ``"concat"`` along the feature axis
-            (absent modalities filled with a learned ``missing_mod_token``), ``"dict"`` (name -> tokens), or
-            None (all tokens in input order). The first three drop sequence modalities (coords).
+            (absent modalities filled with a learned ``missing_mod_token``), or None (all tokens in input
+            order). The first three drop sequence modalities (coords). :meth:`forward_dict` gives the tokens
+            per modality instead, whatever ``merge``.
     """
 
     def __init__(
@@ -94,32 +95,46 @@ class TerraMindBackbone(TerraMindEncoder):
             )
         return key
 
-    def forward(
-        self, inputs: Mapping[str, torch.Tensor] | torch.Tensor
-    ) -> list[torch.Tensor] | list[dict[str, torch.Tensor]]:
-        """Features of every encoder block.
+    def forward(self, inputs: Mapping[str, torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
+        """Features of every encoder block, merged across modalities by ``merge``.
 
         Args:
             inputs: ``{name: tensor}``: standardized images (B, C, H, W) for pixel modalities, token ids
                 (B, H/16, W/16) for LULC/NDVI, ids (B, L) for coords. A bare tensor is the first modality.
 
         Returns:
-            One entry per block (the last after the final norm): (B, N, D) tensors, (B, N, D*M) for concat,
-            or dicts name -> (B, N_m, D) for ``merge="dict"``.
+            One (B, N, D) tensor per block (the last after the final norm); (B, N, D*M) for concat.
         """
+        keyed, layers, counts = self._encode(inputs)
+        if self.merge is None:
+            return layers
+        is_image = [k in self.image_keys for k in keyed]
+        return [self._merge(t, counts, is_image) for t in layers]
+
+    def forward_dict(
+        self, inputs: Mapping[str, torch.Tensor] | torch.Tensor
+    ) -> list[dict[str, torch.Tensor]]:
+        """Features of every encoder block, split per input: one dict name -> (B, N_m, D) per block.
+
+        Args:
+            inputs: As for :meth:`forward`; the dicts are keyed by the names given here.
+        """
+        if isinstance(inputs, torch.Tensor):
+            inputs = {next(iter(self.names)): inputs}
+        _, layers, counts = self._encode(inputs)
+        return [dict(zip(inputs, t.split(counts, dim=1), strict=True)) for t in layers]
+
+    def _encode(
+        self, inputs: Mapping[str, torch.Tensor] | torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[int]]:
+        """Embed and encode; returns the inputs by key, per-block tokens (B, N, D) and tokens per input."""
         if isinstance(inputs, torch.Tensor):
             inputs = {next(iter(self.names)): inputs}
         keyed = {self.key_of(name): value for name, value in inputs.items()}
         if len(keyed) != len(inputs):
             raise ModalityError(f"inputs {list(inputs)} name the same modality twice")
         tokens, counts = self.embed_tokens(keyed)
-        layers = self.run_encoder(tokens)
-        if self.merge is None:
-            return layers
-        if self.merge == "dict":
-            return [dict(zip(inputs, t.split(counts, dim=1), strict=True)) for t in layers]
-        is_image = [k in self.image_keys for k in keyed]
-        return [self._merge(t, counts, is_image) for t in layers]
+        return keyed, self.run_encoder(tokens), counts
 
     def _merge(self, tokens: torch.Tensor, counts: list[int], is_image: list[bool]) -> torch.Tensor:
         parts = [t for t, img in zip(tokens.split(counts, dim=1), is_image, strict=True) if img]
@@ -128,7 +143,7 @@ class TerraMindBackbone(TerraMindEncoder):
         if len({p.shape[1] for p in parts}) > 1:
             raise ShapeError(
                 f"merge={self.merge!r} needs the same token count for every image modality, got "
-                f"{[p.shape[1] for p in parts]}: give all images the same size, or use merge='dict'"
+                f"{[p.shape[1] for p in parts]}: give all images the same size, or use forward_dict"
             )
         stacked = torch.stack(parts, dim=1)  # (B, M, N, D)
         if self.merge == "mean":
