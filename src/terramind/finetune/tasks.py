@@ -25,6 +25,7 @@ from torchmetrics import regression as tmr
 from terramind.core.errors import TerraMindError
 from terramind.finetune.losses import build_loss
 from terramind.finetune.model import DenseModel, PooledModel
+from terramind.layers.decay import param_groups
 
 Scheduler = Literal["plateau", "cosine", "none"]
 Batch = dict[str, Any]
@@ -131,9 +132,8 @@ class _Task(L.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        """AdamW over trainable parameters with the chosen learning-rate schedule (and warmup)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW over trainable parameters (``layers.decay`` policy), the chosen schedule and warmup."""
+        optimizer = torch.optim.AdamW(param_groups(self, self.weight_decay), lr=self.lr)
         schedules: list[dict[str, Any]] = []
         warmup = self._warmup(optimizer)
         if self.scheduler == "cosine":

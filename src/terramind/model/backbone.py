@@ -78,6 +78,10 @@ class TerraMindBackbone(TerraMindEncoder):
         width = config.dim * (len(self.image_keys) if merge == "concat" else 1)
         self.out_channels = [width] * config.encoder_depth
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the concat merge's learned missing-modality token, which gets no weight decay."""
+        return ("missing_mod_token",) if self.merge == "concat" else ()
+
     def key_of(self, name: str) -> str:
         """Return the encoder key an input name refers to (name given at construction, alias or key).
 

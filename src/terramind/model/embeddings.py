@@ -54,6 +54,10 @@ class PixelEmbedding(nn.Module):
         self.register_buffer("pos_emb", sincos_2d(*grid, dim))
         self.mod_emb = _mod_emb(dim)
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed a standardized image (B, C, H, W); H, W multiples of the patch size (checked by the caller).
 
@@ -91,6 +95,10 @@ class TokenEmbedding(nn.Module):
             self.to_logits = nn.Linear(dim, vocab_size, bias=False)
             self.to_logits.weight = self.token_emb.weight
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
+
     def positions(self, size: tuple[int, int]) -> torch.Tensor:
         """Position plus modality embedding of a token grid ``size``, (1, h*w, D)."""
         return resize_grid(self.pos_emb, self.grid, size) + self.mod_emb
@@ -123,6 +131,10 @@ class SequenceEmbedding(nn.Module):
         if logits:
             self.to_logits = nn.Linear(dim, vocab_size, bias=False)
             self.to_logits.weight = self.token_emb.weight
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
 
     def forward(
         self, ids: torch.Tensor, keep: torch.Tensor | None = None

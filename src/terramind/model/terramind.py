@@ -287,6 +287,10 @@ class TerraMind(TerraMindEncoder):
         self.mask_token = nn.Parameter(torch.empty(1, 1, c.dim).normal_(std=0.02))
         init_weights(self)
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned mask token, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mask_token",)
+
     def encode(
         self, inputs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None = None
     ) -> Encoded:

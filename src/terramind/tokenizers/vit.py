@@ -117,6 +117,10 @@ class _ViTTrunk(nn.Module):
         self.norm_mlp = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.post_mlp = Mlp(cfg.dim, cfg.hidden, act=nn.Tanh)
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the sin-cos position table (frozen; were it trained, it would get no weight decay)."""
+        return ("pos_emb",)
+
     def positions(self, h: int, w: int) -> Tensor:
         """Position table resized to an ``h x w`` token grid, as ``(1, h*w, D)``."""
         table = F.interpolate(self.pos_emb, size=(h, w), mode="bicubic", align_corners=False)
