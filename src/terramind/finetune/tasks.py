@@ -250,6 +250,9 @@ class SegmentationTask(_Task):
 class RegressionTask(_Task):
     """Pixel regression: ``out_channels`` values per pixel, MSE or L1 over valid pixels, RMSE/MAE/R².
 
+    The metrics are logged as ``<stage>/RMSE``, ``<stage>/MAE`` and ``<stage>/R2``, each over the valid
+    pixel values of the whole epoch with all channels pooled (R² against the pooled mean of the targets).
+
     Args:
         backbone: Module returning per-block tokens.
         out_channels: Target channels per pixel.
@@ -294,7 +297,7 @@ class RegressionTask(_Task):
             head_dropout=head_dropout,
         )
         metrics = torchmetrics.MetricCollection(
-            {"RMSE": tmr.MeanSquaredError(squared=False), "MAE": tmr.MeanAbsoluteError()}
+            {"RMSE": tmr.MeanSquaredError(squared=False), "MAE": tmr.MeanAbsoluteError(), "R2": tmr.R2Score()}
         )
         super().__init__(
             model,
