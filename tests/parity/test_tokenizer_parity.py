@@ -19,6 +19,7 @@ from unittest import mock
 
 import pytest
 import torch
+from bounds import assert_fp32_close, rel_err
 from recipes import recipe_weights
 
 from terramind.checkpoints.tokenizers import load_image_tokenizer
@@ -44,11 +45,6 @@ TINY = {
     "vqvae": TokenizerConfig("LULC", 10, LEVELS_4375, TINY_VIT, TINY_VIT, classes=10),
 }
 MODS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "NDVI", "LULC")
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest absolute difference relative to the reference's largest magnitude."""
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def decode_float64(tok: ImageTokenizer, ids: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
@@ -81,25 +77,6 @@ def _ddim_replica(tok: DiVAETokenizer, codes: torch.Tensor, steps: int, seed: in
             x = scheduler.step(tok.decoder(x, t, codes.to(dtype)), t, x).prev_sample
     hook.remove()
     return x
-
-
-def assert_fp32_close(out: torch.Tensor, golden: torch.Tensor, ours64: torch.Tensor) -> None:
-    """Our fp32 decode matches the reference's fp32 decode up to the fp32 rounding of both.
-
-    The bound comes from our own code, not one machine's measurement. ``dev`` = rel_err(ours fp32, ours
-    fp64) is the fp32 rounding of our decode on this CPU. The golden was made in fp32 on another CPU with
-    the same operations, so its own rounding, rel_err(golden, ours fp64), is of the same size: we allow
-    twice ours (measured 0.65x-1.4x across the three tiny decodes). By the triangle inequality
-    |ours - golden| <= dev + 2 * dev = 3 * dev. And ``dev`` itself must stay fp32 rounding: unit roundoff
-    2^-24 = 6e-8 amplified at most 1e4 times (measured 1.6e3 times over the 50-step chain), so an unstable
-    decode cannot widen its own bound. A real difference is orders above: checked by hand on the 50-step
-    decode (both runs changed alike), 49 steps put the golden 0.94 from our fp64, seed 3001 2.0, and one
-    decoder weight scaled by 1.001 0.31, against 3 * dev ~ 3e-4.
-    """
-    dev = rel_err(out.double(), ours64)
-    assert dev < 1e4 * 2**-24, "our fp32 decode drifts further from fp64 than rounding can explain"
-    assert rel_err(golden.double(), ours64) <= 2 * dev, "the golden is further from exact than fp32 rounding"
-    assert rel_err(out, golden) <= 3 * dev
 
 
 @pytest.fixture(params=sorted(TINY))
