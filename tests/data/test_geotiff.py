@@ -38,7 +38,7 @@ def test_real_tile_metadata(examples_dir):
     assert raster.data.dtype == np.float64
     assert raster.georef.crs.to_epsg() == 32722
     assert raster.georef.time == datetime(2021, 7, 21, 8, 40, 10)
-    assert raster.georef.transform.c == pytest.approx(790236.04, abs=0.01)
+    assert raster.georef.transform.c == pytest.approx(790236.04, abs=0.01)  # origin as written, to the cm
     assert open_georef(raster.path) == raster.georef
 
 
