@@ -60,7 +60,7 @@ def _image(mod: str, channels: int, params: int, *, lulc: bool = False) -> Token
     return TokenizerRecord(f"terramind_v1_tokenizer_{mod.lower()}", mod, hub, config, params)
 
 
-# Parameter counts measured on the reference builds (keys listings in shared/spec/keys).
+# Parameter counts measured on the reference builds (key listings in tests/checkpoints/keys).
 TOKENIZERS: MappingProxyType[str, TokenizerRecord] = MappingProxyType(
     {
         "S2L2A": _image("S2L2A", 12, 289_290_693),
