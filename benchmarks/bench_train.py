@@ -9,7 +9,7 @@ Prints a markdown table.
     .venv/bin/python benchmarks/bench_train.py --device cuda --batch 64 --precision bf16   # one GPU
 
 "tokens" counts the encoder inputs plus the decoder targets of each sample (``num_input_tokens +
-num_target_tokens``), the unit of the 500B-token pretraining budget (spec section 8). Peak memory is
+num_target_tokens``), the unit of the 500B-token pretraining budget (arXiv 2504.11171). Peak memory is
 ``torch.cuda.max_memory_allocated`` on GPU and the process's peak RSS growth on CPU (coarse).
 """
 

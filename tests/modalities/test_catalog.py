@@ -14,7 +14,7 @@ from terramind.modalities import (
     stats,
 )
 
-# The official v1 tables (spec section 1.3), typed in again on purpose: the test must fail if the catalog
+# The official v1 pretraining statistics, typed in again on purpose: the test must fail if the catalog
 # drifts from the release.
 OFFICIAL_V1 = {
     "S2L2A": (

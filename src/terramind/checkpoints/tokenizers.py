@@ -1,4 +1,4 @@
-"""One record per released TerraMind v1 tokenizer, and loading them (spec 4.5, 7.1).
+"""One record per released TerraMind v1 tokenizer, and loading them (keys: tests/checkpoints/keys).
 
 Each record says where the weights live on the hub and which architecture they fill. Only the tokenizer a
 call asks for is built and read: a DiVAE tokenizer is 289 M parameters (1.16 GB in fp32).

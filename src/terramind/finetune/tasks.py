@@ -3,7 +3,7 @@
 Each task owns a model from :mod:`terramind.finetune.model`, a loss from :mod:`terramind.finetune.losses`
 and torchmetrics collections; the optimiser is AdamW over the trainable parameters with a plateau, cosine
 or no learning-rate schedule (the official fine-tuning example uses AdamW with ReduceLROnPlateau(0.5, 5),
-spec §8), each optionally after a linear warmup over the first ``warmup_steps`` optimiser steps (torch's
+configs/finetune/), each optionally after a linear warmup over the first ``warmup_steps`` steps (torch's
 ``LinearLR``; chained before cosine with ``SequentialLR``, beside the plateau schedule otherwise).
 
 Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as

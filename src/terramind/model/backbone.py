@@ -1,4 +1,4 @@
-"""The encoder as a feature extractor for fine-tuning: the reference ``TerraMindViT`` semantics (spec 2.4).
+"""The encoder as a feature extractor for fine-tuning: the reference ``TerraMindViT`` semantics.
 
 Inputs are keyed by modality *names* (``S2L2A``, ``s1``, ...); the output is one tensor per encoder block,
 the last after the final norm, merged across image modalities by ``merge``.

@@ -1,4 +1,4 @@
-"""Thinking-in-Modalities (TiM, paper §TiM; spec §6): generate intermediate tokens with a frozen model.
+"""Thinking-in-Modalities (TiM, arXiv 2504.11171): generate intermediate tokens with a frozen model.
 
 A frozen copy of the full pretrained model predicts the tokens of one or more modalities (default LULC)
 from the raw inputs in a single decoding pass, as the reference does (all positions at once, temperature
@@ -27,7 +27,7 @@ from terramind.modalities import get_modality
 from terramind.model.backbone import input_key
 from terramind.model.terramind import TerraMind
 
-PATCH = 16  # pixels per token side (spec §2.1)
+PATCH = 16  # pixels per token side (model/config.py)
 
 
 def sample_tokens(
@@ -39,7 +39,7 @@ def sample_tokens(
 ) -> torch.Tensor:
     """Sample one id per position from ``(B, n, V)`` logits.
 
-    Top-p filters the unscaled logits before the temperature, as in the reference wrapper (spec §10.13);
+    Top-p filters the unscaled logits before the temperature, as in the reference wrapper;
     temperature 0 means greedy. One generator (or the global stream) serves the whole batch: TiM draws
     fresh tokens each call, as the reference does, and needs no per-sample streams.
 

@@ -1,4 +1,4 @@
-"""Masked token pretraining of TerraMind on PyTorch Lightning (spec section 8).
+"""Masked token pretraining of TerraMind on PyTorch Lightning (arXiv 2504.11171; 4M, arXiv 2312.06647).
 
 Per step and sample, :mod:`terramind.masking` draws Dirichlet budgets and disjoint positions; the encoder
 sees the input positions (raw pixel patches for ``pixel`` modalities, stored token ids for ``token`` ones)
