@@ -117,6 +117,8 @@ def test_tokenizer_unet_time_embedding_decays() -> None:
 def test_backbone_concat_missing_token_does_not_decay() -> None:
     backbone = TerraMindBackbone(TINY, ["S2L2A", "S1GRD"], merge="concat")
     assert "missing_mod_token" in no_decay_names(backbone)
+    backbone.merge = "mean"  # the token stays a parameter, so it stays exempt
+    assert "missing_mod_token" in no_decay_names(backbone)
     assert "missing_mod_token" not in no_decay_names(TerraMindBackbone(TINY, ["S2L2A"], merge="mean"))
 
 

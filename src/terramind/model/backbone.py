@@ -80,7 +80,7 @@ class TerraMindBackbone(TerraMindEncoder):
 
     def no_weight_decay(self) -> tuple[str, ...]:
         """Name the concat merge's learned missing-modality token, which gets no weight decay."""
-        return ("missing_mod_token",) if self.merge == "concat" else ()
+        return ("missing_mod_token",) if "missing_mod_token" in self._parameters else ()
 
     def key_of(self, name: str) -> str:
         """Return the encoder key an input name refers to (name given at construction, alias or key).
