@@ -1,7 +1,7 @@
 """Forward time of a Thinking-in-Modalities backbone: ours vs the reference (terratorch), same weights.
 
 A TiM forward = one single-pass LULC generation by the frozen model + the trainable encoder over inputs and
-generated tokens (spec section 6). Run with the reference venv (it imports terratorch; ours from ../src)::
+generated tokens (tim/tim.py). Run with the reference venv (it imports terratorch; ours from ../src)::
 
     HF_HUB_OFFLINE=1 .peer-venv/bin/python benchmarks/bench_tim.py --out benchmarks/tim_results.json
 

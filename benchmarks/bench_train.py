@@ -9,7 +9,7 @@ Prints a markdown table.
     .venv/bin/python benchmarks/bench_train.py --device cuda --batch 64 --precision bf16   # one GPU
 
 "tokens" counts the encoder inputs plus the decoder targets of each sample (``num_input_tokens +
-num_target_tokens``), the unit of the 500B-token pretraining budget (spec section 8). Peak memory is
+num_target_tokens``), the unit of the 500B-token pretraining budget (arXiv 2504.11171). Peak memory is
 ``torch.cuda.max_memory_allocated`` on GPU and the process's peak RSS growth on CPU (coarse).
 """
 
@@ -31,7 +31,7 @@ from terramind.train.config import (
     PretrainConfig,
 )
 from terramind.train.optim import build_optimizer
-from terramind.train.pretrain import MaskDrawer, PretrainModule, avoid_cudnn_attention
+from terramind.train.pretrain import MaskDrawer, PretrainModule, training_attention
 
 MODALITIES = (
     ModalityEntry("S2L2A"),
@@ -132,8 +132,6 @@ def main() -> None:
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--cudnn-attention", action="store_true", help="allow SDPA's cuDNN backend")
     args = parser.parse_args()
-    if not args.cudnn_attention:
-        avoid_cudnn_attention()  # as the trainer does
     torch.set_num_threads(args.threads)
     device_name = (
         torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
@@ -146,7 +144,11 @@ def main() -> None:
     print("| size | params (M) | s/step | tokens/s | samples/s | peak memory (MB) | masks (ms/batch) |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        r = bench(size, args.batch, args.steps, args.device, args.precision, args.activation_checkpointing)
+        attention = contextlib.nullcontext() if args.cudnn_attention else training_attention()  # as trainers
+        with attention:
+            r = bench(
+                size, args.batch, args.steps, args.device, args.precision, args.activation_checkpointing
+            )
         print(
             f"| {size} | {r['params_m']:.1f} | {r['step_s']:.3f} | {r['tok_s']:.0f} | {r['samples_s']:.2f} | "
             f"{r['memory_mb']:.0f} | {r['masking_ms']:.1f} |",

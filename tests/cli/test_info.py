@@ -35,7 +35,7 @@ def test_info_json(capsys):
     assert mods["LULC"]["tokenizer_file"] == "TerraMind_Tokenizer_LULC.pt"
     assert mods["S2RGB"]["bands"] == ["RED", "GREEN", "BLUE"]
     params = {m["name"]: round(m["params_m"], 2) for m in info["models"]}
-    assert params == {"tiny": 52.06, "small": 124.26, "base": 376.09, "large": 942.1}  # spec section 2.1
+    assert params == {"tiny": 52.06, "small": 124.26, "base": 376.09, "large": 942.1}  # the released sizes
 
 
 def test_info_sees_cached_weights(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ def test_real_tiles_read_with_their_modality(examples_dir, folder):
         assert raster.data.shape[1:] == (224, 224)
         assert raster.georef.resolution == (10.0, 10.0)
         assert raster.georef.crs is not None and raster.georef.crs.is_projected
-    # all modalities of a sample share one grid (spec section 9)
+    # all modalities of a sample share one grid (examples/)
     ref = read_raster(examples_dir / "S2L2A" / f"{SAMPLES[0]}.tif").georef
     assert rasters[0].georef.same_grid(ref) is None
 
@@ -38,7 +38,7 @@ def test_real_tile_metadata(examples_dir):
     assert raster.data.dtype == np.float64
     assert raster.georef.crs.to_epsg() == 32722
     assert raster.georef.time == datetime(2021, 7, 21, 8, 40, 10)
-    assert raster.georef.transform.c == pytest.approx(790236.04, abs=0.01)
+    assert raster.georef.transform.c == pytest.approx(790236.04, abs=0.01)  # origin as written, to the cm
     assert open_georef(raster.path) == raster.georef
 
 

@@ -43,7 +43,7 @@ def test_write_shards_content(src, shards):
     assert first["lulc"].dtype == np.uint8 and first["s2l2a"].shape == (12, 224, 224)
     assert first["tok_dem"].dtype == np.uint16 and first["tok_dem"].shape == (14, 14)
     np.testing.assert_array_equal(first["tok_dem"], fake_tokenize(first["dem"]))
-    lon, lat = first["json"]["center_lonlat"]  # 282D_485L_3_3: about (-48.11, -25.32) (spec section 9)
+    lon, lat = first["json"]["center_lonlat"]  # 282D_485L_3_3: about (-48.11, -25.32) (examples/)
     assert abs(lon + 48.11) < 0.02 and abs(lat + 25.32) < 0.02
 
 

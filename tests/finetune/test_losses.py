@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,8 @@ def test_dice_is_zero_for_a_perfect_prediction_and_ignores_pixels() -> None:
     _, target = _seg()
     perfect = F.one_hot(target, 3).permute(0, 3, 1, 2).float() * 100
     dice = build_loss("dice", ignore_index=-1)
+    # softmax of 100-logit gaps is one-hot up to e^-100; sums over 128 pixels round at ~128 x 2^-24 = 8e-6.
+    # One wrong pixel of ~43 per class raises the loss by ~1e-2.
     assert dice(perfect, target).item() < 1e-3
     wrong = target.clone()
     wrong[:, :4] = -1  # ignored pixels may hold anything
@@ -63,3 +67,22 @@ def test_regression_loss_skips_nan_targets() -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(TerraMindError, match="unknown loss 'hinge'"):
         build_loss("hinge")
+
+
+def test_bce_leaves_ignored_labels_out_of_the_mean() -> None:
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3), torch.randint(0, 2, (4, 3)).float()
+    masked = target.clone()
+    masked[:2, 1] = -1
+    loss = build_loss("bce", ignore_index=-1)(logits, masked)
+    keep = masked != -1
+    expected = F.binary_cross_entropy_with_logits(logits[keep], target[keep])
+    # same terms summed in another order: float32 rounding of a 10-term mean, far below 1e-6
+    assert torch.allclose(loss, expected, rtol=1e-6, atol=0)
+    assert not torch.allclose(loss, F.binary_cross_entropy_with_logits(logits, target), rtol=1e-3)
+
+
+def test_bce_pos_weight_applies_to_valid_labels() -> None:
+    logits, target = torch.zeros(1, 2), torch.tensor([[1.0, -1.0]])
+    loss = build_loss("bce", class_weights=[3.0, 5.0], ignore_index=-1)(logits, target)
+    assert loss.item() == pytest.approx(3.0 * math.log(2.0), rel=1e-6)  # only label 0: 3 * -log(sigmoid(0))

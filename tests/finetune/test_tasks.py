@@ -56,6 +56,7 @@ def test_regression_task_trains_on_valid_pixels(small_standin: torch.nn.Module) 
     task = RegressionTask(small_standin, 1, decoder="fcn", decoder_kwargs={"channels": 8})
     trainer = _fit(task, _batches(label))
     assert torch.isfinite(trainer.callback_metrics["val/RMSE"])
+    assert {"val/MAE", "val/R2", "train/R2"} <= set(trainer.callback_metrics)
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
@@ -202,3 +203,22 @@ def test_token_inputs_are_tokenized_by_frozen_tokenizers_outside_the_module_tree
 def test_a_tokenizer_weights_mapping_must_name_every_token_input() -> None:
     with pytest.raises(CheckpointError, match="tokenizer_weights has no entry for NDVI"):
         Backbone("terramind_v1_tiny", ["S2L2A", "NDVI"], encoder_depth=1, tokenizer_weights={"LULC": "hub"})
+
+
+def test_regression_r2_is_one_for_the_targets_and_zero_for_their_mean(small_standin: torch.nn.Module) -> None:
+    task = RegressionTask(small_standin, 1, decoder="fcn", decoder_kwargs={"channels": 8}, ignore_value=-9)
+    target = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    target[0, 0, :2] = -9  # ignored pixels: a prediction far off there must not count
+    valid = target != -9
+
+    def r2(pred: torch.Tensor) -> float:
+        task.val_metrics.update(*task._metric_inputs(pred, target))
+        value = float(task.val_metrics.compute()["val/R2"])
+        task.val_metrics.reset()
+        return value
+
+    exact = torch.where(valid, target, torch.full_like(target, 100.0))
+    mean = torch.where(valid, target[valid].mean(), torch.full_like(target, 100.0))
+    # R2 = 1 - SS_res / SS_tot in float32 over 112 values: rounding of order 1e-6
+    assert r2(exact) == pytest.approx(1.0, abs=1e-6)
+    assert r2(mean) == pytest.approx(0.0, abs=1e-6)

@@ -66,6 +66,8 @@ def test_identity_tiles_reproduce_the_scene_exactly(shape):
     data = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
     data[0] += (np.indices(shape).sum(0) % 2) * 5  # a checkerboard: any misplaced pixel shows
     sink = run(data, identity)
+    # sum(w x) / sum(w) over <= 4 overlapping tiles in fp32: a few ulps (2^-24 = 6e-8 relative) of |x| <= 10,
+    # i.e. < 1e-5; a misplaced pixel is off by ~5 (the checkerboard)
     np.testing.assert_allclose(sink.out["out"], data, rtol=1e-5, atol=1e-5)
     assert sink.valid.all()
 
@@ -73,7 +75,7 @@ def test_identity_tiles_reproduce_the_scene_exactly(shape):
 def test_constant_input_gives_seamless_output():
     data = np.full((1, 150, 230), 3.0, np.float32)
     sink = run(data, lambda t, i: {"out": t["x"] * 2 + 1})
-    assert np.all(sink.out["out"] == pytest.approx(7.0, abs=1e-5))
+    assert np.all(sink.out["out"] == pytest.approx(7.0, abs=1e-5))  # blend of 7s: a few fp32 ulps of 7 (5e-7)
 
 
 def test_blending_is_smooth_across_tile_borders():
@@ -106,7 +108,7 @@ def test_nodata_is_filled_for_the_model_and_masked_in_outputs():
     sink = run(data, fn, valid=valid, fill=-123.0)
     assert not sink.valid[10:20, 30:70].any() and sink.valid[:10].all()
     assert any((s == -123.0).any() for s in seen)  # invalid pixels were replaced before the model saw them
-    np.testing.assert_allclose(sink.out["out"][0][valid], data[0][valid], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sink.out["out"][0][valid], data[0][valid], rtol=1e-5, atol=1e-5)  # as above
 
 
 def test_all_nodata_tiles_are_skipped():

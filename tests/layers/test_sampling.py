@@ -39,6 +39,7 @@ def test_sampling_follows_the_distribution_and_the_seed():
     cfg = SamplingConfig(temperature=1.0, top_p=0.0)
     ids, _ = sample(logits, cfg, generators(7, [0], "t"))
     freq = torch.bincount(ids[0], minlength=3).float() / ids.numel()
+    # binomial spread of a frequency over 20000 draws: sqrt(0.6 * 0.4 / 20000) = 3.5e-3; 0.02 is ~6 sigma
     assert torch.allclose(freq, torch.tensor([0.1, 0.3, 0.6]), atol=0.02)
     again, _ = sample(logits, cfg, generators(7, [0], "t"))
     other, _ = sample(logits, cfg, generators(8, [0], "t"))

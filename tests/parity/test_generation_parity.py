@@ -11,11 +11,13 @@ back, so ``chain=True`` is the parity setting (``chain=False`` changes the DEM t
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from bounds import assert_fp32_close
 
 from terramind.generation.generate import GenerationOptions, Generator
 from terramind.model import TINY, TerraMind, TerraMindConfig
@@ -85,11 +87,15 @@ def test_logits_match_the_reference(small):
         "tok_lulc@224": {"untok_sen2l2a@224": x},
         "tok_dem@224": {"untok_sen2l2a@224": x, "tok_lulc@224": lulc},  # the reference chains LULC into DEM
     }
+    model64 = copy.deepcopy(model).double()  # the tolerance's reference: our own logits in float64
     for key, inputs in contexts.items():
+        inputs64 = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
         with torch.no_grad():
             logits = model.decode_logits(model.encode(inputs), key, positions, (4, 4))
-        ours = logits.gather(-1, golden[f"top8_ids_{key}"])
-        torch.testing.assert_close(ours, golden[f"top8_values_{key}"], rtol=1e-4, atol=1e-5)
+            logits64 = model64.decode_logits(model64.encode(inputs64), key, positions, (4, 4))
+        ids = golden[f"top8_ids_{key}"]
+        # measured here: |ours - golden| 3e-7 of logits up to 1.2, ours vs our fp64 2.7e-7, golden 3.1e-7
+        assert_fp32_close(logits.gather(-1, ids), golden[f"top8_values_{key}"], logits64.gather(-1, ids))
 
 
 def test_unchained_generation_differs_from_the_reference(small):
@@ -134,5 +140,6 @@ def test_full_tiny_generate_with_full_tokenizers():
     tokens = gen.generate_tokens({"S2L2A": ref["inputs"]["S2L2A"]}, GREEDY, seed=0, standardize=False)
     for name, key in KEYS.items():
         assert torch.equal(tokens[name].reshape(1, -1), ref[f"tokens_{key}"]), name
+    # Not re-derived (no peer outputs on the machines this was revised on): should become assert_fp32_close.
     assert _rel(out["LULC_logits"], ref["LULC"]) < 1e-4
     assert _rel(out["DEM"], ref["DEM"]) < 1e-4

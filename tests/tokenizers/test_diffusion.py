@@ -1,4 +1,4 @@
-"""The DDIM configuration of the release (spec 4.3), on diffusers' scheduler."""
+"""The DDIM configuration of the release (tokenizers/diffusion.py), on diffusers' scheduler."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from terramind.core.errors import CheckpointError, InputError
 from terramind.data.shards import write_shards
 from terramind.train.config import ModalityEntry
-from terramind.train.pretrain import pretrain
+from terramind.train.pretrain import pretrain, training_attention
 
 
 class Recorder(Callback):
@@ -132,3 +132,29 @@ def test_masks_drawn_in_data_workers_match_the_step(tiny_config, workers):
             module.compute_loss(batch, step).loss,
             module.compute_loss({k: v for k, v in batch.items() if not k.startswith("mask_")}, step).loss,
         )
+
+
+@pytest.mark.parametrize("cudnn_before", [True, False])
+def test_training_attention_leaves_the_process_setting_alone(cudnn_before):
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_before)
+    try:
+        with training_attention():
+            assert not torch.backends.cuda.cudnn_sdp_enabled()
+            assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+        assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn_before
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_pretrain_restores_the_attention_backends(tiny_config, tmp_path):
+    seen = []
+
+    class Probe(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    pretrain(tiny_config(max_steps=1, out_dir=str(tmp_path)), callbacks=[Probe()])
+    assert seen == [False]  # cuDNN attention is off while training...
+    assert torch.backends.cuda.cudnn_sdp_enabled() is before  # ...and the caller's setting is back after

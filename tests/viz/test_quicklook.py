@@ -23,7 +23,7 @@ def test_quicklook_of_real_tiles(examples_dir, folder):
 def test_red_desert_stays_red(examples_dir):
     image = quicklook("S2L2A", read_raster(examples_dir / "S2L2A" / "38D_378R_2_3.tif").data).astype(float)
     red, green, blue = image.reshape(-1, 3).mean(axis=0)
-    assert red > green > blue  # a joint stretch keeps the colour balance (spec section 9: a red desert)
+    assert red > green > blue  # a joint stretch keeps the colour balance (examples/: a red desert)
 
 
 def test_stretch_maps_percentiles_to_the_ends():

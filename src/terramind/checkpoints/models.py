@@ -1,4 +1,4 @@
-"""One record per released TerraMind v1 model, and loading weights into models and backbones (spec 7).
+"""One record per released TerraMind v1 model, and loading weights into models and backbones.
 
 Official files are flat fp32 state dicts in the encoder-decoder's own key naming, which is also ours: no key
 table is needed. What differs between uses is only *which* keys a module takes: the full model takes all of

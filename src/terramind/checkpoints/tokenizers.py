@@ -1,4 +1,4 @@
-"""One record per released TerraMind v1 tokenizer, and loading them (spec 4.5, 7.1).
+"""One record per released TerraMind v1 tokenizer, and loading them (keys: tests/checkpoints/keys).
 
 Each record says where the weights live on the hub and which architecture they fill. Only the tokenizer a
 call asks for is built and read: a DiVAE tokenizer is 289 M parameters (1.16 GB in fp32).
@@ -58,7 +58,7 @@ def _image(mod: str, channels: int, params: int, *, lulc: bool = False) -> Token
     return TokenizerRecord(f"terramind_v1_tokenizer_{mod.lower()}", mod, hub, config, params)
 
 
-# Parameter counts measured on the reference builds (keys listings in shared/spec/keys).
+# Parameter counts measured on the reference builds (key listings in tests/checkpoints/keys).
 TOKENIZERS: MappingProxyType[str, TokenizerRecord] = MappingProxyType(
     {
         "S2L2A": _image("S2L2A", 12, 289_290_693),

@@ -37,7 +37,7 @@ from terramind.modalities import get_modality
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tok_"
-# Tokenizer patch size: token grids are pixel grids divided by this (spec section 4.1).
+# Tokenizer patch size: token grids are pixel grids divided by this (tokenizers/vit.py).
 TOKEN_PATCH = 16
 
 BatchTransform = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]

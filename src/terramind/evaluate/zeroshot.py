@@ -1,4 +1,4 @@
-"""Zero-shot water mapping (paper §zero-shot): generate LULC from S2 and read off the water class.
+"""Zero-shot water mapping (arXiv 2504.11171): generate LULC from S2 and read off the water class.
 
 No training: the pretrained model generates a land-cover map (LULC) from the input scene, tile by tile
 through the generation package's whole-scene engine, and every pixel of class *water* (optionally also

@@ -89,17 +89,25 @@ class DiceLoss(nn.Module):
 
 
 class MultiLabelBCE(nn.Module):
-    """Binary cross-entropy with logits for multi-hot targets; class weights act as ``pos_weight``."""
+    """Binary cross-entropy with logits for multi-hot targets; class weights act as ``pos_weight``.
+
+    Targets equal to ``ignore_index`` (one label of one sample, e.g. unknown) are left out of the mean.
+    """
 
     pos_weight: torch.Tensor | None
 
     def __init__(self, class_weights: Sequence[float] | None = None, ignore_index: int = -100) -> None:
         super().__init__()
         self.register_buffer("pos_weight", _weights(class_weights), persistent=False)
+        self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean BCE of ``(B, K)`` logits against ``(B, K)`` 0/1 targets."""
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=self.pos_weight)
+        """Mean BCE of ``(B, K)`` logits against ``(B, K)`` 0/1 targets, over the non-ignored ones."""
+        valid = target != self.ignore_index
+        loss = F.binary_cross_entropy_with_logits(
+            logits.float(), target.float() * valid, pos_weight=self.pos_weight, reduction="none"
+        )
+        return loss[valid].sum() / valid.sum().clamp(min=1)
 
 
 class MaskedRegression(nn.Module):

@@ -1,6 +1,6 @@
 """Necks: from the backbone's per-block token lists to a pyramid of feature maps for a dense decoder.
 
-The backbone returns one ``(B, N, D)`` tensor per encoder block (spec §2.4). A dense decoder wants a few
+The backbone returns one ``(B, N, D)`` tensor per encoder block (model/backbone.py). A dense decoder wants
 ``(B, C, h, w)`` maps at several resolutions, so the neck (1) picks layers, (2) folds tokens back into the
 patch grid and (3) learns up- and downsampling to a pyramid. The default scales (4, 2, 1, 1/2) of a 14x14
 grid give 56, 28, 14 and 7 px maps, as the reference's ``LearnedInterpolateToPyramidal`` does for ViTs.

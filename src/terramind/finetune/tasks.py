@@ -3,7 +3,7 @@
 Each task owns a model from :mod:`terramind.finetune.model`, a loss from :mod:`terramind.finetune.losses`
 and torchmetrics collections; the optimiser is AdamW over the trainable parameters with a plateau, cosine
 or no learning-rate schedule (the official fine-tuning example uses AdamW with ReduceLROnPlateau(0.5, 5),
-spec §8), each optionally after a linear warmup over the first ``warmup_steps`` optimiser steps (torch's
+configs/finetune/), each optionally after a linear warmup over the first ``warmup_steps`` steps (torch's
 ``LinearLR``; chained before cosine with ``SequentialLR``, beside the plateau schedule otherwise).
 
 Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
@@ -25,6 +25,7 @@ from torchmetrics import regression as tmr
 from terramind.core.errors import TerraMindError
 from terramind.finetune.losses import build_loss
 from terramind.finetune.model import DenseModel, PooledModel
+from terramind.layers.decay import param_groups
 
 Scheduler = Literal["plateau", "cosine", "none"]
 Batch = dict[str, Any]
@@ -131,9 +132,8 @@ class _Task(L.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        """AdamW over trainable parameters with the chosen learning-rate schedule (and warmup)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW over trainable parameters (``layers.decay`` policy), the chosen schedule and warmup."""
+        optimizer = torch.optim.AdamW(param_groups(self, self.weight_decay), lr=self.lr)
         schedules: list[dict[str, Any]] = []
         warmup = self._warmup(optimizer)
         if self.scheduler == "cosine":
@@ -250,6 +250,9 @@ class SegmentationTask(_Task):
 class RegressionTask(_Task):
     """Pixel regression: ``out_channels`` values per pixel, MSE or L1 over valid pixels, RMSE/MAE/R².
 
+    The metrics are logged as ``<stage>/RMSE``, ``<stage>/MAE`` and ``<stage>/R2``, each over the valid
+    pixel values of the whole epoch with all channels pooled (R² against the pooled mean of the targets).
+
     Args:
         backbone: Module returning per-block tokens.
         out_channels: Target channels per pixel.
@@ -294,7 +297,7 @@ class RegressionTask(_Task):
             head_dropout=head_dropout,
         )
         metrics = torchmetrics.MetricCollection(
-            {"RMSE": tmr.MeanSquaredError(squared=False), "MAE": tmr.MeanAbsoluteError()}
+            {"RMSE": tmr.MeanSquaredError(squared=False), "MAE": tmr.MeanAbsoluteError(), "R2": tmr.R2Score()}
         )
         super().__init__(
             model,

@@ -33,7 +33,7 @@ from terramind.modalities import Kind, ModalitySpec, destandardize, get_modality
 from terramind.model import Encoded, TerraMind
 from terramind.tokenizers.base import ImageTokenizerLike, SequenceTokenizerLike, Tokenizer, TokenizerLoader
 
-SENTINEL_START = 5  # "[S_1]": opens a 4M span target (spec 4.6)
+SENTINEL_START = 5  # "[S_1]": opens a 4M span target (masking/sequence.py)
 SENTINEL_STOP = 6  # "[S_2]": closes it
 EOS = 3  # "[EOS]": ends an input sequence
 PATCH = 16  # pixels per token side of every v1 image tokenizer
@@ -537,7 +537,7 @@ def _grid(sizes: Mapping[str, tuple[int, tuple[int, int] | None]]) -> tuple[int,
 
 
 def _until_eos(ids: torch.Tensor) -> torch.Tensor:
-    """(B, L) input mask of a sequence: every token up to and including the first [EOS] (spec 4.6)."""
+    """(B, L) input mask of a sequence: every token up to and including the first [EOS]."""
     is_eos = ids == EOS
     first = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
     return torch.arange(ids.shape[1], device=ids.device)[None] <= first[:, None]

@@ -1,4 +1,4 @@
-"""Token and temperature schedules for iterative decoding (4M, spec 5.2).
+"""Token and temperature schedules for iterative decoding (4M, arXiv 2312.06647).
 
 A token schedule says how many tokens of a modality are decided at each step (it sums to the modality's token
 count); a temperature schedule gives the sampling temperature of each step. Numbers match the reference's

@@ -7,7 +7,7 @@ so strategies are testable without a model. Kept tokens become known and (in the
 encoder inputs of the target modality for the next step, the 4M way.
 
 - ``single``: every token in one decoder pass, sampled independently -- what the official wrapper does
-  (spec 5.1, item 4); the parity mode.
+  (tests/parity/test_generation_parity.py); the parity mode.
 - ``roar``: random-order decoding; each step queries a random subset of the undecided positions and keeps
   all of them (a linear token schedule over ``steps``).
 - ``maskgit``: each step queries every undecided position and keeps the most confident samples (a cosine

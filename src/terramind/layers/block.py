@@ -1,4 +1,4 @@
-"""Pre-norm transformer blocks: the encoder block and the decoder block with cross-attention (spec 2.2)."""
+"""Pre-norm transformer blocks: the encoder block and the decoder block with cross-attention."""
 
 from __future__ import annotations
 

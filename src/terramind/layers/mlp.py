@@ -1,4 +1,4 @@
-"""Feed-forward layers: a plain GELU MLP (tiny/small) and a bias-free SwiGLU (base/large), spec 2.1."""
+"""Feed-forward layers: a plain GELU MLP (tiny/small) and a bias-free SwiGLU (base/large), model/config.py."""
 
 from __future__ import annotations
 

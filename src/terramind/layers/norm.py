@@ -1,4 +1,4 @@
-"""LayerNorm whose bias can be a fixed zero buffer (TerraMind's norms have no learned bias, spec 2.1)."""
+"""LayerNorm whose bias can be a fixed zero buffer (TerraMind's norms learn no bias)."""
 
 from __future__ import annotations
 

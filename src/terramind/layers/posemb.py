@@ -1,4 +1,4 @@
-"""Fixed sin-cos positional embeddings (1-D and 2-D) and their interpolation to other grids (spec 3.3-3.4)."""
+"""Fixed sin-cos positional embeddings (1-D and 2-D) and their interpolation to other grids."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def sincos_1d(length: int, dim: int, temperature: float = 10000.0) -> torch.Tens
 def sincos_2d(rows: int, cols: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     """2-D sin-cos embedding of a row-major grid: ``[sin(r w), cos(r w), sin(c w), cos(c w)]``.
 
-    The first half of the channels encodes the row, the second the column (spec 3.4).
+    The first half of the channels encodes the row, the second the column (tests/layers/test_layers.py).
 
     Args:
         rows: Grid height.

@@ -1,6 +1,6 @@
 """Token sampling: top-k / top-p filtering, temperature, and seeded per-sample random draws.
 
-Order of operations follows the reference sampler (spec 5.1, item 5): top-k and top-p filter the **unscaled**
+Order of operations follows the reference sampler (parity tests): top-k and top-p filter the **unscaled**
 logits, then ``softmax(logits / temperature)`` is sampled; temperature 0 selects the argmax. All randomness
 comes from explicit CPU ``torch.Generator`` objects, one per sample, so a sample's result never depends on the
 batch it was generated in nor on the device: uniform numbers are drawn on the CPU and turned into token ids

@@ -1,6 +1,6 @@
 """Token budgets: how many input and target tokens each modality gets, drawn from Dirichlet distributions.
 
-This is the 4M recipe (spec section 8, steps 1-2) that TerraMind's pretraining derives from: per sample,
+This is the 4M recipe (arXiv 2312.06647) that TerraMind's pretraining derives from: per sample,
 pick a mixture component, draw modality proportions ``p ~ Dir(alpha)``, take ``floor(p * budget)`` tokens
 per modality, clamp to what each modality has, and hand the remainder to modalities with room left in
 proportion to ``p``. Targets are drawn the same way, but an image modality can only offer the positions its

@@ -1,4 +1,4 @@
-"""Random disjoint input and target positions for one image modality (spec section 8, step 3)."""
+"""Random disjoint input and target positions for one image modality (4M, arXiv 2312.06647)."""
 
 from __future__ import annotations
 

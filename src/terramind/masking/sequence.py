@@ -1,4 +1,4 @@
-"""Span masking for token sequences (coordinates, captions) with sentinel tokens (spec section 8, step 4).
+"""Span masking for token sequences (coordinates, captions) with sentinel tokens (4M, arXiv 2312.06647).
 
 A random keep probability decides, token by token, what stays in the input; each run of dropped tokens is
 replaced in the input by one sentinel ``[S_k]`` and becomes ``[S_k] dropped tokens`` in the target, which
@@ -14,7 +14,7 @@ import numpy as np
 
 from terramind.core.errors import InputError
 
-# Special ids of the official WordPiece vocabularies (spec section 4.6).
+# Special ids of the official WordPiece vocabularies (tests/tokenizers/test_coords.py).
 EOS_ID = 3
 SENTINEL_BASE_ID = 4
 _MAX_TRIES = 64

@@ -1,6 +1,6 @@
 """THE table of TerraMind modalities: bands, statistics, vocabularies, official keys and aliases.
 
-Numbers are the official v1/v0.1 pretraining tables (spec section 1.3); band orders are the reference's
+Numbers are the official v1/v0.1 pretraining tables (see test_catalog.py); band orders are the reference's
 ``PRETRAINED_BANDS`` (S2RGB is R, G, B as in the code and the example data, not the docs' B, G, R).
 Nothing here is mutated at run time: offsets and band subsets are arguments of the functions that use them.
 """

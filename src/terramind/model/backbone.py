@@ -1,4 +1,4 @@
-"""The encoder as a feature extractor for fine-tuning: the reference ``TerraMindViT`` semantics (spec 2.4).
+"""The encoder as a feature extractor for fine-tuning: the reference ``TerraMindViT`` semantics.
 
 Inputs are keyed by modality *names* (``S2L2A``, ``s1``, ...); the output is one tensor per encoder block,
 the last after the final norm, merged across image modalities by ``merge``.
@@ -78,6 +78,10 @@ class TerraMindBackbone(TerraMindEncoder):
             nn.init.normal_(self.missing_mod_token, std=0.02)
         width = config.dim * (len(self.image_keys) if merge == "concat" else 1)
         self.out_channels = [width] * config.encoder_depth
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the concat merge's learned missing-modality token, which gets no weight decay."""
+        return ("missing_mod_token",) if "missing_mod_token" in self._parameters else ()
 
     def key_of(self, name: str) -> str:
         """Return the encoder key an input name refers to (name given at construction, alias or key).

@@ -1,4 +1,4 @@
-"""Model configurations: one frozen dataclass and the four released sizes as named instances (spec 2.1)."""
+"""Model configurations: one frozen dataclass and the four released sizes as named instances."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _gelu(name: str, dim: int, heads: int, enc: int, dec: int) -> TerraMindConfi
 
 
 def _swiglu(name: str, dim: int, heads: int, enc: int, dec: int) -> TerraMindConfig:
-    # SwiGLU keeps the parameter count of a 4x MLP by shrinking the hidden width to 2/3 (spec 2.1).
+    # SwiGLU keeps the parameter count of a 4x MLP by shrinking the hidden width to 2/3 (sizes: test_info.py).
     return TerraMindConfig(name, dim, enc, dec, heads, "swiglu", int(2 * 4 * dim / 3), False, False, False)
 
 

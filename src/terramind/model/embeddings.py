@@ -1,4 +1,4 @@
-"""Per-modality input and output embeddings, with the official attribute names (spec 3.1-3.3, 3.6).
+"""Per-modality input and output embeddings, with the official attribute names (test_model_parity.py).
 
 Each encoder embedding maps its input to ``(x, emb)``: the content tokens ``x`` (B, N, D) and their position
 plus modality embedding ``emb`` (B, N, D). They are kept apart because the decoder context adds ``emb`` again.
@@ -13,7 +13,7 @@ from torch import nn
 from terramind.core.errors import ShapeError
 from terramind.layers import resize_grid, sincos_1d, sincos_2d
 
-# The official sequence embeddings build 512 sin-cos rows and keep all of them (spec 3.3, "slicing bug"),
+# The official sequence embeddings build 512 sin-cos rows and keep all of them (a slicing bug),
 # so the checkpoints hold (1, 512, D) position buffers even for 4-token coordinates.
 SEQUENCE_POSITIONS = 512
 
@@ -25,7 +25,7 @@ def _mod_emb(dim: int) -> nn.Parameter:
 class PixelEmbedding(nn.Module):
     """Linear 16x16 patch embedding of a raw image modality (keys ``untok_*``).
 
-    Patches are flattened channel-fastest, ``(ph, pw, c)``, into a bias-free Linear (spec 3.1).
+    Patches are flattened channel-fastest, ``(ph, pw, c)``, into a bias-free Linear (test_model_parity.py).
 
     Args:
         channels: Input channels.
@@ -54,6 +54,10 @@ class PixelEmbedding(nn.Module):
         self.register_buffer("pos_emb", sincos_2d(*grid, dim))
         self.mod_emb = _mod_emb(dim)
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed a standardized image (B, C, H, W); H, W multiples of the patch size (checked by the caller).
 
@@ -70,7 +74,7 @@ class TokenEmbedding(nn.Module):
     """Embedding of discrete image tokens (keys ``tok_*``), optionally with the tied output layer.
 
     As a decoder embedding (``logits=True``) it also owns ``to_logits``, whose weight *is*
-    ``token_emb.weight`` (spec 3.6, weight tying).
+    ``token_emb.weight`` (weight tying; tests/model/test_terramind.py).
 
     Args:
         vocab_size: Codebook size.
@@ -90,6 +94,10 @@ class TokenEmbedding(nn.Module):
         if logits:
             self.to_logits = nn.Linear(dim, vocab_size, bias=False)
             self.to_logits.weight = self.token_emb.weight
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
 
     def positions(self, size: tuple[int, int]) -> torch.Tensor:
         """Position plus modality embedding of a token grid ``size``, (1, h*w, D)."""
@@ -123,6 +131,10 @@ class SequenceEmbedding(nn.Module):
         if logits:
             self.to_logits = nn.Linear(dim, vocab_size, bias=False)
             self.to_logits.weight = self.token_emb.weight
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned modality embedding, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mod_emb",)
 
     def forward(
         self, ids: torch.Tensor, keep: torch.Tensor | None = None

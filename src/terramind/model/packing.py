@@ -1,4 +1,4 @@
-"""Packing a per-sample subset of tokens into a dense, padded batch (spec 3.5).
+"""Packing a per-sample subset of tokens into a dense, padded batch (the reference's layout).
 
 When each sample keeps a different number of input tokens, the kept tokens move to the front in their
 original order (what the official model's stable sort does) and the batch is padded to the largest count.

@@ -1,4 +1,4 @@
-"""The TerraMind encoder-decoder (spec 0, 2, 3), with the official checkpoint key names.
+"""The TerraMind encoder-decoder (arXiv 2504.11171), with the official checkpoint key names.
 
 The model maps embedded inputs to features and decoder queries to logits; it knows nothing of tokenizers,
 files or sampling. Inputs are keyed by the official internal keys (``untok_sen2l2a@224`` for raw pixels,
@@ -22,7 +22,7 @@ from terramind.model.config import TerraMindConfig
 from terramind.model.embeddings import PixelEmbedding, SequenceEmbedding, TokenEmbedding
 from terramind.model.packing import pack
 
-# The 13 encoder and 7 decoder embeddings of every released v1 checkpoint (spec 7.2), in catalog order.
+# The 13 encoder and 7 decoder embeddings of every released v1 checkpoint, in catalog order.
 _V1 = [m for m in MODALITIES.values() if "v1" in m.versions]
 ALL_ENCODER_KEYS: tuple[str, ...] = (
     *(m.pixel_key for m in _V1 if m.pixel_key),
@@ -42,7 +42,7 @@ class Encoded:
     Attributes:
         tokens: (B, N, D) encoder output after ``encoder_norm``.
         embeddings: (B, N, D) position plus modality embeddings of those tokens (the decoder context adds
-            them again, spec 3.6).
+            them again, as the reference: tests/parity/test_model_parity.py).
         mask: (B, N) bool, True = real token, False = padding; None when every token is real.
     """
 
@@ -68,7 +68,7 @@ def _build_embedding(
 
 
 def init_weights(module: nn.Module) -> None:
-    """MAE-style initialisation (spec 2.2); only matters when training from scratch.
+    """MAE-style initialisation (as the reference's 4M code); only matters when training from scratch.
 
     Linear: xavier-uniform with the fan of one chunk for fused q/k/v and k/v projections, zero bias.
     Embeddings, modality embeddings and the mask token: N(0, 0.02). Tied ``to_logits`` keep the embedding's.
@@ -274,7 +274,7 @@ class TerraMind(TerraMindEncoder):
             {k: _build_embedding(k, c, decoder=True) for k in decoder_keys}
         )
         for key, module in self.decoder_embeddings.items():
-            if key in self.encoder_embeddings:  # one modality embedding per key (spec 3.6)
+            if key in self.encoder_embeddings:  # one modality embedding per key (test_terramind.py)
                 module.mod_emb = self.encoder_embeddings[key].mod_emb
         self.decoder_proj_context = nn.Linear(c.dim, c.dim)  # always with bias, even for base/large
         self.decoder = nn.ModuleList(
@@ -286,6 +286,10 @@ class TerraMind(TerraMindEncoder):
         self.decoder_norm = LayerNorm(c.dim, c.norm_eps)
         self.mask_token = nn.Parameter(torch.empty(1, 1, c.dim).normal_(std=0.02))
         init_weights(self)
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the learned mask token, which gets no weight decay (``terramind.layers.decay``)."""
+        return ("mask_token",)
 
     def encode(
         self, inputs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None = None
@@ -311,7 +315,7 @@ class TerraMind(TerraMindEncoder):
 
         Queries are ``mask_token + pos + mod`` and attend to each other only (all of one modality) and to the
         encoder context. Decoding several modalities in one pass gives the same result, because the official
-        decoder restricts self-attention to the same modality (spec 3.6).
+        decoder restricts self-attention to the same modality (tests/parity/test_model_parity.py).
 
         Args:
             encoded: Output of :meth:`encode`.

@@ -1,4 +1,4 @@
-"""Thinking-in-Modalities (TiM, paper §TiM; spec §6): generate intermediate tokens with a frozen model.
+"""Thinking-in-Modalities (TiM, arXiv 2504.11171): generate intermediate tokens with a frozen model.
 
 A frozen copy of the full pretrained model predicts the tokens of one or more modalities (default LULC)
 from the raw inputs in a single decoding pass, as the reference does (all positions at once, temperature
@@ -33,7 +33,7 @@ from terramind.modalities import get_modality
 from terramind.model.backbone import input_key
 from terramind.model.terramind import TerraMind
 
-PATCH = 16  # pixels per token side (spec §2.1)
+PATCH = 16  # pixels per token side (model/config.py)
 CACHE_SIZE = 50_000  # samples; 14 x 14 int64 ids are 1.6 kB each, so 80 MB of host memory per modality
 
 

@@ -1,4 +1,4 @@
-"""Coordinate tokenizer: ``[lon, lat]`` <-> WordPiece ids (spec 4.6).
+"""Coordinate tokenizer: ``[lon, lat]`` <-> WordPiece ids (tests/tokenizers/test_coords.py).
 
 A location is snapped to the 0.25 degree grid and written ``"lat=12.25 lon=-3.50 [EOS]"``; the official
 vocabulary holds each ``lat=..``/``lon=..`` string as one entry, so a location is three ids. Decoding reads

@@ -1,4 +1,4 @@
-"""DDIM sampling of the DiVAE decoders with diffusers' ``DDIMScheduler`` configured as the release (spec 4.3).
+"""DDIM sampling of the DiVAE decoders with diffusers' ``DDIMScheduler`` configured as the release.
 
 Configuration: 1000 training steps, linear betas 1e-4..0.02 rescaled to zero terminal SNR, x0-prediction,
 "trailing" timestep spacing (10 steps: 999, 899, ..., 99), ``set_alpha_to_one``, no steps offset, eta 0,

@@ -1,4 +1,4 @@
-"""Finite scalar quantisation in TerraMind's own arithmetic (spec section 4.2).
+"""Finite scalar quantisation in TerraMind's own arithmetic (tests/parity/test_tokenizer_parity.py).
 
 Not the tanh-bounded FSQ of Mentzer et al.: each latent dimension ``i`` is squashed with a sigmoid and rounded
 to one of ``L_i`` levels, ``n_i = round(sigmoid(z_i) * (L_i - 1))``, and the code is ``n_i / (L_i - 1)`` in

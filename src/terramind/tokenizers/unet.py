@@ -1,4 +1,4 @@
-"""The patched, code-conditioned UNet of the DiVAE decoders (spec 4.3).
+"""The patched, code-conditioned UNet of the DiVAE decoders (tests/checkpoints/keys).
 
 The noisy image is folded into 4x4 patches (``C*16`` channels, channel-major), the FSQ code map is upsampled
 (nearest) to the patch grid and concatenated, and a guided-diffusion-style UNet predicts the clean image

@@ -1,4 +1,4 @@
-"""The ViT encoder of all six image tokenizers and the ViT decoder of the LULC tokenizer (spec 4.1, 4.4).
+"""The ViT encoder of all six image tokenizers and the ViT decoder of the LULC tokenizer.
 
 Both are plain pre-LN ViTs (``nn.LayerNorm(eps=1e-6)`` with bias, GELU MLP) built for 256 px inputs: the
 fixed 2-D sin-cos position table is a 16x16 grid stored as a frozen Parameter (it is in the official
@@ -117,6 +117,10 @@ class _ViTTrunk(nn.Module):
         self.norm_mlp = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.post_mlp = Mlp(cfg.dim, cfg.hidden, act=nn.Tanh)
 
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Name the sin-cos position table (frozen; were it trained, it would get no weight decay)."""
+        return ("pos_emb",)
+
     def positions(self, h: int, w: int) -> Tensor:
         """Position table resized to an ``h x w`` token grid, as ``(1, h*w, D)``."""
         table = F.interpolate(self.pos_emb, size=(h, w), mode="bicubic", align_corners=False)
@@ -126,7 +130,7 @@ class _ViTTrunk(nn.Module):
         """Add positions, run the blocks and the post-MLP on ``tokens`` ``(B, h*w, D)``."""
         x = self.blocks(tokens + self.positions(h, w))
         if fp32_post:
-            # The release computes the post-MLP outside autocast, in fp32 (spec 4.1).
+            # The release computes the post-MLP outside autocast, in fp32 (test_tokenizer_parity.py).
             with torch.autocast(x.device.type, enabled=False):
                 x = x.float()
                 return x + self.post_mlp(self.norm_mlp(x))

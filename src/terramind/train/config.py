@@ -83,7 +83,7 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class MaskingSection:
-    """Token budgets per sample (spec section 8; 4M-B used 128 and 128)."""
+    """Token budgets per sample (4M-B, arXiv 2312.06647, used 128 and 128)."""
 
     num_input_tokens: int = 128
     num_target_tokens: int = 128

@@ -1,4 +1,4 @@
-"""AdamW parameter groups and the warmup + cosine learning-rate schedule."""
+"""AdamW over the shared weight-decay policy (``terramind.layers.decay``) and the warmup + cosine schedule."""
 
 from __future__ import annotations
 
@@ -8,38 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from terramind.layers.decay import param_groups
 from terramind.train.config import OptimSection
-
-# Parameters whose name contains one of these never decay: embeddings, positional tables and the mask
-# token are lookup tables, not weights that shrinkage regularises (4M / MAE practice).
-NO_DECAY_NAMES = ("emb", "mask_token", "pos_emb")
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Split trainable parameters into a decayed group (weight matrices) and a non-decayed one.
-
-    Norm scales and biases (1-D) and embedding tables get no weight decay.
-
-    Args:
-        model: The model.
-        weight_decay: Decay of the first group.
-
-    Returns:
-        Two AdamW parameter groups (shared parameters appear once).
-    """
-    decay, no_decay, seen = [], [], set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        if param.ndim < 2 or any(token in name for token in NO_DECAY_NAMES):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

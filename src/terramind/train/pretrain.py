@@ -1,4 +1,4 @@
-"""Masked token pretraining of TerraMind on PyTorch Lightning (spec section 8).
+"""Masked token pretraining of TerraMind on PyTorch Lightning (arXiv 2504.11171; 4M, arXiv 2312.06647).
 
 Per step and sample, :mod:`terramind.masking` draws Dirichlet budgets and disjoint positions; the encoder
 sees the input positions (raw pixel patches for ``pixel`` modalities, stored token ids for ``token`` ones)
@@ -18,6 +18,7 @@ import functools
 import glob
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
@@ -410,15 +412,16 @@ def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callb
     )
 
 
-def avoid_cudnn_attention() -> None:
-    """Keep SDPA off its cuDNN backend for training.
+# SDPA backends allowed while training: all but cuDNN. Masked pretraining changes the packed sequence lengths
+# every step; the cuDNN attention backend (chosen for bf16 on Hopper) then builds a new execution plan per
+# call, about 6 ms of host time each, which made a tiny-model bf16 step 5x slower than fp32 on an H200
+# (benchmarks/bench_train.py --cudnn-attention). Flash / memory-efficient attention have no per-shape cost.
+TRAINING_ATTENTION = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
-    Masked pretraining changes the packed sequence lengths every step; the cuDNN attention backend (chosen
-    for bf16 on Hopper) then builds a new execution plan per call, about 6 ms of host time each, which made
-    a tiny-model bf16 step 5x slower than fp32 on an H200. Flash / memory-efficient attention have no such
-    per-shape cost.
-    """
-    torch.backends.cuda.enable_cudnn_sdp(False)
+
+def training_attention() -> AbstractContextManager[None]:
+    """Context in which SDPA uses only the ``TRAINING_ATTENTION`` backends; the caller's setting returns."""
+    return sdpa_kernel(list(TRAINING_ATTENTION))
 
 
 def resume_path(trainer: TrainerSection, resume: str | None) -> Path | None:
@@ -445,10 +448,10 @@ def pretrain(
         The trained module (``.model`` is the TerraMind; ``.ema`` its EMA if enabled).
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
-    avoid_cudnn_attention()
     module = PretrainModule(config)
     ckpt = resume_path(config.trainer, resume)
-    build_trainer(config.trainer, config.optim.clip_grad, callbacks).fit(module, ckpt_path=ckpt)
+    with training_attention():
+        build_trainer(config.trainer, config.optim.clip_grad, callbacks).fit(module, ckpt_path=ckpt)
     return module
 
 

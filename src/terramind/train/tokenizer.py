@@ -1,6 +1,6 @@
 """Tokenizer training: FSQ-VAEs with a diffusion decoder (MSE on x0) or a ViT decoder (cross-entropy).
 
-The released recipe (spec section 4.5): DiVAE tokenizers (S2L2A, S1, DEM, NDVI) learn to predict the clean
+The released recipe (configs/tokenizer/): DiVAE tokenizers (S2L2A, S1, DEM, NDVI) learn to predict the clean
 image x0 from a noised one, conditioned on the FSQ codes of the clean image, with an MSE loss over the 1000
 training timesteps of the release's scheduler; the LULC tokenizer decodes codes to class logits with a ViT and
 learns with cross-entropy. Both train end to end through FSQ's straight-through rounding.
@@ -116,11 +116,11 @@ class TokenizerModule(L.LightningModule):
         self.config = config
         self.name = get_modality(config.modality).name
         self.tokenizer: ImageTokenizer = build_tokenizer(config.tokenizer_config())
-        # The release's training noise schedule (linear betas rescaled to zero terminal SNR, spec 4.3).
+        # The release's training noise schedule (linear betas rescaled to zero terminal SNR).
         self.alphas_cumprod = make_scheduler().alphas_cumprod.float()
         self.resume_batches = 0
         self.ema: AveragedModel | None = None
-        if config.optim.ema_decay is not None:  # the release used EMA 0.9999 (DiVAE) / 0.99 (LULC), spec 4.5
+        if config.optim.ema_decay is not None:  # the release used EMA 0.9999 (DiVAE) / 0.99 (LULC)
             self.ema = AveragedModel(
                 self.tokenizer, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay)
             )
@@ -144,7 +144,7 @@ class TokenizerModule(L.LightningModule):
         noisy = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * noise  # forward diffusion q(x_t | x0)
         decoder = self.tokenizer.decoder
         assert isinstance(decoder, PatchedUNet)  # decoder == "diffusion"
-        return F.mse_loss(decoder(noisy, t, codes), x)  # x0-prediction (spec 4.3)
+        return F.mse_loss(decoder(noisy, t, codes), x)  # x0-prediction (tokenizers/diffusion.py)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One step: the loss of the batch of this rank."""
