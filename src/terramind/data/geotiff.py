@@ -1,8 +1,10 @@
 """GeoTIFF input and output on rasterio: tiles in, aligned outputs out, windows for large scenes.
 
 Reading returns the pixels with everything needed to write an output on the same grid (:class:`GeoRef`).
-Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, then rename), so an
-interrupted run never leaves a half-written GeoTIFF. Outputs are deflate-compressed, tiled when large, and
+Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, fsync, verify, then
+rename), so an interrupted run or a full disk never leaves a half-written GeoTIFF: GDAL reports some write
+errors only when the file is flushed or closed, so each output is re-opened and its first and last blocks
+read back before it is renamed into place. Outputs are deflate-compressed, tiled when large, and
 ``BIGTIFF=IF_SAFER`` so scene-sized outputs past 4 GB still work.
 """
 
@@ -28,7 +30,7 @@ import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from terramind.core.errors import InputError, ModalityError, ShapeError
+from terramind.core.errors import InputError, ModalityError, OutputError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.modalities import ModalitySpec, get_modality
 
@@ -508,8 +510,11 @@ class RasterWriter:
         self._dataset: rasterio.io.DatasetWriter | None = None
 
     def __enter__(self) -> RasterWriter:
+        size = self.georef.width * self.georef.height * self.count * np.dtype(self.dtype).itemsize
         with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
+            tmp = stack.enter_context(
+                atomic_path(self.path, overwrite=self._overwrite, verify=self._verify, expected_size=size)
+            )
             self._dataset = stack.enter_context(rasterio.open(tmp, "w", **self._profile))
             _describe(self._dataset, self.georef, self.count, self._colormap, self._band_names)
             self._stack = stack.pop_all()
@@ -529,6 +534,17 @@ class RasterWriter:
         if array.shape != (self.count, h, w):
             raise ShapeError(f"data of shape {array.shape} does not fit window {h}x{w} of {self.count} bands")
         self._dataset.write(_cast(array, self.dtype), window=Window(col, row, w, h))
+
+    def _verify(self, tmp: Path) -> None:
+        """Re-open the written file: its size, bands and type, and its first and last blocks must read."""
+        with rasterio.open(tmp) as dataset:
+            found = (dataset.width, dataset.height, dataset.count, dataset.dtypes[0])
+            expected = (self.georef.width, self.georef.height, self.count, self.dtype)
+            if found != expected:
+                raise OutputError(f"it holds {found} (width, height, bands, type), expected {expected}")
+            windows = [w for _, w in dataset.block_windows(1)]
+            for window in {0: windows[0], 1: windows[-1]}.values():
+                dataset.read(window=window)
 
     def __exit__(
         self,
