@@ -39,7 +39,7 @@ Verify = Callable[[Path], None]
 
 
 def _first_existing(path: Path) -> Path:
-    """The nearest ancestor of ``path`` (or itself) that exists."""
+    """Return the nearest ancestor of ``path`` (or itself) that exists."""
     current = path
     while not current.exists() and current != current.parent:
         current = current.parent
@@ -142,7 +142,7 @@ def free_bytes(folder: Path) -> int:
 
 
 def disk_full_error(target: Path, needed: int) -> DiskFullError:
-    """The :class:`DiskFullError` for writing ``target``, needing about ``needed`` bytes."""
+    """Build the :class:`DiskFullError` for writing ``target``, needing about ``needed`` bytes."""
     free = free_bytes(target.parent)
     return DiskFullError(
         f"disk full while writing {str(target)!r}: {_mb(max(needed, 1))} needed, {_mb(free)} free; "

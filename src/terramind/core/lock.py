@@ -43,7 +43,7 @@ class Holder:
 
 
 def read_holder(lock: Path) -> Holder | None:
-    """The holder recorded in a lock file (None when unreadable or not yet written)."""
+    """Return the holder recorded in a lock file (None when unreadable or not yet written)."""
     try:
         record = json.loads(lock.read_text())
         return Holder(int(record["pid"]), str(record["command"]), str(record["started"]))
