@@ -6,7 +6,8 @@ run; the file records the holder's PID, command and start time, and a second run
 :class:`BusyError` naming them. The lock file is removed when the lock is released (the holder checks, after
 locking, that the file it locked is still the one at the path, so removing it is safe). Taking the lock
 also removes the temporaries of dead runs (:func:`terramind.core.files.remove_stale_temporaries`) in the
-folders it guards.
+folders it guards. Within one process the lock nests: a command may take it early (before loading weights,
+so a second run fails at once) and the library function it calls takes it again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from terramind.core.errors import BusyError
 from terramind.core.files import remove_stale_temporaries
 
 LOCK_NAME = ".terramind.lock"
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth (flock would refuse a re-lock)
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,23 @@ def folder_lock(
     """
     base = Path(folder)
     lock = Path(lock_file) if lock_file is not None else base / LOCK_NAME
+    key = str(lock.absolute())
+    if key in _HELD:  # this process holds it already (a command locks early, the library again): nest
+        _HELD[key] += 1
+        try:
+            yield lock
+        finally:
+            _HELD[key] -= 1
+        return
     fd = _open_locked(base, lock)
+    _HELD[key] = 1
     try:
         _record(fd)
         for place in (base, *map(Path, clean)):
             remove_stale_temporaries(place)
         yield lock
     finally:
+        del _HELD[key]
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
