@@ -14,9 +14,10 @@ from pathlib import Path
 from terramind.api.generation import create_generator
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
+from terramind.core.lock import folder_lock
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
-from terramind.evaluate.zeroshot import binary_scores, map_water, read_water_label
-from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_tile_fn
+from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, read_water_label
+from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_digest, generator_tile_fn
 from terramind.modalities import get_modality
 
 INPUTS = ("S2L2A",)
@@ -66,31 +67,16 @@ def run(args: argparse.Namespace) -> int:
     inputs = _input(args.input)
     scene = check_scene_inputs(inputs)  # a missing or wrong-band scene fails before gigabytes of weights load
     check_output_path(args.output, overwrite=args.overwrite)
+    if args.keep_lulc:
+        check_output_path(lulc_path(args.output), overwrite=args.overwrite)
     truth = read_water_label(args.label) if args.label else None  # fail on a bad label before the model
     if args.label:
         _check_grid(scene, args.label)
-    generator = create_generator(
-        args.model,
-        inputs=list(inputs),
-        outputs=["LULC"],
-        weights=_none(args.weights),
-        tokenizer_weights=_none(args.tokenizer_weights),
-    )
-    lulc_fn = generator_tile_fn(generator, [SceneOutput.for_modality("LULC", args.output)], seed=args.seed)
-    settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
-    path = map_water(
-        lulc_fn,
-        inputs,
-        args.output,
-        flooded_vegetation=args.flooded_vegetation,
-        keep_lulc=args.keep_lulc,
-        tile=args.tile,
-        overlap=args.overlap,
-        batch=args.batch,
-        settings=settings,
-        overwrite=args.overwrite,
-    )
+    with folder_lock(args.output.parent):  # a second run into this folder stops now, before loading weights
+        path = _generate(args, inputs)
     print(f"wrote {path}")
+    if args.keep_lulc:
+        print(f"wrote {lulc_path(args.output)}")
     if truth is not None:
         scores = binary_scores(read_raster(path).data[0] == 1, *truth)
         text = (
@@ -103,3 +89,29 @@ def run(args: argparse.Namespace) -> int:
         )
         print(text)
     return 0
+
+
+def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
+    """Load the generator and write the water mask (under the output folder's lock)."""
+    generator = create_generator(
+        args.model,
+        inputs=list(inputs),
+        outputs=["LULC"],
+        weights=_none(args.weights),
+        tokenizer_weights=_none(args.tokenizer_weights),
+    )
+    lulc_fn = generator_tile_fn(generator, [SceneOutput.for_modality("LULC", args.output)], seed=args.seed)
+    settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
+    return map_water(
+        lulc_fn,
+        inputs,
+        args.output,
+        flooded_vegetation=args.flooded_vegetation,
+        keep_lulc=args.keep_lulc,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch=args.batch,
+        settings=settings,
+        weights=generator_digest(generator),
+        overwrite=args.overwrite,
+    )

@@ -214,9 +214,11 @@ def generator_digest(generator: Generator) -> str:
     """Digest of the weights a generator actually uses: its model and every tokenizer's state dict.
 
     Tokenizers loaded on demand are loaded for this (one at a time; the last one stays held for the run).
+    A duck-typed generator without a ``model`` (a test double) is digested by its type.
     """
-    modules: dict[str, Any] = {"model": generator.model}
-    for name in sorted({*generator.tokenizers, *generator.loaders}):
+    modules: dict[str, Any] = {"model": getattr(generator, "model", generator)}
+    resident, loaders = getattr(generator, "tokenizers", {}), getattr(generator, "loaders", {})
+    for name in sorted({*resident, *loaders}):
         modules[f"tokenizer.{name}"] = generator._tokenizer(name)  # same package: the on-demand loader
     return state_digest(modules)
 
