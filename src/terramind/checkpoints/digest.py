@@ -18,7 +18,7 @@ def _update(digest: hashlib._Hash, name: str, tensor: torch.Tensor) -> None:
     t = tensor.detach().cpu().contiguous()
     digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
     if t.numel():
-        digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)  # the bytes, without a copy
 
 
 def state_digest(parts: Mapping[str, object]) -> str:
