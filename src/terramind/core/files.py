@@ -184,8 +184,8 @@ def _finish(tmp: Path, out: Path, verify: Verify | None) -> None:
         try:
             verify(tmp)
         except Exception as err:
-            if isinstance(err, OSError) and err.errno in _DISK_FULL_ERRNOS:
-                raise
+            if is_disk_full(err, out.parent):  # GDAL may report a failed flush only as an unreadable file
+                raise disk_full_error(out, max(_size(tmp), _size(out))) from err
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise OutputError(
                 f"{str(out)!r} was written but does not read back correctly ({reason}): "
