@@ -320,11 +320,12 @@ class StateStore:
 
     def save_row(self, next_row: int, carry: Carry | None) -> None:
         """Record that every tile row before ``next_row`` is done, with the carry into ``next_row``."""
-        self._carry = None
+        name = None
         if carry is not None:
             arrays = {f"sum_{k}": v for k, v in carry.sums.items()}
             arrays.update(top=np.asarray(carry.top), weights=carry.weights, valid=carry.valid)
-            self._carry = self._write_npz(f"carry-{next_row:05d}.npz", arrays)
+            name = self._write_npz(f"carry-{next_row:05d}.npz", arrays)
+        self._carry = name
         self._commit(next_row, None)
 
     def save_partial(self, state: RowState) -> None:
@@ -448,8 +449,10 @@ def generate_scene(
     georef = source.georef
     layout = TileLayout(georef.height, georef.width, tile, overlap)
     key = run_key(inputs, outputs, {"tile": tile, "overlap": overlap, **(settings or {})}, weights)
-    with folder_lock(lock_dir or work_dir.parent, clean=[work_dir]):
-        work_dir.mkdir(exist_ok=True)
+    lock_folder = lock_dir or work_dir.parent
+    lock_folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(lock_folder, clean=[work_dir]):
+        work_dir.mkdir(parents=True, exist_ok=True)
         state = StateStore(work_dir, key)
         start = state.load(overwrite, batch)
         store = StripStore(work_dir, outputs, georef)
