@@ -345,3 +345,14 @@ def test_resume_within_a_row_computes_only_the_remaining_tiles(tmp_path):
     assert seen == [6, 7]  # only the remaining tiles
     with rasterio.open(full) as a, rasterio.open(part) as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_fine_tuning_trainers_write_checkpoints_atomically(tmp_path, examples_dir):
+    from terramind.cli.finetune import cli
+
+    spec = importlib.util.spec_from_file_location("ft_cli", ROOT / "tests" / "cli" / "test_finetune.py")
+    assert spec is not None and spec.loader is not None
+    ft = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ft)
+    built = cli(["-c", str(ft._config(tmp_path, examples_dir))], run=False)
+    assert isinstance(built.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
