@@ -356,3 +356,40 @@ def test_fine_tuning_trainers_write_checkpoints_atomically(tmp_path, examples_di
     spec.loader.exec_module(ft)
     built = cli(["-c", str(ft._config(tmp_path, examples_dir))], run=False)
     assert isinstance(built.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+class _PerPixel(torch.nn.Module):
+    """A dense model of one 1x1 convolution over S1RTC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 1)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.conv(inputs["S1RTC"])
+
+
+def test_finetune_scene_refuses_a_folder_another_run_writes(tmp_path, tiny_geotiff):
+    from terramind.core import BusyError
+    from terramind.data.datamodule import modality_inputs
+    from terramind.finetune.scene import predict_scene
+
+    s1 = tiny_geotiff(np.full((2, 32, 32), -10, np.float32), name="s1.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(BusyError, match=f"PID {proc.pid}"):
+            predict_scene(
+                _PerPixel(), {"S1RTC": s1}, modality_inputs(["S1RTC"], {}, {}, {}, {}), out / "pred.tif",
+                out_channels=2, tile=32, overlap=8,
+            )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".terramind.lock"]  # the holder's, nothing of ours
