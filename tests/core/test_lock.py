@@ -71,7 +71,8 @@ def test_the_lock_nests_within_a_process_and_cleans_stale_temporaries(tmp_path):
     stale.write_text("half")
     with folder_lock(tmp_path, clean=[work]):
         assert not stale.exists()
-        with folder_lock(tmp_path):  # a command locks early, the library again
-            pass
+        stale.write_text("half")
+        with folder_lock(tmp_path, clean=[work]):  # a command locks early, the library again
+            assert not stale.exists()
         assert (tmp_path / LOCK_NAME).exists()
     assert not (tmp_path / LOCK_NAME).exists()

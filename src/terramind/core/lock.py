@@ -115,6 +115,8 @@ def folder_lock(
     if key in _HELD:  # this process holds it already (a command locks early, the library again): nest
         _HELD[key] += 1
         try:
+            for place in map(Path, clean):
+                remove_stale_temporaries(place)
             yield lock
         finally:
             _HELD[key] -= 1
