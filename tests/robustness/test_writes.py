@@ -393,3 +393,28 @@ def test_finetune_scene_refuses_a_folder_another_run_writes(tmp_path, tiny_geoti
         proc.kill()
         proc.wait()
     assert sorted(p.name for p in out.iterdir()) == [".terramind.lock"]  # the holder's, nothing of ours
+
+
+@pytest.mark.parametrize("read_all", [True, False])
+def test_a_geotiff_that_failed_on_flush_is_never_published(
+    tmp_path, tiny_geotiff, monkeypatch, file_size_limit, read_all
+):
+    from terramind.data import geotiff
+
+    if not read_all:  # a scene-sized output: only its first and last blocks are read back
+        monkeypatch.setattr(geotiff, "VERIFY_ALL_BYTES", 0)
+    georef = geotiff.open_georef(tiny_geotiff(bands=1, size=32))
+    georef = geotiff.GeoRef(georef.crs, georef.transform, 512, 512)
+    data = np.random.default_rng(0).normal(size=(1, 512, 512)).astype(np.float32)  # 1 MB, incompressible
+    geotiff.write_raster(tmp_path / "ok.tif", data, georef)  # the check passes a sound file
+    with rasterio.open(tmp_path / "ok.tif") as f:
+        np.testing.assert_array_equal(f.read(), data)
+    (tmp_path / "out.tif").write_bytes(b"previous")
+    monkeypatch.setattr(core_files.shutil, "disk_usage", lambda path: ALMOST_FULL)
+    file_size_limit(100_000)
+    try:
+        with pytest.raises(DiskFullError, match="disk full while writing"):
+            geotiff.write_raster(tmp_path / "out.tif", data, georef, overwrite=True)
+    finally:
+        file_size_limit(resource.RLIM_INFINITY)
+    assert (tmp_path / "out.tif").read_bytes() == b"previous" and _temps(tmp_path) == []
