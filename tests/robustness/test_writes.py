@@ -339,7 +339,13 @@ def test_resume_within_a_row_computes_only_the_remaining_tiles(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run("part", stop_after=6)  # three batches of two done, the fourth interrupted
     progress = json.loads((tmp_path / "part" / ".work" / "progress.json").read_text())
-    assert progress["next_row"] == 0 and progress["partial"] == "row-00000-00006.npz"
+    parts = [f"row-00000-cols-{a:06d}-{b:06d}.npz" for a, b in ((0, 96), (96, 192), (192, 288))]
+    assert progress["next_row"] == 0  # tile columns start at 0, 48, ..., 336: each save stores what is final
+    assert progress["partial"] == {"parts": parts, "tail": "row-00000-tail-00006.npz"}
+    assert sorted(p.name for p in (tmp_path / "part" / ".work").glob("*.npz")) == [
+        *parts,
+        progress["partial"]["tail"],
+    ]
     seen.clear()
     part = run("part")
     assert seen == [6, 7]  # only the remaining tiles
@@ -418,3 +424,42 @@ def test_a_geotiff_that_failed_on_flush_is_never_published(
     finally:
         file_size_limit(resource.RLIM_INFINITY)
     assert (tmp_path / "out.tif").read_bytes() == b"previous" and _temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("batch_after", [2, 3])
+def test_resume_within_a_later_row_with_the_carry_and_any_batch(tmp_path, batch_after):
+    width, height = 400, 100  # two rows of 8 tiles (rows start at 0 and 36)
+    data = np.random.default_rng(1).normal(size=(12, height, width)).astype(np.float32) * 1000 + 2000
+    path = tmp_path / "wide.tif"
+    profile = dict(driver="GTiff", width=width, height=height, count=12, dtype="float32", crs="EPSG:32632",
+                   transform=rasterio.Affine(10, 0, 500000, 0, -10, 6000000))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    seen: list[int] = []
+
+    def run(name: str, batch: int, stop_after: int | None = None) -> np.ndarray:
+        def fn(tiles, indices):
+            if stop_after is not None and len(seen) >= stop_after:
+                raise KeyboardInterrupt
+            seen.extend(indices)
+            return {
+                "DEM": tiles["S2L2A"][:, 3:4] * 0.25 + np.asarray(indices, np.float32)[:, None, None, None]
+            }
+
+        out = tmp_path / name
+        out.mkdir(exist_ok=True)
+        generate_scene(
+            fn, {"S2L2A": path}, [SceneOutput.for_modality("DEM", out / "DEM.tif")], work_dir=out / ".work",
+            tile=64, overlap=16, batch=batch, fill=scene.fill_values(["S2L2A"]), checkpoint_seconds=0,
+        )  # fmt: skip
+        with rasterio.open(out / "DEM.tif") as f:
+            return f.read()
+
+    full = run("full", 2)
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run("part", 2, stop_after=12)  # row 0 done, row 1 saved after its second batch (tiles 8-11)
+    seen.clear()
+    np.testing.assert_array_equal(run("part", batch_after), full)
+    # the same batches continue where the run stopped; other batches redo the row from its carry
+    assert seen == (list(range(12, 16)) if batch_after == 2 else list(range(8, 16)))

@@ -296,24 +296,31 @@ class ResumePoint:
 
 
 class StateStore:
-    """The resume state of a scene in its work folder (``progress.json`` plus the files it names)."""
+    """The resume state of a scene in its work folder (``progress.json`` plus the files it names).
+
+    Within a row, each save stores the columns that became final since the previous save once (``parts``)
+    and rewrites only the short unfinished tail, so checkpointing a 100000 px wide row costs about one copy
+    of its blending sums in all, not one per save.
+    """
 
     def __init__(self, work: Path, key: Mapping[str, Any]) -> None:
         self.work = work
         self.key = dict(key)
         self._carry: str | None = None
+        self._parts: list[str] = []  # final column ranges of the row in progress, left to right
+        self._final = 0  # columns stored in ``_parts``
 
     def _write_npz(self, name: str, arrays: Mapping[str, np.ndarray]) -> str:
         with atomic_path(self.work / name, verify=verify_zip) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
         return name
 
-    def _commit(self, row: int, partial: str | None) -> None:
+    def _commit(self, row: int, partial: dict[str, Any] | None) -> None:
         state = {"version": STATE_VERSION, "key": self.key, "next_row": row, "carry": self._carry,
                  "partial": partial}  # fmt: skip
         with atomic_path(self.work / PROGRESS) as tmp:
             tmp.write_text(json.dumps(state, indent=1))
-        keep = {PROGRESS, self._carry, partial}
+        keep = {self._carry, *(partial["parts"] if partial else []), partial["tail"] if partial else None}
         for old in self.work.glob("*.npz"):
             if old.name not in keep:
                 old.unlink()
@@ -325,17 +332,24 @@ class StateStore:
             arrays = {f"sum_{k}": v for k, v in carry.sums.items()}
             arrays.update(top=np.asarray(carry.top), weights=carry.weights, valid=carry.valid)
             name = self._write_npz(f"carry-{next_row:05d}.npz", arrays)
-        self._carry = name
+        self._carry, self._parts, self._final = name, [], 0
         self._commit(next_row, None)
+
+    def _columns(self, state: RowState, start: int, stop: int) -> dict[str, np.ndarray]:
+        arrays = {f"sum_{k}": v[:, :, start:stop] for k, v in state.sums.items()}
+        arrays["weights"] = state.weights[:, start:stop]
+        return arrays
 
     def save_partial(self, state: RowState) -> None:
         """Record the tiles done so far in tile row ``state.row``."""
-        arrays = {f"sum_{k}": v for k, v in state.sums.items()}
-        arrays.update(
-            weights=state.weights, batch=np.asarray(state.batch), next_col=np.asarray(state.next_col)
-        )
-        name = self._write_npz(f"row-{state.row:05d}-{state.next_col:05d}.npz", arrays)
-        self._commit(state.row, name)
+        if state.final > self._final:
+            part = f"row-{state.row:05d}-cols-{self._final:06d}-{state.final:06d}.npz"
+            self._parts.append(self._write_npz(part, self._columns(state, self._final, state.final)))
+            self._final = state.final
+        tail = self._columns(state, self._final, state.weights.shape[1])
+        tail.update(batch=np.asarray(state.batch), next_col=np.asarray(state.next_col))
+        name = self._write_npz(f"row-{state.row:05d}-tail-{state.next_col:05d}.npz", tail)
+        self._commit(state.row, {"parts": list(self._parts), "tail": name})
 
     def load(self, overwrite: bool, batch: int) -> ResumePoint:
         """Find where a previous run of this job stopped; another job's state is refused (or dropped).
@@ -378,12 +392,20 @@ class StateStore:
             sums = {k[4:]: z[k] for k in z.files if k.startswith("sum_")}
             return Carry(int(z["top"]), sums, z["weights"], z["valid"])
 
-    def _load_partial(self, row: int, name: str, batch: int) -> RowState | None:
-        with np.load(self.work / name) as z:
-            if int(z["batch"]) != batch:  # batches keep their boundaries: redo this row's tiles
-                return None
-            sums = {k[4:]: z[k] for k in z.files if k.startswith("sum_")}
-            return RowState(row, int(z["next_col"]), batch, sums, z["weights"])
+    def _load_partial(self, row: int, partial: Mapping[str, Any], batch: int) -> RowState | None:
+        """Rebuild the row in progress from its parts and tail (None: other batches, redo the row)."""
+        pieces = []
+        for name in [*partial["parts"], partial["tail"]]:
+            with np.load(self.work / name) as z:
+                pieces.append({k: z[k] for k in z.files})
+        tail = pieces[-1]
+        if int(tail["batch"]) != batch:  # batches keep their boundaries: redo this row's tiles
+            return None
+        self._parts = list(partial["parts"])
+        self._final = sum(p["weights"].shape[1] for p in pieces[:-1])
+        sums = {k[4:]: np.concatenate([p[k] for p in pieces], axis=2) for k in tail if k.startswith("sum_")}
+        weights = np.concatenate([p["weights"] for p in pieces], axis=1)
+        return RowState(row, int(tail["next_col"]), batch, sums, weights, self._final)
 
 
 def _throttled(save: Callable[[RowState], None], seconds: float) -> Callable[[RowState], None]:

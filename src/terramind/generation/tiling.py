@@ -151,6 +151,8 @@ class RowState:
         batch: Tiles per call of the tile function when the state was taken.
         sums: Per output, weighted sums ``(C', T, x)`` of the columns ``[0, x)`` the blended tiles reach.
         weights: Summed weights ``(T, x)``.
+        final: Columns before this one are not touched by the row's remaining tiles (a checkpoint may
+            store them once and later only what follows).
     """
 
     row: int
@@ -158,6 +160,7 @@ class RowState:
     batch: int
     sums: dict[str, np.ndarray]
     weights: np.ndarray
+    final: int = 0
 
 
 def run_tiles(
@@ -269,7 +272,8 @@ def _blend_row(
         if on_tiles is not None and chunk[-1] + 1 < len(cols):
             x = cols[chunk[-1]] + t  # columns the blended tiles reach
             state = {n: s[:, :, :x] for n, s in sums.items()}
-            on_tiles(RowState(row, chunk[-1] + 1, batch, state, weights[:, :x]))
+            final = cols[chunk[-1] + 1]  # the next tile's left edge: later tiles start there or further right
+            on_tiles(RowState(row, chunk[-1] + 1, batch, state, weights[:, :x], final))
     height = min(t, layout.height - layout.rows[row])
     crop = (slice(0, height), slice(0, layout.width))
     return {n: s[:, crop[0], crop[1]] for n, s in sums.items()}, weights[crop], valid[crop]
