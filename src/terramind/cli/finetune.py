@@ -48,10 +48,19 @@ def cli(args: list[str], **kwargs: Any) -> Any:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
+    from terramind.checkpoints.lightning_io import with_atomic_checkpoints
+
+    class AtomicCheckpointsCLI(LightningCLI):
+        """LightningCLI whose trainer writes checkpoints atomically (never a truncated ``.ckpt``)."""
+
+        def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+            plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
+            return super().instantiate_trainer(**{**kwargs, "plugins": with_atomic_checkpoints(plugins)})
+
     with warnings.catch_warnings():
         # we pass the arguments explicitly on purpose (they are what follows `terramind finetune`)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return LightningCLI(
+        return AtomicCheckpointsCLI(
             L.LightningModule,
             L.LightningDataModule,
             subclass_mode_model=True,

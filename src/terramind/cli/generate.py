@@ -23,7 +23,9 @@ from tqdm import tqdm
 
 from terramind.api import generation as api_generation
 from terramind.cli._args import parse_pairs
-from terramind.core.errors import InputError, ModalityError
+from terramind.core.errors import InputError, ModalityError, OutputError
+from terramind.core.files import check_output_dir
+from terramind.core.lock import folder_lock
 from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import (
@@ -32,6 +34,7 @@ from terramind.generation.scene import (
     check_scene_inputs,
     fill_values,
     generate_scene,
+    generator_digest,
     generator_tile_fn,
 )
 from terramind.generation.strategies import STRATEGIES
@@ -102,11 +105,14 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Path], list[SceneOutput]]:
     if args.tile % 16 or args.tile <= 0:
         raise InputError(f"--tile must be a positive multiple of 16, got {args.tile}")
     check_scene_inputs(inputs)
+    check_output_dir(args.out)
     outputs = [SceneOutput.for_modality(n, args.out / f"{n}.tif") for n in names]
     files = [o.path for o in outputs] + ([o.path.with_suffix(".png") for o in outputs] if args.png else [])
     for path in files:
         if path.exists() and not args.overwrite:
-            raise InputError(f"output file {str(path)!r} exists: pass --overwrite to replace it")
+            raise OutputError(f"output file {str(path)!r} exists: pass --overwrite to replace it")
+        if path.is_dir():
+            raise OutputError(f"output {str(path)!r} is a folder: move it away or choose another --out")
     return inputs, outputs
 
 
@@ -141,6 +147,17 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # before the weights load
     offsets = {k: float(v) for k, v in parse_pairs(args.offset, "--offset").items()}
     args.out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(args.out):  # a second run into this folder stops now, before loading weights
+        return _run(args, inputs, outputs, offsets, options)
+
+
+def _run(
+    args: argparse.Namespace,
+    inputs: dict[str, Path],
+    outputs: list[SceneOutput],
+    offsets: dict[str, float],
+    options: GenerationOptions,
+) -> int:
     tok_weights = args.weights if args.tokenizer_weights is None else args.tokenizer_weights
     if args.weights == "random" or tok_weights == "random":
         print("terramind generate: note: running with RANDOM (untrained) weights: the outputs only exercise "
@@ -164,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     written = generate_scene(
         tile_fn, inputs, outputs, work_dir=args.out / WORK_DIR,
         tile=args.tile, overlap=args.overlap, batch=args.batch, fill=fill_values(list(inputs), offsets),
-        settings=settings, overwrite=args.overwrite, progress=_progress,
+        settings=settings, weights=generator_digest(generator), overwrite=args.overwrite, progress=_progress,
     )  # fmt: skip
     for out, path in zip(outputs, written, strict=True):
         print(f"wrote {path}")

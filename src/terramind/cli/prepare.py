@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MOD=RUN_DIR",
         help="store token ids of MOD computed by the tokenizer trained in RUN_DIR (train-tokenizer output)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing shard set in --out")
     p.set_defaults(func=run)
 
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizers=tokenizers,
         exclude=args.exclude,
         new_modalities=args.new_modality,
+        overwrite=args.overwrite,
     )
     for path in paths:
         print(path)

@@ -19,7 +19,7 @@ import torch
 
 from terramind.api import tokenizers as api_tokenizers
 from terramind.core.errors import ModalityError
-from terramind.core.files import atomic_path
+from terramind.core.files import atomic_path, verify_zip
 from terramind.data.geotiff import Raster, read_raster
 from terramind.modalities import get_modality, standardize
 from terramind.tokenizers import CoordsTokenizer, ImageTokenizer
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         ids = tok.encode(to_model_input(raster, spec.name, args.offset, args.device))[0].cpu().numpy()
     geo = raster.georef
-    with atomic_path(args.output, overwrite=args.overwrite) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(args.output, overwrite=args.overwrite, verify=verify_zip) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
             ids=ids.astype(np.uint16),  # every codebook (15360, 4375) fits

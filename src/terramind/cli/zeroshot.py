@@ -14,9 +14,10 @@ from pathlib import Path
 from terramind.api.generation import create_generator
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
+from terramind.core.lock import folder_lock
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
-from terramind.evaluate.zeroshot import binary_scores, map_water, read_water_label
-from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_tile_fn
+from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, read_water_label
+from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_digest, generator_tile_fn
 from terramind.generation.tiling import TileLayout
 from terramind.modalities import get_modality
 
@@ -67,9 +68,24 @@ def run(args: argparse.Namespace) -> int:
     inputs = _input(args.input)
     scene = check_scene_inputs(inputs)  # a missing or wrong-band scene fails before gigabytes of weights load
     check_output_path(args.output, overwrite=args.overwrite)
+    if args.keep_lulc:
+        check_output_path(lulc_path(args.output), overwrite=args.overwrite)
     truth = read_water_label(args.label) if args.label else None  # fail on a bad label before the model
     if args.label:
         _check_grid(scene, args.label)
+    with folder_lock(args.output.parent):  # a second run into this folder stops now, before loading weights
+        path = _generate(args, inputs)
+    print(f"wrote {path}")
+    if args.keep_lulc:
+        print(f"wrote {lulc_path(args.output)}")
+    if truth is not None:
+        scores = binary_scores(read_raster(path).data[0] == 1, *truth)
+        print(json.dumps(scores.as_dict(), allow_nan=False) if args.json else str(scores))
+    return 0
+
+
+def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
+    """Load the generator and write the water mask (under the output folder's lock)."""
     generator = create_generator(
         args.model,
         inputs=list(inputs),
@@ -77,11 +93,12 @@ def run(args: argparse.Namespace) -> int:
         weights=_none(args.weights),
         tokenizer_weights=_none(args.tokenizer_weights),
     )
+    scene = open_georef(inputs["S2L2A"])
     batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch)
     lulc_out = [SceneOutput.for_modality("LULC", args.output)]
     lulc_fn = generator_tile_fn(generator, lulc_out, seed=args.seed, keep_decoders=batches > 1)
     settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
-    path = map_water(
+    return map_water(
         lulc_fn,
         inputs,
         args.output,
@@ -91,10 +108,6 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch=args.batch,
         settings=settings,
+        weights=generator_digest(generator),
         overwrite=args.overwrite,
     )
-    print(f"wrote {path}")
-    if truth is not None:
-        scores = binary_scores(read_raster(path).data[0] == 1, *truth)
-        print(json.dumps(scores.as_dict(), allow_nan=False) if args.json else str(scores))
-    return 0

@@ -8,8 +8,10 @@ reordered when they are a permutation; names that are not the modality's bands a
 the message. Whole-array reads refuse rasters above :data:`MAX_READ_BYTES`; larger scenes are read
 window by window (:func:`read_window`). A file that opens but fails on read (truncated, corrupt) is an
 :class:`InputError` naming the file, band and window.
-Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, then rename), so an
-interrupted run never leaves a half-written GeoTIFF. Outputs are deflate-compressed, tiled when large, and
+Every output goes through :func:`terramind.core.files.atomic_path` (temporary file, fsync, verify, then
+rename), so an interrupted run or a full disk never leaves a half-written GeoTIFF: GDAL reports some write
+errors only when the file is flushed or closed, so each output is re-opened and its first and last blocks
+read back before it is renamed into place. Outputs are deflate-compressed, tiled when large, and
 ``BIGTIFF=IF_SAFER`` so scene-sized outputs past 4 GB still work.
 """
 
@@ -37,7 +39,7 @@ import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from terramind.core.errors import InputError, ModalityError, ShapeError
+from terramind.core.errors import InputError, ModalityError, OutputError, ShapeError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.data.policy import check_pixels, mask_nonfinite
 from terramind.modalities import ModalitySpec, get_modality
@@ -65,6 +67,9 @@ _TIME_RE = re.compile(
 )
 # Outputs at least this large (either side) are tiled; smaller ones stay striped (a 256 tile would pad).
 TILE_SIZE = 256
+# Outputs up to this size (uncompressed) are read back whole before they are published; larger ones by
+# their first and last blocks, which bounds the check to a fraction of a second on a 10980 px scene.
+VERIFY_ALL_BYTES = 64 * 2**20
 # GDAL's GeoTIFF driver stores no float16 or bool; these are widened on write.
 _WIDEN = {np.dtype("float16"): "float32", np.dtype("bool"): "uint8"}
 
@@ -647,8 +652,11 @@ class RasterWriter:
         self._dataset: rasterio.io.DatasetWriter | None = None
 
     def __enter__(self) -> RasterWriter:
+        size = self.georef.width * self.georef.height * self.count * np.dtype(self.dtype).itemsize
         with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
+            tmp = stack.enter_context(
+                atomic_path(self.path, overwrite=self._overwrite, verify=self._verify, expected_size=size)
+            )
             self._dataset = stack.enter_context(rasterio.open(tmp, "w", **self._profile))
             _describe(self._dataset, self.georef, self.count, self._colormap, self._band_names)
             self._stack = stack.pop_all()
@@ -668,6 +676,25 @@ class RasterWriter:
         if array.shape != (self.count, h, w):
             raise ShapeError(f"data of shape {array.shape} does not fit window {h}x{w} of {self.count} bands")
         self._dataset.write(_cast(array, self.dtype), window=Window(col, row, w, h))
+
+    def _verify(self, tmp: Path) -> None:
+        """Re-open the written file: size, bands and type must match and its blocks must read.
+
+        Outputs up to :data:`VERIFY_ALL_BYTES` are read whole; larger ones by their first and last blocks
+        (a write that failed at the flush on close leaves the tail of the file missing).
+        """
+        with rasterio.open(tmp) as dataset:
+            found = (dataset.width, dataset.height, dataset.count, dataset.dtypes[0])
+            expected = (self.georef.width, self.georef.height, self.count, self.dtype)
+            if found != expected:
+                raise OutputError(f"it holds {found} (width, height, bands, type), expected {expected}")
+            size = self.georef.width * self.georef.height * self.count * np.dtype(self.dtype).itemsize
+            if size <= VERIFY_ALL_BYTES:
+                dataset.read()
+                return
+            windows = [w for _, w in dataset.block_windows(1)]
+            for window in (windows[0], windows[-1]):
+                dataset.read(window=window)
 
     def __exit__(
         self,

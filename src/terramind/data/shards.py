@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +31,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset import TarWriter
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from terramind.core.errors import InputError, ModalityError
-from terramind.core.files import atomic_path
+from terramind.core.errors import InputError, ModalityError, OutputError
+from terramind.core.files import atomic_dir, atomic_path, check_output_dir
+from terramind.core.lock import LOCK_NAME, folder_lock
 from terramind.data.geotiff import GeoRef, read_raster
 from terramind.modalities import get_modality
 
@@ -128,35 +131,72 @@ def write_shards(
     exclude: Sequence[str] = (),
     new_modalities: Sequence[str] = (),
     prefix: str = "shard",
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Turn co-registered GeoTIFF folders into WebDataset shards.
+    """Turn co-registered GeoTIFF folders into WebDataset shards, published as one whole set.
+
+    The shards are written into a temporary folder beside ``out`` (each one verified) and the folder is
+    renamed to ``out`` only when the set is complete, so a crash never leaves a partial set that looks
+    whole, and a rerun replaces the previous set instead of merging with it (a tile excluded now is gone).
+    The set is written under the writer lock of ``out`` (a lock file beside it).
 
     Args:
         src: Folder of modality sub-folders with same-named tiles.
-        out: Output folder (created if missing).
+        out: Output folder (created, with its parents, once every check passed).
         shard_size: Samples per shard.
         tokenizers: Modality name -> function computing its token ids, stored as ``tok_<modality>``.
         exclude: Tile names to leave out.
         new_modalities: Folder names of sensors not in the catalog (stored as they are).
         prefix: Shard file name prefix (``shard-000000.tar``, ...).
+        overwrite: Replace an existing non-empty ``out`` that holds only shards (``.tar`` files).
 
     Returns:
-        The shard paths written (each written atomically).
+        The shard paths written.
+
+    Raises:
+        OutputError: ``out`` is a file, holds files without ``overwrite``, or holds files that are not shards.
+        BusyError: Another run is writing the same shard folder.
     """
     if shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {shard_size}")
     tokenizers = {get_modality(k).name: v for k, v in (tokenizers or {}).items()}
+    out_dir = check_output_dir(out)
+    _check_replaceable(out_dir, overwrite)
     tiles = list(find_tiles(src, exclude, new_modalities).items())
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for start in range(0, len(tiles), shard_size):
-        path = out_dir / f"{prefix}-{start // shard_size:06d}.tar"
-        with atomic_path(path) as tmp, TarWriter(str(tmp)) as sink:
-            for key, files in tiles[start : start + shard_size]:
-                sink.write(_tile_sample(key, files, tokenizers, new_modalities))
-        paths.append(path)
-    return paths
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    names = [f"{prefix}-{i:06d}.tar" for i in range(math.ceil(len(tiles) / shard_size))]
+    with (
+        folder_lock(out_dir.parent, lock_file=out_dir.parent / f".{out_dir.name}{LOCK_NAME}"),
+        atomic_dir(out_dir, replace=True) as tmp,
+    ):
+        _check_replaceable(out_dir, overwrite)  # again, now that no other run can change it
+        for i, name in enumerate(names):
+            with atomic_path(tmp / name, verify=_verify_tar) as part, TarWriter(str(part)) as sink:
+                for key, files in tiles[i * shard_size : (i + 1) * shard_size]:
+                    sink.write(_tile_sample(key, files, tokenizers, new_modalities))
+    return [out_dir / name for name in names]
+
+
+def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty shard folder without ``overwrite``, and never replace files that are not shards."""
+    existing = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if existing and not overwrite:
+        raise OutputError(
+            f"output folder {str(out_dir)!r} already holds {len(existing)} file(s) ({', '.join(existing[:3])}"
+            f"{', ...' if len(existing) > 3 else ''}): pass --overwrite to replace the shard set"
+        )
+    foreign = [n for n in existing if not n.endswith(".tar")]
+    if foreign:
+        raise OutputError(
+            f"output folder {str(out_dir)!r} holds files that are not shards ({', '.join(foreign[:3])}): "
+            f"write the shards into a new or empty folder"
+        )
+
+
+def _verify_tar(path: Path) -> None:
+    """Read every member header of a written shard (a truncated tar fails)."""
+    with tarfile.open(path) as archive:
+        archive.getmembers()
 
 
 def read_samples(path: str | Path) -> Iterator[dict[str, object]]:

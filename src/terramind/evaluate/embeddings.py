@@ -8,7 +8,7 @@ models. Outputs are ``.npy`` (the array, plus ``<file>.names.txt`` with one tile
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,7 +95,7 @@ def write_embeddings(
     if len(names) != len(embeddings):
         raise InputError(f"{len(names)} names for {len(embeddings)} embeddings")
     if out.suffix == ".npy":
-        with atomic_path(out, overwrite=overwrite) as tmp:
+        with atomic_path(out, overwrite=overwrite, verify=_npy_check(embeddings.shape)) as tmp:
             np.save(tmp, embeddings)
         with atomic_path(_names_path(out), overwrite=overwrite) as tmp:
             tmp.write_text("".join(f"{n}\n" for n in names))
@@ -105,10 +105,21 @@ def write_embeddings(
         pq = require("pyarrow.parquet", "embed")
         table = pa.table({"file": list(names), "embedding": [row.reshape(-1).tolist() for row in embeddings]})
         table = table.replace_schema_metadata({"shape": ",".join(map(str, embeddings.shape[1:]))})
-        with atomic_path(out, overwrite=overwrite) as tmp:
+        with atomic_path(out, overwrite=overwrite, verify=pq.read_metadata) as tmp:  # the footer is last
             pq.write_table(table, tmp)
         return out
     raise InputError(f"embedding output must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+
+
+def _npy_check(shape: tuple[int, ...]) -> Callable[[Path], None]:
+    """Verify a written ``.npy``: memory-mapping checks its length against the header, then its shape."""
+
+    def check(path: Path) -> None:
+        found = np.load(path, mmap_mode="r").shape
+        if found != shape:
+            raise InputError(f"holds shape {found}, expected {shape}")
+
+    return check
 
 
 def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:

@@ -8,6 +8,8 @@ F1 of the water class over the labelled pixels.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from terramind.core.errors import InputError, ShapeError
-from terramind.core.files import check_output_path
+from terramind.core.files import check_output_path, fsync_path
+from terramind.core.lock import folder_lock
 from terramind.data.geotiff import read_raster, write_raster
 from terramind.data.tiles import read_label
 from terramind.generation.scene import SceneOutput, fill_values, generate_scene
@@ -148,6 +151,11 @@ def read_water_label(
     return np.isin(data, list(water_values)) & ~invalid, ~invalid
 
 
+def lulc_path(output: Path) -> Path:
+    """Where ``--keep-lulc`` keeps the generated LULC map of the water mask ``output``."""
+    return output.with_name(f"{output.stem}_lulc.tif")
+
+
 def map_water(
     lulc_fn: TileFn,
     inputs: Mapping[str, Path],
@@ -159,9 +167,15 @@ def map_water(
     overlap: int = 32,
     batch: int = 4,
     settings: Mapping[str, object] | None = None,
+    weights: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Generate the LULC map of a scene and write its water mask (uint8: 1 water, 0 not, 255 no data).
+
+    The LULC map is generated into a work folder beside the output (``.terramind-zeroshot-<stem>``, removed
+    after success, kept for resuming after an interruption); only with ``keep_lulc`` is it published as
+    ``<output stem>_lulc.tif``, and then an existing file there needs ``overwrite`` like the mask itself.
+    The output folder's writer lock is held throughout.
 
     Args:
         lulc_fn: Tile function returning ``{"LULC": (B, 10, T, T) logits}`` for input tiles, e.g.
@@ -174,38 +188,34 @@ def map_water(
         overlap: Overlap of neighbouring tiles (blended).
         batch: Tiles per model call.
         settings: What else determines the result (model, seed), for resuming an interrupted run.
+        weights: Digest of the weights behind ``lulc_fn``, for resuming an interrupted run.
         overwrite: Replace existing outputs.
 
     Returns:
         The water-mask path.
     """
     check_output_path(output, overwrite=overwrite)
-    lulc_path = output.with_name(f"{output.stem}_lulc.tif")
-    generate_scene(
-        lulc_fn,
-        inputs,
-        [SceneOutput.for_modality("LULC", lulc_path)],
-        work_dir=output.parent / ".terramind-zeroshot",
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        fill=fill_values(list(inputs)),
-        settings=settings,
-        overwrite=overwrite or not keep_lulc,
-    )
-    lulc = read_raster(lulc_path)
-    if not keep_lulc:
-        lulc_path.unlink()
-    water = water_mask(lulc.data[0], flooded_vegetation).astype(np.uint8)
-    water[lulc.data[0] == 0] = NO_DATA
-    write_raster(
-        output,
-        water[None],
-        lulc.georef,
-        dtype="uint8",
-        nodata=NO_DATA,
-        colormap=WATER_COLOURS,
-        band_names=["water"],
-        overwrite=overwrite,
-    )
+    if keep_lulc:
+        check_output_path(lulc_path(output), overwrite=overwrite)
+    work = output.parent / f".terramind-zeroshot-{output.stem}"
+    with folder_lock(output.parent, clean=[work]):
+        work.mkdir(exist_ok=True)
+        lulc_file = work / "LULC.tif"
+        lulc_file.unlink(missing_ok=True)  # our own intermediate of an earlier run (its mask was not written)
+        generate_scene(
+            lulc_fn, inputs, [SceneOutput.for_modality("LULC", lulc_file)], work_dir=work / "partial",
+            tile=tile, overlap=overlap, batch=batch, fill=fill_values(list(inputs)), settings=settings,
+            weights=weights, overwrite=overwrite, lock_dir=output.parent,
+        )  # fmt: skip
+        lulc = read_raster(lulc_file)
+        water = water_mask(lulc.data[0], flooded_vegetation).astype(np.uint8)
+        water[lulc.data[0] == 0] = NO_DATA
+        write_raster(
+            output, water[None], lulc.georef, dtype="uint8", nodata=NO_DATA, colormap=WATER_COLOURS,
+            band_names=["water"], overwrite=overwrite,
+        )  # fmt: skip
+        if keep_lulc:
+            os.replace(lulc_file, lulc_path(output))
+            fsync_path(output.parent)
+        shutil.rmtree(work)
     return output

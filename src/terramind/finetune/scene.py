@@ -2,7 +2,9 @@
 
 Tiles overlap and their outputs are blended with the generation package's tiling engine (class
 probabilities for segmentation, values for regression), then streamed strip by strip into a GeoTIFF on the
-scene's grid. Pixels invalid in any input (nodata, non-finite) are written as nodata.
+scene's grid. Pixels invalid in any input (nodata, non-finite) are written as nodata. The output is written
+to a temporary sibling, verified and renamed (a full disk never leaves a truncated GeoTIFF), and the output
+folder's writer lock is held during the run (a second run into the same folder stops with BusyError).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
+from terramind.core.lock import folder_lock
 from terramind.data.geotiff import GeoRef, RasterWriter, band_positions, open_georef, read_window
 from terramind.data.tiles import ModalityInput, prepare_input
 from terramind.generation.tiling import TileLayout, run_tiles
@@ -136,9 +139,15 @@ def predict_scene(
     dtype, nodata = ("uint8", CLASS_NODATA) if kind == "classes" else ("float32", VALUE_NODATA)
     count = 1 if kind == "classes" else out_channels
     fill = {m.name: np.zeros(len(m.bands), np.float32) for m in specs}  # already standardised: 0 = mean
-    with RasterWriter(output, source.georef, count, dtype, nodata=nodata, overwrite=overwrite) as writer:
-        run_tiles(
-            layout, source, fn, _Writer(writer, kind), channels={"out": out_channels}, fill=fill, batch=batch
-        )
-    model.train(was_training)
+    try:
+        with (
+            folder_lock(output.parent),
+            RasterWriter(output, source.georef, count, dtype, nodata=nodata, overwrite=overwrite) as writer,
+        ):
+            run_tiles(
+                layout, source, fn, _Writer(writer, kind), channels={"out": out_channels}, fill=fill,
+                batch=batch,
+            )  # fmt: skip
+    finally:
+        model.train(was_training)
     return output

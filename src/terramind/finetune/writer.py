@@ -2,6 +2,8 @@
 
 Each prediction row comes with the path of its input file (the datamodule puts it in the batch); the output
 takes that file's CRS and transform, so class maps and regression rasters overlay the input exactly.
+Every file is written atomically and verified before it is renamed into place (a full disk raises
+DiskFullError instead of leaving a truncated output).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from terramind.core.errors import InputError
-from terramind.core.files import atomic_path
+from terramind.core.files import atomic_path, check_output_dir
 from terramind.data.geotiff import open_georef, write_raster
 
 
@@ -50,6 +52,7 @@ class GeoTiffPredictionWriter(BasePredictionWriter):
             raise InputError(
                 "predictions carry no input paths: use a datamodule that returns 'path' per sample"
             )
+        check_output_dir(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for pred, path in zip(prediction["prediction"].cpu(), paths, strict=True):
             if pred.ndim >= 2:

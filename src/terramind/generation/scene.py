@@ -2,10 +2,21 @@
 
 :func:`generate_scene` streams a scene of any size through the tiling engine (:mod:`.tiling`). Each finished
 strip of rows is written as a small GeoTIFF into a work folder next to the outputs, together with the blending
-state that the next row of tiles needs and a ``progress.json``; a run that is interrupted resumes from the
-first unfinished row of tiles (randomness is seeded per tile, so the result is the same as an uninterrupted
-run). When every row is done, the strips are copied into the final GeoTIFFs, each made visible atomically,
-and the work folder is removed.
+state that the next row of tiles needs and a ``progress.json``; within a row, the tiles done so far are saved
+about every minute (``checkpoint_seconds``), so an interruption loses at most about a minute of work on a
+scene of any width. A rerun resumes from there (randomness is seeded per tile, so the result is the same as
+an uninterrupted run). When every row is done, the strips are copied into the final GeoTIFFs, each written
+durably and verified before it is renamed into place, and the work folder is removed.
+
+Resume state is keyed by content: ``progress.json`` records a digest of the weights actually loaded
+(:func:`generator_digest`), each input file's path, size, modification time and a hash of its first and last
+MiB, and every option. A rerun that differs in any of them is refused with :class:`ResumeError` naming what
+changed (``--overwrite`` starts afresh), so one output never mixes two models, two inputs or two seeds.
+``progress.json`` is the single commit point: it names the carry and partial-row files it belongs to, which
+are written (atomically) before it, so a crash between two writes never pairs mismatched state.
+
+One writer per output folder: :func:`generate_scene` holds the folder's lock
+(:func:`terramind.core.lock.folder_lock`) for the whole run.
 """
 
 from __future__ import annotations
@@ -13,27 +24,33 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rasterio.windows import Window
 
-from terramind.core.errors import InputError, ShapeError
-from terramind.core.files import atomic_path
+from terramind.checkpoints.digest import state_digest
+from terramind.core.errors import InputError, ResumeError, ShapeError
+from terramind.core.files import atomic_path, check_output_path, verify_zip
+from terramind.core.lock import folder_lock
 from terramind.data import GeoRef, RasterWriter, open_georef, read_window, write_raster
 from terramind.data.geotiff import band_positions
 from terramind.generation.generate import Generator
 from terramind.generation.options import GenerationOptions
-from terramind.generation.tiling import Carry, TileFn, TileLayout, run_tiles
+from terramind.generation.tiling import Carry, RowState, TileFn, TileLayout, run_tiles
 from terramind.modalities import get_modality, stats
 
 FLOAT_NODATA = -9999.0  # written where an input was nodata; class maps use class 0 ("no data")
 WORK_DIR = ".terramind-partial"
 PROGRESS = "progress.json"
-CARRY = "carry.npz"
+STATE_VERSION = 2
+SAMPLE_BYTES = 2**20  # hashed from the start and the end of each input (GeoTIFF headers and directories)
+CHECKPOINT_SECONDS = 60.0  # within a row, tiles done so far are saved about this often
 
 
 @dataclass(frozen=True)
@@ -196,52 +213,216 @@ class StripStore:
         return written
 
 
-def _save_state(work: Path, fingerprint: str, next_row: int, carry: Carry | None) -> None:
-    """Record that every tile row before ``next_row`` is done (carry first, then the progress file)."""
-    if carry is not None:
-        arrays = {f"sum_{k}": v for k, v in carry.sums.items()}
-        with atomic_path(work / CARRY) as tmp, open(tmp, "wb") as f:
-            arrays.update(top=np.asarray(carry.top), weights=carry.weights, valid=carry.valid)
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
-    with atomic_path(work / PROGRESS) as tmp:
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "next_row": next_row}))
+# ----------------------------------------------------------------------------------------- run key
+def generator_digest(generator: Generator) -> str:
+    """Digest of the weights a generator actually uses: its model and every tokenizer's state dict.
+
+    Tokenizers loaded on demand are loaded for this (one at a time; the last one stays held for the run).
+    A duck-typed generator without a ``model`` (a test double) is digested by its type.
+    """
+    modules: dict[str, Any] = {"model": getattr(generator, "model", generator)}
+    resident, loaders = getattr(generator, "tokenizers", {}), getattr(generator, "loaders", {})
+    for name in sorted({*resident, *loaders}):
+        modules[f"tokenizer.{name}"] = generator._tokenizer(name)  # same package: the on-demand loader
+    return state_digest(modules)
 
 
-def _load_state(work: Path, fingerprint: str, overwrite: bool) -> tuple[int, Carry | None]:
-    """Where a previous run of the same job stopped; a stale work folder is refused or (overwrite) removed."""
-    progress = work / PROGRESS
-    if not progress.exists():
-        return 0, None
-    state = json.loads(progress.read_text())
-    if state.get("fingerprint") != fingerprint:
-        if not overwrite:
-            raise InputError(
-                f"{str(work)!r} holds a partial run with other inputs or settings: remove it, or pass "
-                f"--overwrite to start over"
-            )
-        shutil.rmtree(work)
-        work.mkdir()
-        return 0, None
-    next_row = int(state["next_row"])
-    if next_row == 0 or not (work / CARRY).exists():
-        return next_row, None
-    with np.load(work / CARRY) as z:
-        sums = {k[4:]: z[k] for k in z.files if k.startswith("sum_")}
-        return next_row, Carry(int(z["top"]), sums, z["weights"], z["valid"])
-
-
-def fingerprint(
-    inputs: Mapping[str, Path], outputs: Sequence[SceneOutput], settings: Mapping[str, object]
-) -> str:
-    """Hash everything that determines the result, so a resumed run never mixes two jobs."""
-    files = {
-        k: [str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns]
-        for k, p in inputs.items()
+def _file_record(path: Path) -> dict[str, object]:
+    """Identify an input file's content cheaply: path, size, mtime and a hash of both ends."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(SAMPLE_BYTES))
+        if stat.st_size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, stat.st_size - SAMPLE_BYTES))
+            digest.update(f.read())
+    resolved = str(path.resolve())
+    return {
+        "path": resolved,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sample": digest.hexdigest(),
     }
-    text = json.dumps(
-        {"inputs": files, "outputs": [o.modality for o in outputs], **settings}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_key(
+    inputs: Mapping[str, Path],
+    outputs: Sequence[SceneOutput],
+    options: Mapping[str, object],
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """Everything that determines a scene's result, as JSON: weights digest, input files, options."""
+    opts = {"outputs": [o.modality for o in outputs], **options}
+    return {
+        "weights": weights,
+        "inputs": {k: _file_record(Path(p)) for k, p in sorted(inputs.items())},
+        "options": json.loads(json.dumps(opts, sort_keys=True, default=str)),
+    }
+
+
+_FIELDS = {"path": "path", "size": "size", "mtime_ns": "modification time", "sample": "content"}
+
+
+def key_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Name what differs between the key of an interrupted run and this run's (empty when they match)."""
+    changes = []
+    if saved.get("weights") != current["weights"]:
+        changes.append(
+            "the weights (the model or tokenizer weights loaded differ from the interrupted run's)"
+        )
+    old_inputs, new_inputs = saved.get("inputs", {}), current["inputs"]
+    for name in sorted({*old_inputs, *new_inputs}):
+        old, new = old_inputs.get(name), new_inputs.get(name)
+        if old is None or new is None:
+            changes.append(f"input {name} ({'added' if old is None else 'removed'})")
+        elif old != new:
+            what = ", ".join(label for k, label in _FIELDS.items() if old.get(k) != new.get(k))
+            changes.append(f"input {name} {new['path']!r} ({what} changed)")
+    old_opts, new_opts = saved.get("options", {}), current["options"]
+    for name in sorted({*old_opts, *new_opts}):
+        if old_opts.get(name) != new_opts.get(name):
+            changes.append(f"option {name} ({old_opts.get(name)!r} -> {new_opts.get(name)!r})")
+    return changes
+
+
+# ----------------------------------------------------------------------------------------- resume state
+@dataclass
+class ResumePoint:
+    """Where a run continues: the first unfinished tile row, the carry into it, the part of it done."""
+
+    row: int = 0
+    carry: Carry | None = None
+    partial: RowState | None = None
+
+    def tiles_done(self, layout: TileLayout) -> int:
+        """Tiles already finished before this point."""
+        return self.row * len(layout.cols) + (self.partial.next_col if self.partial else 0)
+
+
+class StateStore:
+    """The resume state of a scene in its work folder (``progress.json`` plus the files it names).
+
+    Within a row, each save stores the columns that became final since the previous save once (``parts``)
+    and rewrites only the short unfinished tail, so checkpointing a 100000 px wide row costs about one copy
+    of its blending sums in all, not one per save.
+    """
+
+    def __init__(self, work: Path, key: Mapping[str, Any]) -> None:
+        self.work = work
+        self.key = dict(key)
+        self._carry: str | None = None
+        self._parts: list[str] = []  # final column ranges of the row in progress, left to right
+        self._final = 0  # columns stored in ``_parts``
+
+    def _write_npz(self, name: str, arrays: Mapping[str, np.ndarray]) -> str:
+        with atomic_path(self.work / name, verify=verify_zip) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
+        return name
+
+    def _commit(self, row: int, partial: dict[str, Any] | None) -> None:
+        state = {"version": STATE_VERSION, "key": self.key, "next_row": row, "carry": self._carry,
+                 "partial": partial}  # fmt: skip
+        with atomic_path(self.work / PROGRESS) as tmp:
+            tmp.write_text(json.dumps(state, indent=1))
+        keep = {self._carry, *(partial["parts"] if partial else []), partial["tail"] if partial else None}
+        for old in self.work.glob("*.npz"):
+            if old.name not in keep:
+                old.unlink()
+
+    def save_row(self, next_row: int, carry: Carry | None) -> None:
+        """Record that every tile row before ``next_row`` is done, with the carry into ``next_row``."""
+        name = None
+        if carry is not None:
+            arrays = {f"sum_{k}": v for k, v in carry.sums.items()}
+            arrays.update(top=np.asarray(carry.top), weights=carry.weights, valid=carry.valid)
+            name = self._write_npz(f"carry-{next_row:05d}.npz", arrays)
+        self._carry, self._parts, self._final = name, [], 0
+        self._commit(next_row, None)
+
+    def _columns(self, state: RowState, start: int, stop: int) -> dict[str, np.ndarray]:
+        arrays = {f"sum_{k}": v[:, :, start:stop] for k, v in state.sums.items()}
+        arrays["weights"] = state.weights[:, start:stop]
+        return arrays
+
+    def save_partial(self, state: RowState) -> None:
+        """Record the tiles done so far in tile row ``state.row``."""
+        if state.final > self._final:
+            part = f"row-{state.row:05d}-cols-{self._final:06d}-{state.final:06d}.npz"
+            self._parts.append(self._write_npz(part, self._columns(state, self._final, state.final)))
+            self._final = state.final
+        tail = self._columns(state, self._final, state.weights.shape[1])
+        tail.update(batch=np.asarray(state.batch), next_col=np.asarray(state.next_col))
+        name = self._write_npz(f"row-{state.row:05d}-tail-{state.next_col:05d}.npz", tail)
+        self._commit(state.row, {"parts": list(self._parts), "tail": name})
+
+    def load(self, overwrite: bool, batch: int) -> ResumePoint:
+        """Find where a previous run of this job stopped; another job's state is refused (or dropped).
+
+        Raises:
+            ResumeError: The work folder holds an interrupted run with other weights, inputs or options.
+        """
+        progress = self.work / PROGRESS
+        if not progress.exists():
+            return ResumePoint()
+        try:
+            state = json.loads(progress.read_text())
+        except (OSError, ValueError):
+            state = {}
+        changes = self._changes(state)
+        if changes:
+            if not overwrite:
+                raise ResumeError(
+                    f"{str(self.work)!r} holds an interrupted run that differs from this one in "
+                    f"{'; '.join(changes)}: rerun it as it was to resume, or pass --overwrite to start afresh"
+                )
+            shutil.rmtree(self.work)
+            self.work.mkdir()
+            return ResumePoint()
+        self._carry = state.get("carry")
+        point = ResumePoint(int(state["next_row"]), self._load_carry())
+        if state.get("partial"):
+            point.partial = self._load_partial(point.row, state["partial"], batch)
+        return point
+
+    def _changes(self, state: Mapping[str, Any]) -> list[str]:
+        if state.get("version") != STATE_VERSION or "key" not in state:
+            return ["its format (it was written by another version of terramind, or is damaged)"]
+        return key_changes(state["key"], self.key)
+
+    def _load_carry(self) -> Carry | None:
+        if self._carry is None:
+            return None
+        with np.load(self.work / self._carry) as z:
+            sums = {k[4:]: z[k] for k in z.files if k.startswith("sum_")}
+            return Carry(int(z["top"]), sums, z["weights"], z["valid"])
+
+    def _load_partial(self, row: int, partial: Mapping[str, Any], batch: int) -> RowState | None:
+        """Rebuild the row in progress from its parts and tail (None: other batches, redo the row)."""
+        pieces = []
+        for name in [*partial["parts"], partial["tail"]]:
+            with np.load(self.work / name) as z:
+                pieces.append({k: z[k] for k in z.files})
+        tail = pieces[-1]
+        if int(tail["batch"]) != batch:  # batches keep their boundaries: redo this row's tiles
+            return None
+        self._parts = list(partial["parts"])
+        self._final = sum(p["weights"].shape[1] for p in pieces[:-1])
+        sums = {k[4:]: np.concatenate([p[k] for p in pieces], axis=2) for k in tail if k.startswith("sum_")}
+        weights = np.concatenate([p["weights"] for p in pieces], axis=1)
+        return RowState(row, int(tail["next_col"]), batch, sums, weights, self._final)
+
+
+def _throttled(save: Callable[[RowState], None], seconds: float) -> Callable[[RowState], None]:
+    """Call ``save`` at most once per ``seconds`` (0: after every batch of tiles)."""
+    last = time.monotonic()
+
+    def maybe(state: RowState) -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            save(state)
+            last = time.monotonic()
+
+    return maybe
 
 
 def generate_scene(
@@ -255,8 +436,11 @@ def generate_scene(
     batch: int = 4,
     fill: Mapping[str, np.ndarray],
     settings: Mapping[str, object] | None = None,
+    weights: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
+    lock_dir: Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> list[Path]:
     """Generate whole-scene outputs tile by tile, resumably.
 
@@ -270,34 +454,47 @@ def generate_scene(
         batch: Tiles per call of ``fn``.
         fill: Per input, values put into invalid pixels.
         settings: Everything else that determines the result (model, seed, steps...), for the resume check.
+        weights: Digest of the weights behind ``fn`` (:func:`generator_digest`), for the resume check.
         overwrite: Replace existing outputs and a stale work folder.
         progress: Factory ``(total tiles, tiles already done) -> update(n)`` for a progress display.
+        lock_dir: Folder whose writer lock is held during the run (default: the work folder's parent).
+        checkpoint_seconds: Within a row, save the tiles done at most this often (0: after every batch).
 
     Returns:
         The written output paths.
+
+    Raises:
+        OutputError: An output that exists without ``overwrite``, or a folder that cannot be written.
+        BusyError: Another run is writing into the same folder.
+        ResumeError: The work folder holds an interrupted run with other weights, inputs or options.
+        DiskFullError: The disk filled up (the run can be resumed once space is freed).
     """
     for out in outputs:
-        if out.path.exists() and not overwrite:
-            raise InputError(f"output file {str(out.path)!r} exists: pass --overwrite to replace it")
+        check_output_path(out.path, overwrite=overwrite)
     source = RasterSource(inputs)
     georef = source.georef
     layout = TileLayout(georef.height, georef.width, tile, overlap)
-    key = fingerprint(inputs, outputs, {"tile": tile, "overlap": overlap, **(settings or {})})
-    work_dir.mkdir(parents=True, exist_ok=True)
-    start_row, carry = _load_state(work_dir, key, overwrite)
-    store = StripStore(work_dir, outputs, georef)
-    update = progress(layout.num_tiles, start_row * len(layout.cols)) if progress else None
-    run_tiles(
-        layout, source, fn, store, channels={o.modality: o.channels for o in outputs}, fill=fill,
-        batch=batch, start_row=start_row, carry=carry, progress=update,
-        on_row=lambda row, state: _save_state(work_dir, key, row + 1, state),
-    )  # fmt: skip
-    rows = [
-        (r, layout.strip_start(r), layout.strip_end(r) - layout.strip_start(r))
-        for r in range(len(layout.rows))
-    ]
-    written = store.finalize(rows, overwrite)
-    shutil.rmtree(work_dir)
+    key = run_key(inputs, outputs, {"tile": tile, "overlap": overlap, **(settings or {})}, weights)
+    lock_folder = lock_dir or work_dir.parent
+    lock_folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(lock_folder, clean=[work_dir]):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        state = StateStore(work_dir, key)
+        start = state.load(overwrite, batch)
+        store = StripStore(work_dir, outputs, georef)
+        update = progress(layout.num_tiles, start.tiles_done(layout)) if progress else None
+        run_tiles(
+            layout, source, fn, store, channels={o.modality: o.channels for o in outputs}, fill=fill,
+            batch=batch, start_row=start.row, carry=start.carry, partial=start.partial, progress=update,
+            on_row=lambda row, carry: state.save_row(row + 1, carry),
+            on_tiles=_throttled(state.save_partial, checkpoint_seconds),
+        )  # fmt: skip
+        rows = [
+            (r, layout.strip_start(r), layout.strip_end(r) - layout.strip_start(r))
+            for r in range(len(layout.rows))
+        ]
+        written = store.finalize(rows, overwrite)
+        shutil.rmtree(work_dir)
     return written
 
 

@@ -9,6 +9,13 @@ Blending: each output pixel is the weighted mean of the tiles covering it, with 
 (almost) zero towards tile borders; tiles never see the scene outside their window, so the seams the official
 notebook shows for independent tiles are feathered. Categorical outputs should return logits, blended here and
 turned into classes by the sink. Pixels invalid in any input (nodata or NaN) are invalid in every output.
+
+Resuming: after each row of tiles the engine hands the blending state for the next row (:class:`Carry`) to
+``on_row``, and after each batch of tiles the partial sums of the row in progress (:class:`RowState`) to
+``on_tiles``, so a caller can checkpoint within a row (a 100000 px wide scene has 500 tiles per row). A run
+restarted with ``start_row``/``carry``/``partial`` computes only the remaining tiles; tiles are seeded by
+their global index and batches keep their boundaries (``partial.next_col`` is a multiple of ``batch``), so
+the result equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -140,6 +147,28 @@ class Carry:
     valid: np.ndarray
 
 
+@dataclass
+class RowState:
+    """A row of tiles in progress: the tiles blended so far (saved for resuming within a row).
+
+    Attributes:
+        row: Tile row.
+        next_col: First tile column not yet blended (a multiple of ``batch``).
+        batch: Tiles per call of the tile function when the state was taken.
+        sums: Per output, weighted sums ``(C', T, x)`` of the columns ``[0, x)`` the blended tiles reach.
+        weights: Summed weights ``(T, x)``.
+        final: Columns before this one are not touched by the row's remaining tiles (a checkpoint may
+            store them once and later only what follows).
+    """
+
+    row: int
+    next_col: int
+    batch: int
+    sums: dict[str, np.ndarray]
+    weights: np.ndarray
+    final: int = 0
+
+
 def run_tiles(
     layout: TileLayout,
     source: TileSource,
@@ -153,6 +182,8 @@ def run_tiles(
     carry: Carry | None = None,
     on_row: Callable[[int, Carry | None], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    partial: RowState | None = None,
+    on_tiles: Callable[[RowState], None] | None = None,
 ) -> None:
     """Run ``fn`` over every tile and stream blended strips into ``sink``.
 
@@ -168,14 +199,23 @@ def run_tiles(
         carry: Blending state left by tile row ``start_row - 1`` (resuming).
         on_row: Called after each tile row with its index and the carry for the next one (checkpointing).
         progress: Called with the number of tiles just finished.
+        partial: The part of tile row ``start_row`` done before an interruption (resuming within a row).
+        on_tiles: Called after each batch of tiles with the state of the row in progress (checkpointing);
+            its arrays are views, valid only during the call.
     """
+    if partial and (partial.row, partial.batch, partial.next_col % batch) != (start_row, batch, 0):
+        raise InputError(
+            f"partial row state (row {partial.row}, column {partial.next_col}, batch {partial.batch}) "
+            f"does not continue tile row {start_row} with batch {batch}"
+        )
     window = blend_window(layout.tile, layout.overlap)
     for r in range(start_row, len(layout.rows)):
         top = layout.rows[r]
         inputs, valid = _read_padded(source, layout, top, fill)
         sums, weights, strip_valid = _blend_row(
-            layout, r, inputs, valid, fn, channels, window, batch, progress
-        )
+            layout, r, inputs, valid, fn, channels, window, batch, progress,
+            partial if partial is not None and partial.row == r else None, on_tiles,
+        )  # fmt: skip
         carry = _merge(carry, top, sums, weights, strip_valid)
         end = layout.strip_end(r)
         done, carry = _split(carry, end)
@@ -208,13 +248,21 @@ def _blend_row(
     window: np.ndarray,
     batch: int,
     progress: Callable[[int], None] | None,
+    resume: RowState | None = None,
+    on_tiles: Callable[[RowState], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Weighted sums (C', T, W) and weights (T, W) of one row of tiles, cropped to the scene width."""
     t, width = layout.tile, max(layout.width, layout.tile)
     sums = {name: np.zeros((c, t, width)) for name, c in channels.items()}
     weights = np.zeros((t, width))
     cols = layout.cols
-    for chunk in _chunks(range(len(cols)), batch):
+    first = 0
+    if resume is not None:
+        first, x = resume.next_col, resume.weights.shape[1]
+        weights[:, :x] = resume.weights
+        for name, acc in sums.items():
+            acc[:, :, :x] = resume.sums[name]
+    for chunk in _chunks(range(first, len(cols)), batch):
         todo = [c for c in chunk if valid[:, cols[c] : cols[c] + t].any()]  # all-nodata tiles are skipped
         if todo:
             tiles = {n: np.stack([x[:, :, cols[c] : cols[c] + t] for c in todo]) for n, x in inputs.items()}
@@ -227,6 +275,11 @@ def _blend_row(
                 weights[:, cols[c] : cols[c] + t] += window
         if progress is not None:
             progress(len(chunk))
+        if on_tiles is not None and chunk[-1] + 1 < len(cols):
+            x = cols[chunk[-1]] + t  # columns the blended tiles reach
+            state = {n: s[:, :, :x] for n, s in sums.items()}
+            final = cols[chunk[-1] + 1]  # the next tile's left edge: later tiles start there or further right
+            on_tiles(RowState(row, chunk[-1] + 1, batch, state, weights[:, :x], final))
     height = min(t, layout.height - layout.rows[row])
     crop = (slice(0, height), slice(0, layout.width))
     return {n: s[:, crop[0], crop[1]] for n, s in sums.items()}, weights[crop], valid[crop]

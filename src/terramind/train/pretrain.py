@@ -29,15 +29,14 @@ import torch
 import torch.utils.checkpoint
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from terramind.checkpoints.io import load_into, read_state_dict
+from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError, InputError
-from terramind.core.files import atomic_path
 from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
 from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import Kind, get_modality, standardize
@@ -349,19 +348,6 @@ def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:
         std = torch.tensor(modality.std, dtype=x.dtype, device=x.device)[:, None, None]
         return (x - mean) / std
     return standardize(modality.name, x)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed: a crash never corrupts the last good one."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        """Save ``checkpoint`` atomically to ``path``."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            torch.save(checkpoint, tmp)
 
 
 def _strategy(name: str) -> str:

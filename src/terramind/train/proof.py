@@ -282,8 +282,10 @@ def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = Non
     if holdout not in tiles or len(tiles) < 2:
         raise InputError(f"need at least two tiles and a held-out tile among {tiles}")
     started = time.perf_counter()
-    raw_train = write_shards(src, out / "raw" / "train", exclude=[holdout], shard_size=1)
-    raw_hold = write_shards(src, out / "raw" / "holdout", exclude=[t for t in tiles if t != holdout])
+    raw_train = write_shards(src, out / "raw" / "train", exclude=[holdout], shard_size=1, overwrite=True)
+    raw_hold = write_shards(
+        src, out / "raw" / "holdout", exclude=[t for t in tiles if t != holdout], overwrite=True
+    )
     tok_report, tokenizers = {}, {}
     for modality in MODALITIES:
         tok_config = tokenizer_config(
@@ -298,10 +300,13 @@ def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = Non
         }
         tokenizers[modality] = tokenize_function(tok_module.tokenizer)
     tokenized = {m: tokenizers[m] for m in MODALITIES}
-    train = write_shards(src, out / "tokens" / "train", exclude=[holdout], tokenizers=tokenized, shard_size=1)
-    hold = write_shards(
-        src, out / "tokens" / "holdout", exclude=[t for t in tiles if t != holdout], tokenizers=tokenized
+    train = write_shards(
+        src, out / "tokens" / "train", exclude=[holdout], tokenizers=tokenized, shard_size=1, overwrite=True
     )
+    hold = write_shards(
+        src, out / "tokens" / "holdout", exclude=[t for t in tiles if t != holdout], tokenizers=tokenized,
+        overwrite=True,
+    )  # fmt: skip
     config = pretrain_config(str(out / "tokens" / "train" / "*.tar"), out / "pretrain", sizes)
     recorder = LossRecorder()
     module = pretrain(config, callbacks=[recorder])
