@@ -1,33 +1,473 @@
-"""Argument parsing shared by several subcommands (a private module: discovery skips names with ``_``)."""
+"""The CLI's one vocabulary: shared option groups, parse-time checks and deprecated spellings.
+
+Every subcommand adds its options through the ``add_*`` functions here, so a name, default, type and help
+text exist once (``tests/cli/test_flags.py`` walks every subparser to keep it so). Values are checked while
+parsing: ``type=`` callables reject bad numbers, unknown modality names and unavailable devices, and checks
+that need several options (``--overlap`` < ``--tile``, ``--layer`` within the model's depth, output paths)
+are registered with :func:`add_check` and run by ``terramind.cli.main`` before the command starts. Nothing
+is loaded or created before every check has passed.
+
+Old spellings (``--out``, ``--batch``, ``--bf16``, ``reconstruct --steps``, ``--weights none``) keep
+working for one release, with a one-line note on stderr naming the new spelling.
+
+A private module: command discovery skips names starting with ``_``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from terramind.core.errors import InputError
+from terramind.core.errors import InputError, OutputError, TerraMindError
 from terramind.modalities import get_modality
 
+Check = Callable[[argparse.Namespace], None]
+CHECKS = "_checks"  # namespace attribute holding a command's post-parse checks
+PRECISIONS = ("fp32", "bf16")
+WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
 
-def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
-    """Parse ``MOD=VALUE`` items into a dict keyed by canonical modality name.
+
+def note(message: str) -> None:
+    """Print a one-line note on stderr (deprecations, random weights)."""
+    print(f"terramind: note: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# type= callables: each returns the parsed value or raises ArgumentTypeError with a specific message
+
+
+def _number(text: str, kind: Callable[[str], Any], what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, steps, episode counts)."""
+    value: int = _number(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (``--top-k``, ``--overlap``)."""
+    value: int = _number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (``--temperature``)."""
+    value: float = _number(text, float, "a number >= 0")
+    if not value >= 0 or value == float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1] (``--top-p``)."""
+    value: float = _number(text, float, "a number between 0 and 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def tile_size(text: str) -> int:
+    """A positive multiple of 16 pixels (the patch size of every TerraMind model)."""
+    value: int = _number(text, int, "a positive multiple of 16")
+    if value < 16 or value % 16:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of 16 (the patch size), got {text!r}")
+    return value
+
+
+def modality(text: str) -> str:
+    """A modality name (any alias) -> its canonical name; unknown names list the valid ones."""
+    try:
+        return get_modality(text).name
+    except TerraMindError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"must look like MOD=VALUE (e.g. S2L2A=scene.tif), got {text!r}")
+    return modality(name.strip()), value
+
+
+def input_pair(text: str) -> tuple[str, Path]:
+    """``MOD=PATH`` -> ``(canonical modality, path)``; the path must exist."""
+    name, value = _pair(text)
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{name} input {value!r} does not exist")
+    return name, path
+
+
+def offset_pair(text: str) -> tuple[str, float]:
+    """``MOD=NUMBER`` -> ``(canonical modality, offset)``; a bare ``NUMBER`` -> ``("", offset)`` (the one input)."""
+    name, value = _pair(text) if "=" in text else ("", text)
+    number: float = _number(value, float, f"a number after {name}=" if name else "MOD=NUMBER or a number")
+    if number != number or abs(number) == float("inf"):
+        raise argparse.ArgumentTypeError(f"the offset must be a finite number, got {value!r}")
+    return name, number
+
+
+def weights(text: str) -> str:
+    """``hub``, ``random`` or an existing file/folder; ``none`` is the deprecated spelling of ``random``."""
+    if text == "none":
+        note("'--weights none' is deprecated: use '--weights random'")
+        return "random"
+    if text in ("hub", "random") or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(f"expected 'hub', 'random' or an existing file, got {text!r}")
+
+
+def model_name(text: str) -> str:
+    """A released model size (``terramind_v1_base`` or ``base``) -> its full name."""
+    from terramind.checkpoints.models import model_record
+
+    try:
+        return model_record(text).name
+    except TerraMindError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine has: ``cpu``, then ``cuda``/``cuda:N`` and ``mps`` where present."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def device(text: str) -> str:
+    """``auto`` (cuda if available, else cpu) or a device that exists here -> the device to use."""
+    found = available_devices()
+    if text == "auto":
+        return "cuda" if "cuda" in found else "cpu"
+    if text not in found:
+        raise argparse.ArgumentTypeError(
+            f"device {text!r} is not available here; available: {', '.join(['auto', *found])}"
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# actions
+
+
+class PairsAction(argparse.Action):
+    """Collect repeated ``MOD=VALUE`` options into a dict keyed by canonical modality; a repeat is an error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        name, value = values
+        current = dict(getattr(namespace, self.dest, None) or {})
+        if name in current:
+            parser.error(f"{option_string} {name} given twice")
+        current[name] = value
+        setattr(namespace, self.dest, current)
+
+
+class DeprecatedAlias(argparse.Action):
+    """A hidden old spelling: stores like the new option and notes the new spelling on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        self.new = new
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        note(f"'{option_string}' is deprecated and will be removed in the next release: use '{self.new}'")
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def deprecated(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
+    """Accept ``old`` as a hidden alias of ``new`` (stored in ``dest``) for one more release."""
+    p.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, default=argparse.SUPPRESS, **kwargs)
+
+
+def add_check(p: argparse.ArgumentParser, check: Check) -> None:
+    """Run ``check(args)`` after parsing, before the command (it raises a :class:`TerraMindError`)."""
+    p.set_defaults(**{CHECKS: (*(p.get_default(CHECKS) or ()), check)})
+
+
+def run_checks(args: argparse.Namespace) -> None:
+    """Run the checks the command registered (``terramind.cli.main`` calls this before the command)."""
+    for check in getattr(args, CHECKS, ()):
+        check(args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# option groups
+
+
+def add_inputs(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--input MOD=PATH`` (repeatable) -> ``args.input``: canonical modality -> existing path."""
+    p.add_argument(
+        "--input",
+        action=PairsAction,
+        type=input_pair,
+        required=required,
+        metavar="MOD=PATH",
+        help="an input modality and its GeoTIFF (repeat for several modalities)",
+    )
+
+
+def add_tile_input(p: argparse.ArgumentParser) -> None:
+    """One tile: ``FILE --modality M`` (the shorthand) or ``--input M=FILE`` -> ``args.input`` with one entry."""
+    p.add_argument("file", type=Path, nargs="?", help="input GeoTIFF tile (with --modality)")
+    p.add_argument("-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC")
+    add_inputs(p, required=False)
+    add_check(p, _check_tile_input)
+
+
+def _check_tile_input(args: argparse.Namespace) -> None:
+    if args.input is not None and (args.file is not None or args.modality is not None):
+        raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
+    if args.input is None:
+        if args.file is None or args.modality is None:
+            raise InputError("give the tile as FILE --modality M (or --input M=FILE)")
+        args.input = {args.modality: args.file}
+    if len(args.input) != 1:
+        raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
+    ((args.modality, args.file),) = args.input.items()
+    if args.file.is_dir():
+        raise InputError(f"input {str(args.file)!r} is a folder: give one GeoTIFF tile")
+    if not args.file.exists():
+        raise InputError(f"input file {str(args.file)!r} does not exist")
+
+
+def add_output(p: argparse.ArgumentParser, what: str, *, folder: bool = False, required: bool = True) -> None:
+    """``-o/--output`` (``what`` says what is written there); checked before any work.
+
+    Args:
+        p: The subcommand's parser.
+        what: Help text: what the command writes.
+        folder: The output is a folder (created if missing) rather than a file.
+        required: Whether the option must be given.
+    """
+    p.add_argument("-o", "--output", type=Path, required=required, metavar="PATH", help=what)
+    add_check(p, _check_output_folder if folder else _check_output_file)
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` (itself included) when it is not a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _check_writable(folder: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {str(folder)!r} is not writable: choose another -o/--output")
+
+
+def _check_output_file(args: argparse.Namespace) -> None:
+    check_output_file(args.output, overwrite=getattr(args, "overwrite", True))
+
+
+def check_output_file(out: Path | None, *, overwrite: bool) -> None:
+    """Fail unless ``out`` can be written: its folder exists, is writable, and it is no folder itself.
 
     Raises:
-        InputError: An item without ``=``, name or value, or a modality given twice.
-        ModalityError: An unknown modality name.
+        OutputError: Naming the path and what is wrong with it.
     """
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise InputError(f"{what} must look like MOD=VALUE (e.g. S2L2A=scene.tif), got {item!r}")
-        canonical = get_modality(name).name
-        if canonical in out:
-            raise InputError(f"{what} {canonical} given twice")
-        out[canonical] = value
-    return out
+    if out is None:
+        return
+    if out.is_dir():
+        raise OutputError(f"output {str(out)!r} is a folder: give a file name, e.g. {str(out / 'out')!r}")
+    blocking = _blocking_file(out.parent)
+    if blocking is not None:
+        raise OutputError(f"output {str(out)!r}: {str(blocking)!r} is a file, not a folder")
+    if not out.parent.is_dir():
+        raise OutputError(f"output folder {str(out.parent)!r} does not exist: create it first (mkdir -p)")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output file {str(out)!r} exists: pass --overwrite to replace it")
+    _check_writable(out.parent)
 
 
-def parse_inputs(items: Sequence[str]) -> dict[str, Path]:
-    """``["S2L2A=dir", ...]`` -> ``{"S2L2A": Path("dir")}`` with canonical modality names."""
-    return {name: Path(value) for name, value in parse_pairs(items, "--input").items()}
+def _check_output_folder(args: argparse.Namespace) -> None:
+    out: Path | None = args.output
+    if out is None:
+        return
+    blocking = _blocking_file(out)
+    if blocking is not None:
+        where = "is a file" if blocking == out else f"cannot be created: {str(blocking)!r} is a file"
+        raise OutputError(f"output folder {str(out)!r} {where}, not a folder")
+    existing = next(c for c in (out, *out.parents) if c.exists())
+    _check_writable(existing)
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    """``--model``: a released TerraMind size, checked against the release table."""
+    p.add_argument(
+        "--model",
+        type=model_name,
+        default="terramind_v1_base",
+        help="model size: terramind_v1_{tiny,small,base,large} or just the size (default terramind_v1_base)",
+    )
+
+
+def add_weights(p: argparse.ArgumentParser) -> None:
+    """``--weights`` and ``--tokenizer-weights`` (``hub`` | ``random`` | PATH)."""
+    p.add_argument("--weights", type=weights, default="hub", metavar="hub|random|PATH", help=WEIGHTS_HELP)
+    p.add_argument(
+        "--tokenizer-weights",
+        type=weights,
+        default=None,
+        metavar="hub|random|PATH",
+        help="tokenizer weights: 'hub', 'random', or a file or folder of release files (default: as --weights)",
+    )
+
+
+def tokenizer_weights(args: argparse.Namespace) -> str:
+    """The tokenizer weights a command uses: ``--tokenizer-weights``, else ``--weights``."""
+    value: str = args.weights if args.tokenizer_weights is None else args.tokenizer_weights
+    return value
+
+
+def library_weights(value: str) -> str | None:
+    """The library's spelling of a ``--weights`` value (``None`` means random initialisation)."""
+    return None if value == "random" else value
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device`` (default ``auto``), checked against the devices this machine has."""
+    p.add_argument("--device", type=device, default="auto", help="auto (cuda if available, else cpu), cpu, cuda")
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision {fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default) or bf16 autocast (faster on GPUs and AMX CPUs, slightly different results)",
+    )
+    deprecated(p, "--bf16", "--precision bf16", "precision", nargs=0, const="bf16")
+
+
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    """``--batch-size`` (positive); ``--batch`` is its deprecated spelling."""
+    p.add_argument("--batch-size", type=positive_int, default=4, help="tiles per model call (default 4)")
+    deprecated(p, "--batch", "--batch-size", "batch_size", type=positive_int)
+
+
+def add_diffusion_steps(p: argparse.ArgumentParser, *, old_steps: bool = False) -> None:
+    """``--diffusion-steps``; ``old_steps`` also accepts ``--steps`` as its deprecated spelling."""
+    p.add_argument(
+        "--diffusion-steps",
+        type=positive_int,
+        default=10,
+        help="DDIM steps of diffusion decoders (default 10; the release used 50)",
+    )
+    if old_steps:
+        deprecated(p, "--steps", "--diffusion-steps", "diffusion_steps", type=positive_int)
+
+
+def add_seed(p: argparse.ArgumentParser) -> None:
+    """``--seed`` of all randomness of a run."""
+    p.add_argument("--seed", type=int, default=0, help="seed of all random sampling (default 0)")
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``."""
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    """``--json``."""
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_offsets(p: argparse.ArgumentParser) -> None:
+    """``--offset MOD=NUMBER`` (repeatable) -> ``args.offset``: canonical modality -> float."""
+    p.add_argument(
+        "--offset",
+        action=PairsAction,
+        type=offset_pair,
+        default={},
+        metavar="MOD=NUMBER",
+        help="add NUMBER to a modality's mean (S2 products with the +1000 DN offset: S2L2A=1000); "
+        "a bare NUMBER applies to the only input",
+    )
+    add_check(p, _check_offsets)
+
+
+def _check_offsets(args: argparse.Namespace) -> None:
+    """Give a bare ``--offset NUMBER`` to the command's only input."""
+    if "" not in args.offset:
+        return
+    offsets = dict(args.offset)
+    number = offsets.pop("")
+    if len(args.input or {}) != 1:
+        raise InputError(f"--offset {number:g} without MOD=: name the modality (e.g. S2L2A={number:g})")
+    (name,) = args.input
+    if name in offsets:
+        raise InputError(f"--offset {name} given twice")
+    args.offset = {**offsets, name: number}
+
+
+def add_sampling(p: argparse.ArgumentParser) -> None:
+    """``--temperature``, ``--top-p``, ``--top-k`` of token sampling."""
+    p.add_argument(
+        "--temperature", type=non_negative_float, default=1.0, help="sampling temperature (0 = greedy)"
+    )
+    p.add_argument("--top-p", type=probability, default=0.8, help="nucleus sampling threshold in [0, 1] (0 = off)")
+    p.add_argument("--top-k", type=non_negative_int, default=0, help="top-k sampling (0 = off)")
+
+
+def add_tiling(p: argparse.ArgumentParser) -> None:
+    """``--tile`` and ``--overlap`` of whole-scene commands; the overlap must be smaller than the tile."""
+    p.add_argument("--tile", type=tile_size, default=224, help="tile side in pixels (multiple of 16)")
+    p.add_argument(
+        "--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in pixels"
+    )
+    add_check(p, _check_tiling)
+
+
+def _check_tiling(args: argparse.Namespace) -> None:
+    if args.overlap >= args.tile:
+        raise InputError(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+
+
+def add_layer(p: argparse.ArgumentParser) -> None:
+    """``--layer``: an encoder block of ``--model`` (negative counts from the end)."""
+    p.add_argument("--layer", type=int, default=-1, help="encoder block to read (default -1, the last)")
+    add_check(p, _check_layer)
+
+
+def _check_layer(args: argparse.Namespace) -> None:
+    from terramind.checkpoints.models import model_record
+
+    depth = model_record(args.model).config.encoder_depth
+    if not -depth <= args.layer < depth:
+        raise InputError(
+            f"--layer {args.layer} is outside {args.model}'s {depth} encoder blocks: "
+            f"use 0..{depth - 1} (or -{depth}..-1 from the end)"
+        )
