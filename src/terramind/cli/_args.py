@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from terramind.core.errors import InputError, OutputError, TerraMindError
 from terramind.modalities import get_modality
@@ -29,6 +29,14 @@ Check = Callable[[argparse.Namespace], None]
 CHECKS = "_checks"  # namespace attribute holding a command's post-parse checks
 PRECISIONS = ("fp32", "bf16")
 WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with a pointer to ``--help``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE`` on one line and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def note(message: str) -> None:
@@ -93,6 +101,14 @@ def modality(text: str) -> str:
         return get_modality(text).name
     except TerraMindError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def modality_list(text: str) -> list[str]:
+    """``MOD[,MOD...]`` -> canonical names in order; empty items are skipped."""
+    names = [modality(item.strip()) for item in text.split(",") if item.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected MOD[,MOD...], got {text!r}")
+    return names
 
 
 def _pair(text: str) -> tuple[str, str]:

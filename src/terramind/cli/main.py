@@ -24,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from terramind.cli._args import run_checks
+from terramind.cli._args import Parser, run_checks
 from terramind.core.errors import TerraMindError
 
 USAGE_ERROR = 2
@@ -51,7 +51,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Args:
         only: Register just this subcommand (None: all of them).
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="terramind", description="TerraMind for Earth observation: inspect, tokenize, generate, train."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
