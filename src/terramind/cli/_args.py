@@ -349,9 +349,11 @@ def add_model(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_weights(p: argparse.ArgumentParser) -> None:
-    """``--weights`` and ``--tokenizer-weights`` (``hub`` | ``random`` | PATH)."""
+def add_weights(p: argparse.ArgumentParser, *, tokenizers: bool = True) -> None:
+    """``--weights`` and (where tokenizers run) ``--tokenizer-weights``: ``hub`` | ``random`` | PATH."""
     p.add_argument("--weights", type=weights, default="hub", metavar="hub|random|PATH", help=WEIGHTS_HELP)
+    if not tokenizers:
+        return
     p.add_argument(
         "--tokenizer-weights",
         type=weights,
