@@ -21,7 +21,18 @@ assert _spec is not None and _spec.loader is not None
 tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tiny)
 
-FAST = ["--tile", "64", "--overlap", "16", "--diffusion-steps", "1", "--batch-size", "4", "--weights", "random"]
+FAST = [
+    "--tile",
+    "64",
+    "--overlap",
+    "16",
+    "--diffusion-steps",
+    "1",
+    "--batch-size",
+    "4",
+    "--weights",
+    "random",
+]
 
 
 @pytest.fixture

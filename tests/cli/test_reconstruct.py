@@ -81,7 +81,11 @@ def test_reconstruct_old_spellings_still_work_with_a_note(
     argv = ["reconstruct", str(EXAMPLES / "DEM" / TILE), "-m", "DEM", "-o", str(out), "--weights", "none"]
     assert main([*argv, "--steps", "1", "--bf16", "--json"]) == 0
     captured = capsys.readouterr()
-    for old, new in (("--steps", "--diffusion-steps"), ("--bf16", "--precision bf16"), ("--weights none", "--weights random")):
+    for old, new in (
+        ("--steps", "--diffusion-steps"),
+        ("--bf16", "--precision bf16"),
+        ("--weights none", "--weights random"),
+    ):
         assert f"'{new}'" in captured.err and old in captured.err
     assert tiny_factory == [("DEM", None)]  # 'none' still means random weights
     assert json.loads(captured.out.splitlines()[-1])["modality"] == "DEM"

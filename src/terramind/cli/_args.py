@@ -56,7 +56,7 @@ def _number(text: str, kind: Callable[[str], Any], what: str) -> Any:
 
 
 def positive_int(text: str) -> int:
-    """An integer >= 1 (batch sizes, steps, episode counts)."""
+    """Parse an integer >= 1 (batch sizes, steps, episode counts)."""
     value: int = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
@@ -64,7 +64,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """An integer >= 0 (``--top-k``, ``--overlap``)."""
+    """Parse an integer >= 0 (``--top-k``, ``--overlap``)."""
     value: int = _number(text, int, "an integer >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
@@ -72,7 +72,7 @@ def non_negative_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (``--temperature``)."""
+    """Parse a finite number >= 0 (``--temperature``)."""
     value: float = _number(text, float, "a number >= 0")
     if not value >= 0 or value == float("inf"):  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
@@ -80,7 +80,7 @@ def non_negative_float(text: str) -> float:
 
 
 def probability(text: str) -> float:
-    """A number in [0, 1] (``--top-p``)."""
+    """Parse a number in [0, 1] (``--top-p``)."""
     value: float = _number(text, float, "a number between 0 and 1")
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
@@ -88,7 +88,7 @@ def probability(text: str) -> float:
 
 
 def tile_size(text: str) -> int:
-    """A positive multiple of 16 pixels (the patch size of every TerraMind model)."""
+    """Parse a positive multiple of 16 pixels (the patch size of every TerraMind model)."""
     value: int = _number(text, int, "a positive multiple of 16")
     if value < 16 or value % 16:
         raise argparse.ArgumentTypeError(f"must be a positive multiple of 16 (the patch size), got {text!r}")
@@ -96,7 +96,7 @@ def tile_size(text: str) -> int:
 
 
 def modality(text: str) -> str:
-    """A modality name (any alias) -> its canonical name; unknown names list the valid ones."""
+    """Map a modality name (any alias) to its canonical name; unknown names list the valid ones."""
     try:
         return get_modality(text).name
     except TerraMindError as err:
@@ -128,12 +128,22 @@ def input_pair(text: str) -> tuple[str, Path]:
 
 
 def offset_pair(text: str) -> tuple[str, float]:
-    """``MOD=NUMBER`` -> ``(canonical modality, offset)``; a bare ``NUMBER`` -> ``("", offset)`` (the one input)."""
+    """Parse ``MOD=NUMBER`` -> ``(canonical modality, offset)``; a bare ``NUMBER`` -> ``("", offset)``."""
     name, value = _pair(text) if "=" in text else ("", text)
     number: float = _number(value, float, f"a number after {name}=" if name else "MOD=NUMBER or a number")
     if number != number or abs(number) == float("inf"):
         raise argparse.ArgumentTypeError(f"the offset must be a finite number, got {value!r}")
     return name, number
+
+
+def input_file(text: str) -> Path:
+    """Parse the path of an existing file (not a folder)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder: give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
+    return path
 
 
 def weights(text: str) -> str:
@@ -147,7 +157,7 @@ def weights(text: str) -> str:
 
 
 def model_name(text: str) -> str:
-    """A released model size (``terramind_v1_base`` or ``base``) -> its full name."""
+    """Map a released model size (``terramind_v1_base`` or ``base``) to its full name."""
     from terramind.checkpoints.models import model_record
 
     try:
@@ -157,7 +167,7 @@ def model_name(text: str) -> str:
 
 
 def available_devices() -> list[str]:
-    """The torch devices this machine has: ``cpu``, then ``cuda``/``cuda:N`` and ``mps`` where present."""
+    """List the torch devices this machine has: ``cpu``, then ``cuda``/``cuda:N``, ``mps``."""
     import torch
 
     found = ["cpu"]
@@ -185,7 +195,7 @@ def device(text: str) -> str:
 
 
 class PairsAction(argparse.Action):
-    """Collect repeated ``MOD=VALUE`` options into a dict keyed by canonical modality; a repeat is an error."""
+    """Collect repeated ``MOD=VALUE`` options into a dict by canonical modality; a repeat is an error."""
 
     def __call__(
         self,
@@ -254,9 +264,11 @@ def add_inputs(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 
 def add_tile_input(p: argparse.ArgumentParser) -> None:
-    """One tile: ``FILE --modality M`` (the shorthand) or ``--input M=FILE`` -> ``args.input`` with one entry."""
+    """Add one tile: ``FILE --modality M`` (shorthand) or ``--input M=FILE`` -> ``args.input``."""
     p.add_argument("file", type=Path, nargs="?", help="input GeoTIFF tile (with --modality)")
-    p.add_argument("-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC")
+    p.add_argument(
+        "-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC"
+    )
     add_inputs(p, required=False)
     add_check(p, _check_tile_input)
 
@@ -291,7 +303,7 @@ def add_output(p: argparse.ArgumentParser, what: str, *, folder: bool = False, r
 
 
 def _blocking_file(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` (itself included) when it is not a folder."""
+    """Return the nearest existing ancestor of ``path`` (itself included) when it is not a folder."""
     for candidate in (path, *path.parents):
         if candidate.exists():
             return None if candidate.is_dir() else candidate
@@ -359,24 +371,27 @@ def add_weights(p: argparse.ArgumentParser, *, tokenizers: bool = True) -> None:
         type=weights,
         default=None,
         metavar="hub|random|PATH",
-        help="tokenizer weights: 'hub', 'random', or a file or folder of release files (default: as --weights)",
+        help="tokenizer weights: 'hub', 'random', or a file or folder of release files "
+        "(default: as --weights)",
     )
 
 
 def tokenizer_weights(args: argparse.Namespace) -> str:
-    """The tokenizer weights a command uses: ``--tokenizer-weights``, else ``--weights``."""
+    """Return the tokenizer weights a command uses: ``--tokenizer-weights``, else ``--weights``."""
     value: str = args.weights if args.tokenizer_weights is None else args.tokenizer_weights
     return value
 
 
 def library_weights(value: str) -> str | None:
-    """The library's spelling of a ``--weights`` value (``None`` means random initialisation)."""
+    """Return the library's spelling of a ``--weights`` value (``None``: random initialisation)."""
     return None if value == "random" else value
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
     """``--device`` (default ``auto``), checked against the devices this machine has."""
-    p.add_argument("--device", type=device, default="auto", help="auto (cuda if available, else cpu), cpu, cuda")
+    p.add_argument(
+        "--device", type=device, default="auto", help="auto (cuda if available, else cpu), cpu, cuda"
+    )
 
 
 def add_precision(p: argparse.ArgumentParser) -> None:
@@ -456,7 +471,9 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--temperature", type=non_negative_float, default=1.0, help="sampling temperature (0 = greedy)"
     )
-    p.add_argument("--top-p", type=probability, default=0.8, help="nucleus sampling threshold in [0, 1] (0 = off)")
+    p.add_argument(
+        "--top-p", type=probability, default=0.8, help="nucleus sampling threshold in [0, 1] (0 = off)"
+    )
     p.add_argument("--top-k", type=non_negative_int, default=0, help="top-k sampling (0 = off)")
 
 

@@ -92,7 +92,7 @@ def plan(args: argparse.Namespace) -> None:
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
-    """The generation options of a run, from its arguments (the one place they are gathered)."""
+    """Gather the generation options of a run from its arguments (the one place that does)."""
     return dict(
         seed=args.seed, steps=args.steps, strategy=args.strategy, diffusion_steps=args.diffusion_steps,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, chain=not args.no_chain,
@@ -127,9 +127,10 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     run_options = options(args)
     settings = {"model": args.model, "weights": args.weights, "tokenizers": tok_weights, **run_options}
+    tile_fn = generator_tile_fn(generator, outputs, **run_options)
     written = generate_scene(
-        generator_tile_fn(generator, outputs, **run_options), inputs, outputs, work_dir=args.output / WORK_DIR,
-        tile=args.tile, overlap=args.overlap, batch=args.batch_size, fill=fill_values(list(inputs), args.offset),
+        tile_fn, inputs, outputs, work_dir=args.output / WORK_DIR, tile=args.tile, overlap=args.overlap,
+        batch=args.batch_size, fill=fill_values(list(inputs), args.offset),
         settings=settings, overwrite=args.overwrite, progress=_progress,
     )  # fmt: skip
     for out, path in zip(outputs, written, strict=True):

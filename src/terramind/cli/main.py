@@ -76,19 +76,19 @@ def leaf_parsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str,
 
 
 def _leaf(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The parser of the command that ``args`` selected."""
+    """Return the parser of the command that ``args`` selected."""
     while subs := [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
         parser = subs[0].choices[getattr(args, subs[0].dest)]
     return parser
 
 
 def visible_options(parser: argparse.ArgumentParser) -> list[str]:
-    """The option strings a parser shows in its help (deprecated aliases are hidden)."""
+    """List the option strings a parser shows in its help (deprecated aliases are hidden)."""
     return [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
 
 
 def unknown_message(command: str, parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
-    """Explain unrecognized arguments: a close spelling of this command, or the commands that have the flag."""
+    """Explain unrecognized arguments: a close spelling, or the commands that have the flag."""
     flags = [e.split("=", 1)[0] for e in extra if e.startswith("-")]
     if not flags:
         return f"unrecognized arguments: {' '.join(extra)}"
@@ -107,11 +107,40 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     known = command_modules()
     only = argv[0] if argv and argv[0] in known else None
     parser = build_parser(only)
+    leaf = _named_leaf(parser, argv)
+    if leaf is not None and (unknown := _unknown_long_options(leaf, argv)):  # before "required" errors
+        leaf.error(unknown_message(leaf.prog.removeprefix("terramind "), leaf, unknown))
     args, extra = parser.parse_known_args(argv)
     if extra:
         leaf = _leaf(parser, args)
         leaf.error(unknown_message(leaf.prog.removeprefix("terramind "), leaf, extra))
     return args
+
+
+def _named_leaf(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser | None:
+    """Return the parser of the command that ``argv`` names by its leading words, or None."""
+    words = iter(argv)
+    while subs := [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
+        child = subs[0].choices.get(next(words, ""))
+        if child is None:
+            return None
+        parser = child
+    return parser
+
+
+def _unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--options`` in ``argv`` that ``parser`` does not know (nor as an abbreviation)."""
+    if any(a.nargs == argparse.REMAINDER for a in parser._actions):  # finetune: LightningCLI's options
+        return []
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    unknown = []
+    for item in argv:
+        if item == "--":
+            break
+        name = item.split("=", 1)[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            unknown.append(item)
+    return unknown
 
 
 def _os_error(err: OSError) -> str | None:
@@ -138,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TerraMindError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return USAGE_ERROR
+    except SystemExit as exc:  # a command's own parser (finetune scene, LightningCLI): help or usage error
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED

@@ -2,7 +2,7 @@
 
 Example::
 
-    terramind reconstruct examples/DEM/38D_378R_2_3.tif --modality DEM --diffusion-steps 10 -o dem_rec.tif --png dem.png
+    terramind reconstruct examples/DEM/38D_378R_2_3.tif -m DEM --diffusion-steps 10 -o rec.tif --png rec.png
 
 Reports PSNR and SSIM of the reconstruction in physical units (data range = the input's value range);
 LULC reports pixel accuracy. The output GeoTIFF is on the input's grid: float32 physical units, LULC as uint8
@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         save_quicklook(args.png, spec, rec)
     result = reconstruction_scores(spec, raster.data, rec)
     if args.json:
-        print(json.dumps({"file": str(args.file), "modality": spec.name, "output": str(args.output), **result}))
+        print(
+            json.dumps({"file": str(args.file), "modality": spec.name, "output": str(args.output), **result})
+        )
         return 0
     print(f"{args.file}: {spec.name} reconstructed with {tok.codebook_size}-token codebook -> {args.output}")
     print("  " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))

@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     raster = read_tile(args.file, spec.name)
     tok = load_tokenizer(spec.name, _args.tokenizer_weights(args), args.device)
     with torch.inference_mode():
-        ids = tok.encode(to_model_input(raster, spec.name, args.offset.get(spec.name, 0.0), args.device))[0].cpu().numpy()
+        ids = (
+            tok.encode(to_model_input(raster, spec.name, args.offset.get(spec.name, 0.0), args.device))[0]
+            .cpu()
+            .numpy()
+        )
     geo = raster.georef
     with atomic_path(args.output, overwrite=args.overwrite) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(

@@ -53,7 +53,7 @@ def ssim(original: torch.Tensor, reconstruction: torch.Tensor, data_range: float
 
 
 def reconstruction_scores(spec: ModalitySpec, original: np.ndarray, rec: np.ndarray) -> dict[str, float]:
-    """PSNR/SSIM on physical values ``(C, H, W)`` (data range = the original's range); pixel accuracy for classes."""
+    """Score ``(C, H, W)`` physical values: PSNR/SSIM (range: the original's); pixel accuracy for classes."""
     if spec.classes is not None:
         return {"pixel_accuracy": float((original == rec).mean())}
     target = torch.from_numpy(original.astype(np.float64))

@@ -302,11 +302,13 @@ def _alias_table() -> dict[str, str]:
 ALIASES: MappingProxyType[str, str] = MappingProxyType(_alias_table())
 
 
-SUGGEST_CUTOFF = 0.66  # difflib ratio: one swapped or extra letter in a 3-6 letter name ('dme', 'lulcc') passes
+SUGGEST_CUTOFF = (
+    0.66  # difflib ratio: one swapped or extra letter in a 3-6 letter name ('dme', 'lulcc') passes
+)
 
 
 def _closest(normal: str) -> str | None:
-    """The canonical name whose alias is most similar to ``normal``; None when none is close or two tie."""
+    """Return the canonical name whose alias is closest to ``normal``; None when none is close or two tie."""
     ratios = {a: difflib.SequenceMatcher(None, normal, a).ratio() for a in ALIASES}
     best = max(ratios.values())
     winners = {ALIASES[a] for a, r in ratios.items() if r == best}
