@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -234,6 +235,15 @@ class DeprecatedAlias(argparse.Action):
 def deprecated(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
     """Accept ``old`` as a hidden alias of ``new`` (stored in ``dest``) for one more release."""
     p.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, default=argparse.SUPPRESS, **kwargs)
+    for action in p._actions:
+        if action.dest == dest and action.required:  # either spelling satisfies it: checked after parsing
+            action.required = False
+            add_check(p, partial(_check_given, dest, new))
+
+
+def _check_given(dest: str, new: str, args: argparse.Namespace) -> None:
+    if getattr(args, dest, None) is None:
+        raise InputError(f"the following arguments are required: {new}")
 
 
 def add_check(p: argparse.ArgumentParser, check: Check) -> None:
