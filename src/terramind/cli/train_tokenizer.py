@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tokenizer.yaml into trainer.out_dir.",
     )
     p.add_argument("-c", "--config", required=True, type=_args.input_file, help="YAML run config")
-    p.add_argument("--resume", default=None, help="checkpoint path, or 'last'")
+    p.add_argument(
+        "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
+    )
     p.set_defaults(func=run)
 
 
