@@ -21,9 +21,15 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "S2L2A" / "38D_378R
 # option -> the fields allowed to differ, and why
 DIFFERENT = {
     "--output": ({"help"}, "the help says what the command writes (a file or a folder)"),
-    "--png": ({"action", "type", "nargs", "const", "default", "help", "metavar"}, "a flag where the output is a folder "
-              "(generate: one PNG per output), a PATH where the output is one file"),  # fmt: skip
-    "--config": ({"action", "default", "help"}, "finetune scene takes several -c files, as LightningCLI does"),
+    "--png": (
+        {"action", "type", "nargs", "const", "default", "help", "metavar"},
+        "a flag where the output is a folder "
+        "(generate: one PNG per output), a PATH where the output is one file",
+    ),  # fmt: skip
+    "--config": (
+        {"action", "default", "help"},
+        "finetune scene takes several -c files, as LightningCLI does",
+    ),
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
 }
 # commands that run TerraMind or a tokenizer, and the options each must have
@@ -70,7 +76,9 @@ def test_shared_options_are_identical_everywhere() -> None:
         (first, reference), *rest = per_command.items()
         for name, fields in rest:
             differ = {k for k in fields if fields[k] != reference[k]} - allowed
-            problems += [f"{option}: {k} {fields[k]!r} in {name}, {reference[k]!r} in {first}" for k in differ]
+            problems += [
+                f"{option}: {k} {fields[k]!r} in {name}, {reference[k]!r} in {first}" for k in differ
+            ]
     assert not problems, "\n".join(problems)
 
 
@@ -114,7 +122,17 @@ def test_old_spellings_still_work_with_a_note(capsys: pytest.CaptureFixture[str]
 
 
 def test_new_spellings_print_no_note(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    argv = ["generate", "--input", f"S2L2A={EXAMPLE}", "--to", "DEM", "-o", str(tmp_path), "--batch-size", "2"]
+    argv = [
+        "generate",
+        "--input",
+        f"S2L2A={EXAMPLE}",
+        "--to",
+        "DEM",
+        "-o",
+        str(tmp_path),
+        "--batch-size",
+        "2",
+    ]
     args = _parse([*argv, "--precision", "bf16", "--weights", "random"])
     assert (args.batch_size, args.precision, args.device) == (2, "bf16", "cpu" if not _cuda() else "cuda")
     assert capsys.readouterr().err == ""

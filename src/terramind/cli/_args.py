@@ -32,12 +32,54 @@ PRECISIONS = ("fp32", "bf16")
 WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
 
 
+class UnknownOption(Exception):
+    """``--options`` that a command's parser does not know; ``terramind.cli.main`` explains them."""
+
+    def __init__(self, parser: argparse.ArgumentParser, options: list[str]) -> None:
+        super().__init__(" ".join(options))
+        self.parser = parser
+        self.options = options
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (with a pointer to ``--help``), exit code 2."""
+    """An argument parser whose usage errors are one line (with a pointer to ``--help``), exit code 2.
+
+    A command's parser reports unknown ``--options`` (as :class:`UnknownOption`) before anything else, so
+    a misspelt option is named rather than the required option it was meant to be.
+    """
 
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: MESSAGE`` on one line and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse like argparse, raising :class:`UnknownOption` first where this parser is a command's."""
+        unknown = unknown_long_options(self, sys.argv[1:] if args is None else args)
+        if unknown:
+            raise UnknownOption(self, unknown)
+        return super().parse_known_args(args, namespace)
+
+
+def unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--options`` in ``argv`` that ``parser`` does not know, not even abbreviated.
+
+    Empty for parsers with subcommands or that pass the rest on (``finetune`` to LightningCLI).
+    """
+    if any(
+        isinstance(a, argparse._SubParsersAction) or a.nargs == argparse.REMAINDER for a in parser._actions
+    ):
+        return []
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    unknown = []
+    for item in argv:
+        if item == "--":
+            break
+        name = item.split("=", 1)[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            unknown.append(name)
+    return unknown
 
 
 def note(message: str) -> None:
@@ -186,7 +228,7 @@ def device(text: str) -> str:
         return "cuda" if "cuda" in found else "cpu"
     if text not in found:
         raise argparse.ArgumentTypeError(
-            f"device {text!r} is not available here; available: {', '.join(['auto', *found])}"
+            f"device {text!r} is not available here; available: {', '.join(found)} (or auto)"
         )
     return text
 

@@ -24,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from terramind.cli._args import Parser, run_checks
+from terramind.cli._args import Parser, UnknownOption, run_checks
 from terramind.core.errors import TerraMindError
 
 USAGE_ERROR = 2
@@ -87,60 +87,35 @@ def visible_options(parser: argparse.ArgumentParser) -> list[str]:
     return [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
 
 
-def unknown_message(command: str, parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
-    """Explain unrecognized arguments: a close spelling, or the commands that have the flag."""
-    flags = [e.split("=", 1)[0] for e in extra if e.startswith("-")]
-    if not flags:
-        return f"unrecognized arguments: {' '.join(extra)}"
-    flag = flags[0]
-    close = difflib.get_close_matches(flag, visible_options(parser), n=1, cutoff=0.6)
+def unknown_message(parser: argparse.ArgumentParser, options: Sequence[str]) -> str:
+    """Explain unknown options: a close spelling, or the commands that have the option."""
+    command = parser.prog.removeprefix("terramind ")
+    flag = options[0]
+    close = difflib.get_close_matches(
+        flag.lstrip("-"), [o.lstrip("-") for o in visible_options(parser)], 1, 0.7
+    )
     if close:
-        return f"unrecognized argument {flag!r}: did you mean {close[0]!r}?"
-    others = [name for name, p in leaf_parsers(build_parser()).items() if flag in visible_options(p)]
+        return f"unrecognized argument {flag!r}: did you mean '--{close[0]}'?"
+    parsers = leaf_parsers(build_parser())
+    parsers["finetune scene"] = importlib.import_module("terramind.cli.finetune").scene_parser()
+    others = [name for name, p in parsers.items() if flag in visible_options(p)]
     if others:
         return f"{command} has no {flag!r} option; commands that have it: {', '.join(others)}"
-    return f"unrecognized argument {flag!r} (see 'terramind {command} --help')"
+    return f"unrecognized argument {flag!r}"
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    """Parse ``argv``; usage errors exit through argparse (``SystemExit(2)``) with a specific message."""
+    """Parse ``argv``; usage errors exit through argparse (``SystemExit(2)``) with a one-line message."""
     known = command_modules()
     only = argv[0] if argv and argv[0] in known else None
     parser = build_parser(only)
-    leaf = _named_leaf(parser, argv)
-    if leaf is not None and (unknown := _unknown_long_options(leaf, argv)):  # before "required" errors
-        leaf.error(unknown_message(leaf.prog.removeprefix("terramind "), leaf, unknown))
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        leaf = _leaf(parser, args)
-        leaf.error(unknown_message(leaf.prog.removeprefix("terramind "), leaf, extra))
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except UnknownOption as exc:
+        exc.parser.error(unknown_message(exc.parser, exc.options))
+    if extra:  # not options (those raised UnknownOption): stray values
+        _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
-
-
-def _named_leaf(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser | None:
-    """Return the parser of the command that ``argv`` names by its leading words, or None."""
-    words = iter(argv)
-    while subs := [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
-        child = subs[0].choices.get(next(words, ""))
-        if child is None:
-            return None
-        parser = child
-    return parser
-
-
-def _unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """``--options`` in ``argv`` that ``parser`` does not know (nor as an abbreviation)."""
-    if any(a.nargs == argparse.REMAINDER for a in parser._actions):  # finetune: LightningCLI's options
-        return []
-    known = [s for s in parser._option_string_actions if s.startswith("--")]
-    unknown = []
-    for item in argv:
-        if item == "--":
-            break
-        name = item.split("=", 1)[0]
-        if name.startswith("--") and not any(k.startswith(name) for k in known):
-            unknown.append(item)
-    return unknown
 
 
 def _os_error(err: OSError) -> str | None:
@@ -166,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except TerraMindError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except UnknownOption as exc:  # a command's own parser (finetune scene)
+        print(f"{exc.parser.prog}: error: {unknown_message(exc.parser, exc.options)}", file=sys.stderr)
         return USAGE_ERROR
     except SystemExit as exc:  # a command's own parser (finetune scene, LightningCLI): help or usage error
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
