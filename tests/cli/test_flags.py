@@ -25,7 +25,7 @@ DIFFERENT = {
         {"action", "type", "nargs", "const", "default", "help", "metavar"},
         "a flag where the output is a folder "
         "(generate: one PNG per output), a PATH where the output is one file",
-    ),  # fmt: skip
+    ),
     "--config": (
         {"action", "default", "help"},
         "finetune scene takes several -c files, as LightningCLI does",

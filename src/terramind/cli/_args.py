@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
 
 
-class UnknownOption(Exception):
+class UnknownOptionError(Exception):
     """``--options`` that a command's parser does not know; ``terramind.cli.main`` explains them."""
 
     def __init__(self, parser: argparse.ArgumentParser, options: list[str]) -> None:
@@ -44,7 +44,7 @@ class UnknownOption(Exception):
 class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (with a pointer to ``--help``), exit code 2.
 
-    A command's parser reports unknown ``--options`` (as :class:`UnknownOption`) before anything else, so
+    A command's parser reports unknown ``--options`` (as :class:`UnknownOptionError`) before anything else, so
     a misspelt option is named rather than the required option it was meant to be.
     """
 
@@ -55,10 +55,10 @@ class Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        """Parse like argparse, raising :class:`UnknownOption` first where this parser is a command's."""
+        """Parse like argparse, raising :class:`UnknownOptionError` first where this parser is a command's."""
         unknown = unknown_long_options(self, sys.argv[1:] if args is None else args)
         if unknown:
-            raise UnknownOption(self, unknown)
+            raise UnknownOptionError(self, unknown)
         return super().parse_known_args(args, namespace)
 
 

@@ -24,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from terramind.cli._args import Parser, UnknownOption, run_checks
+from terramind.cli._args import Parser, UnknownOptionError, run_checks
 from terramind.core.errors import TerraMindError
 
 USAGE_ERROR = 2
@@ -111,9 +111,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = build_parser(only)
     try:
         args, extra = parser.parse_known_args(argv)
-    except UnknownOption as exc:
+    except UnknownOptionError as exc:
         exc.parser.error(unknown_message(exc.parser, exc.options))
-    if extra:  # not options (those raised UnknownOption): stray values
+    if extra:  # not options (those raised UnknownOptionError): stray values
         _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TerraMindError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return USAGE_ERROR
-    except UnknownOption as exc:  # a command's own parser (finetune scene)
+    except UnknownOptionError as exc:  # a command's own parser (finetune scene)
         print(f"{exc.parser.prog}: error: {unknown_message(exc.parser, exc.options)}", file=sys.stderr)
         return USAGE_ERROR
     except SystemExit as exc:  # a command's own parser (finetune scene, LightningCLI): help or usage error
