@@ -16,7 +16,7 @@ import numpy as np
 
 from terramind.cli import _args
 from terramind.core.errors import InputError, TerraMindError
-from terramind.evaluate.embeddings import read_embeddings
+from terramind.core.optional import require
 from terramind.evaluate.fewshot import few_shot
 
 
@@ -63,8 +63,9 @@ def read_labels(path: Path) -> dict[str, str]:
 
 def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
     """Read embeddings written by ``terramind embed``; a file that is no such output is a one-line error."""
+    embeddings = require("terramind.evaluate.embeddings", "train")  # until data/ is free of Lightning
     try:
-        return read_embeddings(path)
+        return embeddings.read_embeddings(path)  # type: ignore[no-any-return]
     except (ValueError, EOFError, pickle.UnpicklingError) as err:  # np.load on a file that is not .npy
         if isinstance(err, TerraMindError):
             raise

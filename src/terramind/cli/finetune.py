@@ -12,7 +12,6 @@ predicts a whole scene of any size with a fine-tuned dense model (overlapping ti
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -148,12 +147,12 @@ def run(args: argparse.Namespace) -> int:
     if args.lightning_args[:1] == ["scene"]:
         print(f"wrote {scene(list(args.lightning_args[1:]))}")
         return 0
-    if (args.help or not args.lightning_args) and importlib.util.find_spec("lightning") is None:
-        print(
-            args.usage_text
-            + "\nLightningCLI's own options need the train extra: pip install 'terramind[train]'"
-        )
-        return 0
+    if args.help or not args.lightning_args:
+        try:
+            require("lightning.pytorch.cli", "train")
+        except TerraMindError as err:  # a base install: our help, and how to get LightningCLI's
+            print(f"{args.usage_text}\nLightningCLI's options need the train extra: {err}")
+            return 0
     try:
         cli(list(args.lightning_args) if args.lightning_args and not args.help else ["--help"])
     except ValueError as err:
