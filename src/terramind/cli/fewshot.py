@@ -65,7 +65,7 @@ def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
     """Read embeddings written by ``terramind embed``; a file that is no such output is a one-line error."""
     embeddings = require("terramind.evaluate.embeddings", "train")  # until data/ is free of Lightning
     try:
-        return embeddings.read_embeddings(path)  # type: ignore[no-any-return]
+        return embeddings.read_embeddings(path)
     except (ValueError, EOFError, pickle.UnpicklingError) as err:  # np.load on a file that is not .npy
         if isinstance(err, TerraMindError):
             raise
