@@ -18,7 +18,7 @@ def test_embed_example_folders(tmp_path: Path, examples_dir: Path) -> None:
             (tmp_path / mod / f"{name}.tif").symlink_to(examples_dir / mod / f"{name}.tif")
     out = tmp_path / "emb.npy"
     args = ["embed", "--input", f"S2L2A={tmp_path / 'S2L2A'}", "--input", f"s1rtc={tmp_path / 'S1RTC'}"]
-    assert main([*args, "--output", str(out), "--model", "terramind_v1_tiny", "--weights", "none"]) == 0
+    assert main([*args, "--output", str(out), "--model", "terramind_v1_tiny", "--weights", "random"]) == 0
     names, emb = read_embeddings(out)
     assert names == NAMES[:2] and emb.shape == (2, 192)
     assert not np.allclose(emb[0], emb[1])  # tiles differ
@@ -37,7 +37,7 @@ def test_embed_one_tile_per_token(tmp_path: Path, examples_dir: Path) -> None:
             "--model",
             "terramind_v1_tiny",
             "--weights",
-            "none",
+            "random",
             "--pooling",
             "tokens",
         ]
@@ -52,7 +52,8 @@ def test_embed_errors(tmp_path: Path, examples_dir: Path, capsys: pytest.Capture
     partial.mkdir()
     (partial / f"{NAMES[0]}.tif").symlink_to(examples_dir / "S1RTC" / f"{NAMES[0]}.tif")
     args = ["embed", "--input", f"S2L2A={examples_dir / 'S2L2A'}", "--input", f"S1RTC={partial}"]
-    assert main([*args, "--output", str(tmp_path / "e.npy"), "--weights", "none"]) == 2
+    assert main([*args, "--output", str(tmp_path / "e.npy"), "--weights", "random"]) == 2
     assert "S1RTC lacks 4 id(s)" in capsys.readouterr().err
     assert main(["embed", "--input", "S9=x", "--output", str(tmp_path / "e.npy")]) == 2
-    assert "S9" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown modality 'S9'" in err and "Did you mean" not in err  # no name is close to S9

@@ -21,7 +21,18 @@ assert _spec is not None and _spec.loader is not None
 tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tiny)
 
-FAST = ["--tile", "64", "--overlap", "16", "--diffusion-steps", "1", "--batch", "4", "--weights", "random"]
+FAST = [
+    "--tile",
+    "64",
+    "--overlap",
+    "16",
+    "--diffusion-steps",
+    "1",
+    "--batch-size",
+    "4",
+    "--weights",
+    "random",
+]
 
 
 @pytest.fixture
@@ -64,7 +75,7 @@ def s2_scene(tmp_path: Path, size=(96, 120), name="s2.tif", **kw) -> Path:
 
 def test_example_tile_to_lulc_and_dem(tmp_path, made, capsys):
     out = tmp_path / "out"
-    args = ["--input", f"S2L2A={S2}", "--to", "LULC,DEM", "--out", str(out), "--png", *FAST, "--tile", "112"]
+    args = ["--input", f"S2L2A={S2}", "--to", "LULC,DEM", "-o", str(out), "--png", *FAST, "--tile", "112"]
     code = main(["generate", *args])
     assert code == 0
     err = capsys.readouterr().err
@@ -86,7 +97,7 @@ def test_same_seed_same_scene_and_small_scene_is_padded(tmp_path, made):
     scene = s2_scene(tmp_path, size=(40, 50))
     runs = []
     for name in ("a", "b"):
-        args = ["--input", f"S2L2A={scene}", "--to", "LULC", "--out", str(tmp_path / name), *FAST]
+        args = ["--input", f"S2L2A={scene}", "--to", "LULC", "-o", str(tmp_path / name), *FAST]
         assert main(["generate", *args]) == 0
         with rasterio.open(tmp_path / name / "LULC.tif") as f:
             runs.append(f.read())
@@ -101,7 +112,7 @@ def test_nan_and_nodata_inputs_become_nodata(tmp_path, made):
     data[:, 50:60, 40:60] = -1.0
     scene = write(tmp_path / "s2.tif", data, nodata=-1.0)
     out = tmp_path / "out"
-    assert main(["generate", "--input", f"S2L2A={scene}", "--to", "LULC,DEM", "--out", str(out), *FAST]) == 0
+    assert main(["generate", "--input", f"S2L2A={scene}", "--to", "LULC,DEM", "-o", str(out), *FAST]) == 0
     with rasterio.open(out / "LULC.tif") as lulc, rasterio.open(out / "DEM.tif") as dem:
         classes, height = lulc.read(1), dem.read(1)
         assert dem.nodata == -9999.0 and lulc.nodata == 0
@@ -112,8 +123,8 @@ def test_nan_and_nodata_inputs_become_nodata(tmp_path, made):
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, made, monkeypatch):
     scene = s2_scene(tmp_path, size=(150, 100))
-    args = ["generate", "--input", f"S2L2A={scene}", "--to", "DEM", *FAST, "--batch", "1"]
-    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    args = ["generate", "--input", f"S2L2A={scene}", "--to", "DEM", *FAST, "--batch-size", "1"]
+    assert main([*args, "-o", str(tmp_path / "full")]) == 0
 
     real = tiny.tiny_generator
     calls = {"n": 0}
@@ -133,10 +144,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, made, monkeypatch)
 
     monkeypatch.setattr(tiny, "tiny_generator", flaky)
     part = tmp_path / "part"
-    assert main([*args, "--out", str(part)]) == 130
+    assert main([*args, "-o", str(part)]) == 130
     assert (part / ".terramind-partial" / "progress.json").exists() and not (part / "DEM.tif").exists()
     monkeypatch.setattr(tiny, "tiny_generator", real)
-    assert main([*args, "--out", str(part)]) == 0
+    assert main([*args, "-o", str(part)]) == 0
     with rasterio.open(tmp_path / "full" / "DEM.tif") as a, rasterio.open(part / "DEM.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
 
@@ -152,7 +163,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, made, monkeypatch)
     ],
 )
 def test_bad_requests_fail_with_one_line(tmp_path, made, capsys, extra, message):
-    code = main(["generate", "--input", f"S2L2A={S2}", "--out", str(tmp_path / "o"), *FAST, *extra])
+    code = main(["generate", "--input", f"S2L2A={S2}", "-o", str(tmp_path / "o"), *FAST, *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not made  # nothing was loaded
@@ -171,7 +182,7 @@ def test_mismatched_grids_are_named(tmp_path, made, capsys):
             f"S1RTC={s1}",
             "--to",
             "DEM",
-            "--out",
+            "-o",
             str(tmp_path / "o"),
             *FAST,
         ]
@@ -184,12 +195,12 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, made, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "LULC.tif").write_bytes(b"precious")
-    code = main(["generate", "--input", f"S2L2A={S2}", "--to", "LULC", "--out", str(out), *FAST])
+    code = main(["generate", "--input", f"S2L2A={S2}", "--to", "LULC", "-o", str(out), *FAST])
     assert code == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "LULC.tif").read_bytes() == b"precious"
     assert not made
 
 
 def test_bad_input_argument(tmp_path, made, capsys):
-    assert main(["generate", "--input", str(S2), "--to", "LULC", "--out", str(tmp_path), *FAST]) == 2
+    assert main(["generate", "--input", str(S2), "--to", "LULC", "-o", str(tmp_path), *FAST]) == 2
     assert "MOD=VALUE" in capsys.readouterr().err

@@ -57,7 +57,7 @@ def test_tokenize_writes_ids_and_georef(
     out = tmp_path / "tokens.npz"
     assert main(["tokenize", str(src), "--modality", modality, "-o", str(out), "--weights", "random"]) == 0
     assert tiny_factory == [(modality, None)]
-    assert "untrained" in capsys.readouterr().out
+    assert "untrained" in capsys.readouterr().err
     with np.load(out) as npz, rasterio.open(src) as ds:
         assert npz["ids"].shape == (14, 14) and npz["ids"].dtype == np.uint16
         assert int(npz["ids"].max()) < int(npz["codebook_size"])

@@ -22,6 +22,10 @@ class FakeGenerator:
     def keep_loaded(self) -> FakeGenerator:
         return self
 
+    def to(self, device: str) -> FakeGenerator:
+        assert device in ("cpu", "cuda")  # --device auto
+        return self
+
     def generate(self, inputs: Mapping[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
         s2 = inputs["S2L2A"]
         water = (s2[:, 2] - s2[:, 7]) / (s2[:, 2] + s2[:, 7] + 1e-6) > 0
@@ -69,7 +73,8 @@ def _lulc(examples_dir: Path) -> np.ndarray:
 
 
 def test_zeroshot_rejects_other_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["zeroshot", "water", "--input", "S1RTC=x.tif", "--output", str(tmp_path / "w.tif")]) == 2
+    s1 = Path(__file__).resolve().parents[2] / "examples" / "S1RTC" / "38D_378R_2_3.tif"
+    assert main(["zeroshot", "water", "--input", f"S1RTC={s1}", "--output", str(tmp_path / "w.tif")]) == 2
     assert "S2L2A=PATH" in capsys.readouterr().err
 
 

@@ -1,33 +1,526 @@
-"""Argument parsing shared by several subcommands (a private module: discovery skips names with ``_``)."""
+"""The CLI's one vocabulary: shared option groups, parse-time checks and deprecated spellings.
+
+Every subcommand adds its options through the ``add_*`` functions here, so a name, default, type and help
+text exist once (``tests/cli/test_flags.py`` walks every subparser to keep it so). Values are checked while
+parsing: ``type=`` callables reject bad numbers, unknown modality names and unavailable devices, and checks
+that need several options (``--overlap`` < ``--tile``, ``--layer`` within the model's depth, output paths)
+are registered with :func:`add_check` and run by ``terramind.cli.main`` before the command starts. Nothing
+is loaded or created before every check has passed.
+
+Old spellings (``--out``, ``--batch``, ``--bf16``, ``reconstruct --steps``, ``--weights none``) keep
+working for one release, with a one-line note on stderr naming the new spelling.
+
+A private module: command discovery skips names starting with ``_``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
-from terramind.core.errors import InputError
+from terramind.core.errors import InputError, TerraMindError
+from terramind.core.files import check_output_dir, check_output_path
 from terramind.modalities import get_modality
 
+Check = Callable[[argparse.Namespace], None]
+CHECKS = "_checks"  # namespace attribute holding a command's post-parse checks
+PRECISIONS = ("fp32", "bf16")
+WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
 
-def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
-    """Parse ``MOD=VALUE`` items into a dict keyed by canonical modality name.
 
-    Raises:
-        InputError: An item without ``=``, name or value, or a modality given twice.
-        ModalityError: An unknown modality name.
+class UnknownOptionError(Exception):
+    """``--options`` that a command's parser does not know; ``terramind.cli.main`` explains them."""
+
+    def __init__(self, parser: argparse.ArgumentParser, options: list[str]) -> None:
+        super().__init__(" ".join(options))
+        self.parser = parser
+        self.options = options
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with a pointer to ``--help``), exit code 2.
+
+    A command's parser reports unknown ``--options`` (as :class:`UnknownOptionError`) before anything else, so
+    a misspelt option is named rather than the required option it was meant to be.
     """
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise InputError(f"{what} must look like MOD=VALUE (e.g. S2L2A=scene.tif), got {item!r}")
-        canonical = get_modality(name).name
-        if canonical in out:
-            raise InputError(f"{what} {canonical} given twice")
-        out[canonical] = value
-    return out
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE`` on one line and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse like argparse, raising :class:`UnknownOptionError` first where this parser is a command's."""
+        unknown = unknown_long_options(self, sys.argv[1:] if args is None else args)
+        if unknown:
+            raise UnknownOptionError(self, unknown)
+        return super().parse_known_args(args, namespace)
 
 
-def parse_inputs(items: Sequence[str]) -> dict[str, Path]:
-    """``["S2L2A=dir", ...]`` -> ``{"S2L2A": Path("dir")}`` with canonical modality names."""
-    return {name: Path(value) for name, value in parse_pairs(items, "--input").items()}
+def unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--options`` in ``argv`` that ``parser`` does not know, not even abbreviated.
+
+    Empty for parsers with subcommands or that pass the rest on (``finetune`` to LightningCLI).
+    """
+    if any(
+        isinstance(a, argparse._SubParsersAction) or a.nargs == argparse.REMAINDER for a in parser._actions
+    ):
+        return []
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    unknown = []
+    for item in argv:
+        if item == "--":
+            break
+        name = item.split("=", 1)[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            unknown.append(name)
+    return unknown
+
+
+def note(message: str) -> None:
+    """Print a one-line note on stderr (deprecations, random weights)."""
+    print(f"terramind: note: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# type= callables: each returns the parsed value or raises ArgumentTypeError with a specific message
+
+
+def _number(text: str, kind: Callable[[str], Any], what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1 (batch sizes, steps, episode counts)."""
+    value: int = _number(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer >= 0 (``--top-k``, ``--overlap``)."""
+    value: int = _number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a finite number >= 0 (``--temperature``)."""
+    value: float = _number(text, float, "a number >= 0")
+    if not value >= 0 or value == float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """Parse a number in [0, 1] (``--top-p``)."""
+    value: float = _number(text, float, "a number between 0 and 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def tile_size(text: str) -> int:
+    """Parse a positive multiple of 16 pixels (the patch size of every TerraMind model)."""
+    value: int = _number(text, int, "a positive multiple of 16")
+    if value < 16 or value % 16:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of 16 (the patch size), got {text!r}")
+    return value
+
+
+def modality(text: str) -> str:
+    """Map a modality name (any alias) to its canonical name; unknown names list the valid ones."""
+    try:
+        return get_modality(text).name
+    except TerraMindError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def modality_list(text: str) -> list[str]:
+    """``MOD[,MOD...]`` -> canonical names in order; empty items are skipped."""
+    names = [modality(item.strip()) for item in text.split(",") if item.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected MOD[,MOD...], got {text!r}")
+    return names
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"must look like MOD=VALUE (e.g. S2L2A=scene.tif), got {text!r}")
+    return modality(name.strip()), value
+
+
+def input_pair(text: str) -> tuple[str, Path]:
+    """``MOD=PATH`` -> ``(canonical modality, path)``; the path must exist."""
+    name, value = _pair(text)
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{name} input {value!r} does not exist")
+    return name, path
+
+
+def offset_pair(text: str) -> tuple[str, float]:
+    """Parse ``MOD=NUMBER`` -> ``(canonical modality, offset)``; a bare ``NUMBER`` -> ``("", offset)``."""
+    name, value = _pair(text) if "=" in text else ("", text)
+    number: float = _number(value, float, f"a number after {name}=" if name else "MOD=NUMBER or a number")
+    if number != number or abs(number) == float("inf"):
+        raise argparse.ArgumentTypeError(f"the offset must be a finite number, got {value!r}")
+    return name, number
+
+
+def input_file(text: str) -> Path:
+    """Parse the path of an existing file (not a folder)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder: give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
+    return path
+
+
+def weights(text: str) -> str:
+    """``hub``, ``random`` or an existing file/folder; ``none`` is the deprecated spelling of ``random``."""
+    if text == "none":
+        note("'--weights none' is deprecated: use '--weights random'")
+        return "random"
+    if text in ("hub", "random") or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(f"expected 'hub', 'random' or an existing file, got {text!r}")
+
+
+def model_name(text: str) -> str:
+    """Map a released model size (``terramind_v1_base`` or ``base``) to its full name."""
+    from terramind.checkpoints.models import model_record
+
+    try:
+        return model_record(text).name
+    except TerraMindError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def available_devices() -> list[str]:
+    """List the torch devices this machine has: ``cpu``, then ``cuda``/``cuda:N``, ``mps``."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def device(text: str) -> str:
+    """``auto`` (cuda if available, else cpu) or a device that exists here -> the device to use."""
+    found = available_devices()
+    if text == "auto":
+        return "cuda" if "cuda" in found else "cpu"
+    if text not in found:
+        raise argparse.ArgumentTypeError(
+            f"device {text!r} is not available here; available: {', '.join(found)} (or auto)"
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# actions
+
+
+class PairsAction(argparse.Action):
+    """Collect repeated ``MOD=VALUE`` options into a dict by canonical modality; a repeat is an error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        name, value = values
+        current = dict(getattr(namespace, self.dest, None) or {})
+        if name in current:
+            parser.error(f"{option_string} {name} given twice")
+        current[name] = value
+        setattr(namespace, self.dest, current)
+
+
+class DeprecatedAlias(argparse.Action):
+    """A hidden old spelling: stores like the new option and notes the new spelling on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        self.new = new
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        note(f"'{option_string}' is deprecated and will be removed in the next release: use '{self.new}'")
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def deprecated(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
+    """Accept ``old`` as a hidden alias of ``new`` (stored in ``dest``) for one more release."""
+    p.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, default=argparse.SUPPRESS, **kwargs)
+    for action in p._actions:
+        if action.dest == dest and action.required:  # either spelling satisfies it: checked after parsing
+            action.required = False
+            add_check(p, partial(_check_given, dest, new))
+
+
+def _check_given(dest: str, new: str, args: argparse.Namespace) -> None:
+    if getattr(args, dest, None) is None:
+        raise InputError(f"the following arguments are required: {new}")
+
+
+def add_check(p: argparse.ArgumentParser, check: Check) -> None:
+    """Run ``check(args)`` after parsing, before the command (it raises a :class:`TerraMindError`)."""
+    p.set_defaults(**{CHECKS: (*(p.get_default(CHECKS) or ()), check)})
+
+
+def run_checks(args: argparse.Namespace) -> None:
+    """Run the checks the command registered (``terramind.cli.main`` calls this before the command)."""
+    for check in getattr(args, CHECKS, ()):
+        check(args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# option groups
+
+
+def add_inputs(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--input MOD=PATH`` (repeatable) -> ``args.input``: canonical modality -> existing path."""
+    p.add_argument(
+        "--input",
+        action=PairsAction,
+        type=input_pair,
+        required=required,
+        metavar="MOD=PATH",
+        help="an input modality and its GeoTIFF (repeat for several modalities)",
+    )
+
+
+def add_tile_input(p: argparse.ArgumentParser) -> None:
+    """Add one tile: ``FILE --modality M`` (shorthand) or ``--input M=FILE`` -> ``args.input``."""
+    p.add_argument("file", type=Path, nargs="?", help="input GeoTIFF tile (with --modality)")
+    p.add_argument(
+        "-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC"
+    )
+    add_inputs(p, required=False)
+    add_check(p, _check_tile_input)
+
+
+def _check_tile_input(args: argparse.Namespace) -> None:
+    if args.input is not None and (args.file is not None or args.modality is not None):
+        raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
+    if args.input is None:
+        if args.file is None or args.modality is None:
+            raise InputError("give the tile as FILE --modality M (or --input M=FILE)")
+        args.input = {args.modality: args.file}
+    if len(args.input) != 1:
+        raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
+    ((args.modality, args.file),) = args.input.items()
+    if args.file.is_dir():
+        raise InputError(f"input {str(args.file)!r} is a folder: give one GeoTIFF tile")
+    if not args.file.exists():
+        raise InputError(f"input file {str(args.file)!r} does not exist")
+
+
+def add_output(p: argparse.ArgumentParser, what: str, *, folder: bool = False, required: bool = True) -> None:
+    """``-o/--output`` (``what`` says what is written there); checked before any work.
+
+    Args:
+        p: The subcommand's parser.
+        what: Help text: what the command writes.
+        folder: The output is a folder (created if missing) rather than a file.
+        required: Whether the option must be given.
+    """
+    p.add_argument("-o", "--output", type=Path, required=required, metavar="PATH", help=what)
+    add_check(p, _check_output_folder if folder else _check_output_file)
+
+
+def _check_output_file(args: argparse.Namespace) -> None:
+    check_output_file(args.output, overwrite=getattr(args, "overwrite", True))
+
+
+def check_output_file(out: Path | None, *, overwrite: bool) -> None:
+    """Fail unless ``out`` can be written (:func:`terramind.core.files.check_output_path`); None passes."""
+    if out is not None:
+        check_output_path(out, overwrite=overwrite)
+
+
+def _check_output_folder(args: argparse.Namespace) -> None:
+    if args.output is not None:
+        check_output_dir(args.output)
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    """``--model``: a released TerraMind size, checked against the release table."""
+    p.add_argument(
+        "--model",
+        type=model_name,
+        default="terramind_v1_base",
+        help="model size: terramind_v1_{tiny,small,base,large} or just the size (default terramind_v1_base)",
+    )
+
+
+def add_weights(p: argparse.ArgumentParser, *, tokenizers: bool = True) -> None:
+    """``--weights`` and (where tokenizers run) ``--tokenizer-weights``: ``hub`` | ``random`` | PATH."""
+    p.add_argument("--weights", type=weights, default="hub", metavar="hub|random|PATH", help=WEIGHTS_HELP)
+    if not tokenizers:
+        return
+    p.add_argument(
+        "--tokenizer-weights",
+        type=weights,
+        default=None,
+        metavar="hub|random|PATH",
+        help="tokenizer weights: 'hub', 'random', or a file or folder of release files "
+        "(default: as --weights)",
+    )
+
+
+def tokenizer_weights(args: argparse.Namespace) -> str:
+    """Return the tokenizer weights a command uses: ``--tokenizer-weights``, else ``--weights``."""
+    value: str = args.weights if args.tokenizer_weights is None else args.tokenizer_weights
+    return value
+
+
+def library_weights(value: str) -> str | None:
+    """Return the library's spelling of a ``--weights`` value (``None``: random initialisation)."""
+    return None if value == "random" else value
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device`` (default ``auto``), checked against the devices this machine has."""
+    p.add_argument(
+        "--device", type=device, default="auto", help="auto (cuda if available, else cpu), cpu, cuda"
+    )
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision {fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default) or bf16 autocast (faster on GPUs and AMX CPUs, slightly different results)",
+    )
+    deprecated(p, "--bf16", "--precision bf16", "precision", nargs=0, const="bf16")
+
+
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    """``--batch-size`` (positive); ``--batch`` is its deprecated spelling."""
+    p.add_argument("--batch-size", type=positive_int, default=4, help="tiles per model call (default 4)")
+    deprecated(p, "--batch", "--batch-size", "batch_size", type=positive_int)
+
+
+def add_diffusion_steps(p: argparse.ArgumentParser, *, old_steps: bool = False) -> None:
+    """``--diffusion-steps``; ``old_steps`` also accepts ``--steps`` as its deprecated spelling."""
+    p.add_argument(
+        "--diffusion-steps",
+        type=positive_int,
+        default=10,
+        help="DDIM steps of diffusion decoders (default 10; the release used 50)",
+    )
+    if old_steps:
+        deprecated(p, "--steps", "--diffusion-steps", "diffusion_steps", type=positive_int)
+
+
+def add_seed(p: argparse.ArgumentParser) -> None:
+    """``--seed`` of all randomness of a run."""
+    p.add_argument("--seed", type=int, default=0, help="seed of all random sampling (default 0)")
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``."""
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    """``--json``."""
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_offsets(p: argparse.ArgumentParser) -> None:
+    """``--offset MOD=NUMBER`` (repeatable) -> ``args.offset``: canonical modality -> float."""
+    p.add_argument(
+        "--offset",
+        action=PairsAction,
+        type=offset_pair,
+        default={},
+        metavar="MOD=NUMBER",
+        help="add NUMBER to a modality's mean (S2 products with the +1000 DN offset: S2L2A=1000); "
+        "a bare NUMBER applies to the only input",
+    )
+    add_check(p, _check_offsets)
+
+
+def _check_offsets(args: argparse.Namespace) -> None:
+    """Give a bare ``--offset NUMBER`` to the command's only input."""
+    if "" not in args.offset:
+        return
+    offsets = dict(args.offset)
+    number = offsets.pop("")
+    if len(args.input or {}) != 1:
+        raise InputError(f"--offset {number:g} without MOD=: name the modality (e.g. S2L2A={number:g})")
+    (name,) = args.input
+    if name in offsets:
+        raise InputError(f"--offset {name} given twice")
+    args.offset = {**offsets, name: number}
+
+
+def add_sampling(p: argparse.ArgumentParser) -> None:
+    """``--temperature``, ``--top-p``, ``--top-k`` of token sampling."""
+    p.add_argument(
+        "--temperature", type=non_negative_float, default=1.0, help="sampling temperature (0 = greedy)"
+    )
+    p.add_argument(
+        "--top-p", type=probability, default=0.8, help="nucleus sampling threshold in [0, 1] (0 = off)"
+    )
+    p.add_argument("--top-k", type=non_negative_int, default=0, help="top-k sampling (0 = off)")
+
+
+def add_tiling(p: argparse.ArgumentParser) -> None:
+    """``--tile`` and ``--overlap`` of whole-scene commands; the overlap must be smaller than the tile."""
+    p.add_argument("--tile", type=tile_size, default=224, help="tile side in pixels (multiple of 16)")
+    p.add_argument(
+        "--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in pixels"
+    )
+    add_check(p, _check_tiling)
+
+
+def _check_tiling(args: argparse.Namespace) -> None:
+    if args.overlap >= args.tile:
+        raise InputError(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+
+
+def add_layer(p: argparse.ArgumentParser) -> None:
+    """``--layer``: an encoder block of ``--model`` (negative counts from the end)."""
+    p.add_argument("--layer", type=int, default=-1, help="encoder block to read (default -1, the last)")
+    add_check(p, _check_layer)
+
+
+def _check_layer(args: argparse.Namespace) -> None:
+    from terramind.checkpoints.models import model_record
+
+    depth = model_record(args.model).config.encoder_depth
+    if not -depth <= args.layer < depth:
+        raise InputError(
+            f"--layer {args.layer} is outside {args.model}'s {depth} encoder blocks: "
+            f"use 0..{depth - 1} (or -{depth}..-1 from the end)"
+        )

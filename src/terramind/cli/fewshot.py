@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import pickle
 from pathlib import Path
 
-from terramind.core.errors import InputError
-from terramind.evaluate.embeddings import read_embeddings
+import numpy as np
+
+from terramind.cli import _args
+from terramind.core.errors import InputError, TerraMindError
+from terramind.core.optional import require
 from terramind.evaluate.fewshot import few_shot
 
 
@@ -24,24 +28,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run N-way K-shot episodes on embeddings from `terramind embed` (paper: 5-way 1-shot, "
         "200 episodes).",
     )
-    p.add_argument("--embeddings", required=True, type=Path, help=".npy (with .names.txt) or .parquet")
-    p.add_argument("--labels", required=True, type=Path, help="CSV rows: name,class")
-    p.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
-    p.add_argument("--shots", type=int, default=1, help="support samples per class (default 1)")
-    p.add_argument("--queries", type=int, default=15, help="query samples per class (default 15)")
-    p.add_argument("--episodes", type=int, default=200, help="episodes (default 200)")
+    p.add_argument(
+        "--embeddings", required=True, type=_args.input_file, help=".npy (with .names.txt) or .parquet"
+    )
+    p.add_argument("--labels", required=True, type=_args.input_file, help="CSV rows: name,class")
+    p.add_argument("--ways", type=_args.positive_int, default=5, help="classes per episode (default 5)")
+    p.add_argument(
+        "--shots", type=_args.positive_int, default=1, help="support samples per class (default 1)"
+    )
+    p.add_argument(
+        "--queries", type=_args.positive_int, default=15, help="query samples per class (default 15)"
+    )
+    p.add_argument("--episodes", type=_args.positive_int, default=200, help="episodes (default 200)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _args.add_seed(p)
+    _args.add_json(p)
     p.set_defaults(func=run)
 
 
 def read_labels(path: Path) -> dict[str, str]:
     """Name -> class from a ``name,class`` CSV."""
-    if not path.is_file():
-        raise InputError(f"labels file {str(path)!r} does not exist")
-    with path.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+    try:
+        with path.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"labels file {str(path)!r} is not a text CSV of name,class rows: {err}") from err
     if rows and rows[0][-1].strip().lower() in ("class", "label"):
         rows = rows[1:]
     bad = [r for r in rows if len(r) < 2]
@@ -50,9 +61,20 @@ def read_labels(path: Path) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
+def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
+    """Read embeddings written by ``terramind embed``; a file that is no such output is a one-line error."""
+    embeddings = require("terramind.evaluate.embeddings", "train")  # until data/ is free of Lightning
+    try:
+        return embeddings.read_embeddings(path)
+    except (ValueError, EOFError, pickle.UnpicklingError) as err:  # np.load on a file that is not .npy
+        if isinstance(err, TerraMindError):
+            raise
+        raise InputError(f"{str(path)!r} is not an embeddings file from `terramind embed`: {err}") from err
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the episodes and print the result."""
-    names, embeddings = read_embeddings(args.embeddings)
+    names, embeddings = _read_embeddings(args.embeddings)
     table = read_labels(args.labels)
     missing = [n for n in names if n not in table]
     if missing:

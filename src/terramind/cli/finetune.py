@@ -5,7 +5,7 @@ works (``--print_config``, ``--trainer.max_epochs=5``, ``--ckpt_path``, several 
 any task class (``terramind.finetune.SegmentationTask``, ...) and the data any LightningDataModule, both
 named by ``class_path`` in the config; see ``configs/finetune/``.
 
-``terramind finetune scene -c config.yaml --ckpt_path best.ckpt --input S2L2A=scene.tif --output out.tif``
+``terramind finetune scene -c config.yaml --ckpt_path best.ckpt --input S2L2A=scene.tif -o out.tif``
 predicts a whole scene of any size with a fine-tuned dense model (overlapping tiles, blended).
 """
 
@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from terramind.cli._args import parse_inputs
+from terramind.cli import _args
 from terramind.core.errors import TerraMindError
 from terramind.core.optional import require
 
@@ -25,13 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``finetune`` subcommand; its arguments are passed through to LightningCLI."""
     parser = sub.add_parser(
         "finetune",
-        help="fine-tune, validate, test or predict with a task config (LightningCLI)",
-        description="Run LightningCLI: terramind finetune {fit,validate,test,predict} -c config.yaml [...]",
+        help="fine-tune, validate, test or predict with a task config (LightningCLI); predict a whole scene",
+        description="Run LightningCLI: terramind finetune {fit,validate,test,predict} -c config.yaml [...]; "
+        "or predict a whole scene: terramind finetune scene --help",
         add_help=False,
     )
     parser.add_argument("-h", "--help", action="store_true", help="LightningCLI's help")
     parser.add_argument("lightning_args", nargs=argparse.REMAINDER, help="arguments for LightningCLI")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, usage_text=parser.format_help())
 
 
 def cli(args: list[str], **kwargs: Any) -> Any:
@@ -89,24 +90,38 @@ def _config_error(err: ValueError) -> TerraMindError | None:
     return TerraMindError("invalid config: " + "; ".join(reasons)) if reasons else None
 
 
+def scene_parser() -> argparse.ArgumentParser:
+    """Build the parser of ``terramind finetune scene`` (the rest of ``finetune`` is LightningCLI's)."""
+    p = _args.Parser(
+        prog="terramind finetune scene",
+        description="Predict a whole scene with a fine-tuned dense model (overlapping tiles, blended).",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=_args.input_file,
+        help="the task's config file(s)",
+    )
+    p.add_argument("--ckpt_path", required=True, type=_args.input_file, help="a checkpoint written by `fit`")
+    _args.add_inputs(p)
+    _args.add_output(p, "GeoTIFF to write")
+    _args.add_tiling(p)
+    _args.add_batch_size(p)
+    _args.add_device(p)
+    _args.add_overwrite(p)
+    return p
+
+
 def scene(argv: list[str]) -> Path:
     """``finetune scene``: build the task from its config, load a checkpoint, predict a whole scene.
 
     Returns:
         The written GeoTIFF.
     """
-    p = argparse.ArgumentParser(prog="terramind finetune scene", description=scene.__doc__)
-    p.add_argument("-c", "--config", action="append", required=True, help="the task's config file(s)")
-    p.add_argument("--ckpt_path", required=True, type=Path, help="a checkpoint written by `fit`")
-    p.add_argument(
-        "--input", action="append", required=True, metavar="MODALITY=PATH", help="scene per modality"
-    )
-    p.add_argument("--output", required=True, type=Path, help="GeoTIFF to write")
-    p.add_argument("--tile", type=int, default=224)
-    p.add_argument("--overlap", type=int, default=32)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--overwrite", action="store_true")
-    args = p.parse_args(argv)
+    args = scene_parser().parse_args(argv)
+    _args.run_checks(args)
     require("lightning", "train")
     import torch
 
@@ -114,25 +129,24 @@ def scene(argv: list[str]) -> Path:
     from terramind.finetune.scene import predict_scene
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
 
-    built = cli([arg for c in args.config for arg in ("-c", c)], run=False)
+    built = cli([arg for c in args.config for arg in ("-c", str(c))], run=False)
     task, data = built.model, built.datamodule
     if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
         raise TerraMindError(
             "finetune scene needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
         )
-    if not args.ckpt_path.is_file():
-        raise TerraMindError(f"checkpoint {str(args.ckpt_path)!r} does not exist")
     task.load_state_dict(torch.load(args.ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
+    task.model.to(args.device)
     return predict_scene(
         task.model,
-        parse_inputs(args.input),
+        args.input,
         data.inputs,
         args.output,
         out_channels=task.model.out_channels,
         kind="classes" if isinstance(task, SegmentationTask) else "values",
         tile=args.tile,
         overlap=args.overlap,
-        batch=args.batch,
+        batch=args.batch_size,
         overwrite=args.overwrite,
     )
 
@@ -142,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
     if args.lightning_args[:1] == ["scene"]:
         print(f"wrote {scene(list(args.lightning_args[1:]))}")
         return 0
+    if args.help or not args.lightning_args:
+        try:
+            require("lightning.pytorch.cli", "train")
+        except TerraMindError as err:  # a base install: our help, and how to get LightningCLI's
+            print(f"{args.usage_text}\nLightningCLI's options need the train extra: {err}")
+            return 0
     try:
         cli(list(args.lightning_args) if args.lightning_args and not args.help else ["--help"])
     except ValueError as err:

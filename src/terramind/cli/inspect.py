@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from terramind.cli import _args
 from terramind.core.errors import InputError
-from terramind.core.files import check_output_path
 from terramind.data.geotiff import read_raster
 from terramind.data.validate import BandStats, Finding, TileSummary, band_stats, summarize_file, validate_tile
 from terramind.modalities import ModalitySpec, get_modality
@@ -33,20 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and problems (wrong bands, +1000 S2 offset, 0-1 scaling, ...). Exit 0: no errors, 1: the tile has "
         "validation errors, 2: usage error.",
     )
-    parser.add_argument("file", type=Path, help="GeoTIFF tile")
-    parser.add_argument("-m", "--modality", required=True, help="modality name, e.g. S2L2A, S1RTC, DEM, LULC")
+    _args.add_tile_input(parser)
     parser.add_argument("--png", type=Path, metavar="OUT.png", help="write a quicklook PNG here")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _args.add_json(parser)
+    _args.add_check(parser, _check_png)
     parser.set_defaults(func=run)
 
 
-def _check_png(path: Path | None) -> None:
+def _check_png(args: argparse.Namespace) -> None:
     """Fail before any work when the quicklook could not be written."""
+    path: Path | None = args.png
     if path is None:
         return
     if path.suffix.lower() != ".png":
         raise InputError(f"--png {str(path)!r}: the quicklook is a PNG, name it *.png")
-    check_output_path(path)
+    _args.check_output_file(path, overwrite=True)
 
 
 def _finite(value: float) -> float | None:
@@ -130,7 +131,6 @@ def _text(report: dict[str, Any], spec: ModalitySpec) -> str:
 def run(args: argparse.Namespace) -> int:
     """Inspect one tile; return 0 (no errors), 1 (validation errors)."""
     spec = get_modality(args.modality)
-    _check_png(args.png)
     summary = summarize_file(args.file, spec)  # window by window: memory does not grow with the file
     findings = validate_tile(summary, spec)
     report = _report(summary, spec, band_stats(summary, spec), findings)

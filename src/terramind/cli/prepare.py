@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from terramind.cli import _args
 from terramind.core.errors import InputError
-from terramind.data.shards import write_shards
-from terramind.train.tokenizer import load_trained_tokenizer, tokenize_function
+from terramind.core.optional import require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Turn SRC/<MODALITY>/<tile>.tif (same tile names across modalities) into WebDataset "
         "shards, one sample per tile, optionally with pre-computed token ids.",
     )
-    p.add_argument("--src", required=True, help="folder of modality folders (S2L2A/, DEM/, ...)")
-    p.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument(
+        "--src", required=True, type=_input_folder, help="folder of modality folders (S2L2A/, DEM/, ...)"
+    )
+    _args.add_output(p, "output folder for shard-NNNNNN.tar (created if missing)", folder=True)
+    _args.deprecated(p, "--out", "-o/--output", "output", type=Path)
+    p.add_argument(
+        "--shard-size", type=_args.positive_int, default=1000, help="samples per shard (default 1000)"
+    )
     p.add_argument("--exclude", nargs="*", default=[], metavar="TILE", help="tile names to leave out")
     p.add_argument(
         "--new-modality", nargs="*", default=[], metavar="NAME", help="folders of sensors not in the catalog"
@@ -35,8 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _input_folder(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}: give the folder holding one folder per modality")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the shards and print their paths."""
+    for module in ("terramind.data.shards", "terramind.train.tokenizer"):  # names a missing extra in one line
+        require(module, "train")
+    from terramind.data.shards import write_shards
+    from terramind.train.tokenizer import load_trained_tokenizer, tokenize_function
+
     tokenizers = {}
     for item in args.tokenize:
         modality, sep, folder = item.partition("=")
@@ -45,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizers[modality] = tokenize_function(load_trained_tokenizer(folder))
     paths = write_shards(
         args.src,
-        args.out,
+        args.output,
         shard_size=args.shard_size,
         tokenizers=tokenizers,
         exclude=args.exclude,

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from terramind.train.config import PretrainConfig, load_yaml
-from terramind.train.pretrain import pretrain
+from terramind.cli import _args
+from terramind.core.optional import require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand."""
     p = sub.add_parser(
         "pretrain",
-        help="pretrain TerraMind on shards (masked token prediction)",
+        help="pretrain TerraMind on shards (masked token prediction; needs terramind[train])",
         description="Run a pretraining config (see configs/pretrain/). Multi-GPU/multi-node: set "
         "trainer.strategy/devices/num_nodes and launch with torchrun or srun.",
     )
-    p.add_argument("-c", "--config", required=True, help="YAML run config")
+    p.add_argument("-c", "--config", required=True, type=_args.input_file, help="YAML run config")
     p.add_argument(
         "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
     )
@@ -25,5 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config and train."""
+    for module in (
+        "terramind.train.pretrain",
+        "terramind.train.config",
+    ):  # names a missing extra in one line
+        require(module, "train")
+    from terramind.train.config import PretrainConfig, load_yaml
+    from terramind.train.pretrain import pretrain
+
     pretrain(load_yaml(PretrainConfig, args.config), resume=args.resume)
     return 0

@@ -3,6 +3,7 @@
 Example::
 
     terramind tokenize examples/S2L2A/38D_378R_2_3.tif --modality S2L2A -o tokens.npz
+    terramind tokenize --input S2L2A=examples/S2L2A/38D_378R_2_3.tif -o tokens.npz   # the same
 
 The archive holds ``ids`` (uint16, one id per 16x16 pixel patch), ``modality``, ``codebook_size`` and the
 tile's georeference (``crs`` as WKT, ``transform`` of the pixel grid, ``width``, ``height``, ``patch_size``),
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from terramind.api import tokenizers as api_tokenizers
+from terramind.cli import _args
 from terramind.core.errors import ModalityError
 from terramind.core.files import atomic_path, verify_zip
 from terramind.data.geotiff import Raster, read_raster
@@ -26,17 +28,12 @@ from terramind.tokenizers import CoordsTokenizer, ImageTokenizer
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``tokenize`` and ``reconstruct``."""
-    p.add_argument("file", type=Path, help="input GeoTIFF tile (sides multiples of 16 px, e.g. 224)")
-    p.add_argument("--modality", "-m", required=True, help="S2L2A, S1GRD, S1RTC, DEM, NDVI or LULC")
-    p.add_argument(
-        "--weights",
-        default="hub",
-        help="tokenizer weights: hub (default, the official file), a local .pt/.safetensors, or 'random'",
-    )
-    p.add_argument("--offset", type=float, default=0.0, help="added to the mean (S2 +1000 DN products: 1000)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    """Arguments shared by ``tokenize`` and ``reconstruct``: the tile, weights, offset, device, overwrite."""
+    _args.add_tile_input(p)
+    _args.add_weights(p)
+    _args.add_offsets(p)
+    _args.add_device(p)
+    _args.add_overwrite(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    _args.add_output(p, "output .npz")
     p.set_defaults(func=run)
 
 
@@ -56,8 +53,8 @@ def load_tokenizer(modality: str, weights: str, device: str) -> ImageTokenizer:
     """Create the modality's image tokenizer; ``weights='random'`` is explicit and announced."""
     spec = get_modality(modality)
     if weights == "random":
-        print(f"note: {spec.name} tokenizer is randomly initialised (untrained): outputs are meaningless")
-    tok = api_tokenizers.create_tokenizer(spec.name, weights=None if weights == "random" else weights)
+        _args.note(f"{spec.name} tokenizer is randomly initialised (untrained): outputs are meaningless")
+    tok = api_tokenizers.create_tokenizer(spec.name, weights=_args.library_weights(weights))
     if isinstance(tok, CoordsTokenizer):
         raise ModalityError(f"{spec.name} is not an image modality: tokenize takes GeoTIFF tiles")
     return tok.to(device)
@@ -81,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
     """Tokenize one tile and write the ``.npz``."""
     spec = get_modality(args.modality)
     raster = read_tile(args.file, spec.name)
-    tok = load_tokenizer(spec.name, args.weights, args.device)
+    tok = load_tokenizer(spec.name, _args.tokenizer_weights(args), args.device)
     with torch.inference_mode():
-        ids = tok.encode(to_model_input(raster, spec.name, args.offset, args.device))[0].cpu().numpy()
+        ids = (
+            tok.encode(to_model_input(raster, spec.name, args.offset.get(spec.name, 0.0), args.device))[0]
+            .cpu()
+            .numpy()
+        )
     geo = raster.georef
     with atomic_path(args.output, overwrite=args.overwrite, verify=verify_zip) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(

@@ -1,4 +1,4 @@
-"""``terramind zeroshot water --input S2L2A=scene.tif --output water.tif [--label mask.tif]``.
+"""``terramind zeroshot water --input S2L2A=scene.tif -o water.tif [--label mask.tif]``.
 
 Zero-shot water mapping: TerraMind generates LULC from the scene (tiled, any size) and the water class
 (``--flooded-vegetation``: plus flooded vegetation) becomes the mask. With ``--label`` the mask is scored
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from terramind.api.generation import create_generator
+from terramind.cli import _args
 from terramind.core.errors import InputError
 from terramind.core.files import check_output_path
 from terramind.core.lock import folder_lock
@@ -19,7 +20,6 @@ from terramind.data.geotiff import GeoRef, open_georef, read_raster
 from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, read_water_label
 from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_digest, generator_tile_fn
 from terramind.generation.tiling import TileLayout
-from terramind.modalities import get_modality
 
 INPUTS = ("S2L2A",)
 
@@ -29,32 +29,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("zeroshot", help="zero-shot tasks from generated modalities (water mapping)")
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     p = tasks.add_parser("water", help="water mask from generated LULC; scored against --label if given")
-    p.add_argument("--input", required=True, metavar="S2L2A=PATH", help="the S2 L2A scene (GeoTIFF)")
-    p.add_argument("--output", required=True, type=Path, help="water mask GeoTIFF (1 water, 0 not, 255 none)")
+    _args.add_inputs(p)
+    _args.add_output(p, "water mask GeoTIFF (1 water, 0 not, 255 none)")
     p.add_argument("--label", type=Path, help="reference mask: 1 water, 0 not, -1/255/nodata unlabelled")
     p.add_argument("--flooded-vegetation", action="store_true", help="count flooded vegetation as water")
-    p.add_argument("--model", default="terramind_v1_base", help="model size (default terramind_v1_base)")
-    p.add_argument("--weights", default="hub", help="'hub' (default), a checkpoint path, or 'none'")
-    p.add_argument("--tokenizer-weights", default="hub", help="'hub' (default), a folder, or 'none'")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--tile", type=int, default=224)
-    p.add_argument("--overlap", type=int, default=32)
-    p.add_argument("--batch", type=int, default=4, help="tiles per model call")
+    _args.add_model(p)
+    _args.add_weights(p)
+    _args.add_seed(p)
+    _args.add_tiling(p)
+    _args.add_batch_size(p)
+    _args.add_device(p)
     p.add_argument("--keep-lulc", action="store_true", help="also keep the generated LULC map")
-    p.add_argument("--json", action="store_true", help="print the scores as JSON")
-    p.add_argument("--overwrite", action="store_true")
+    _args.add_json(p)
+    _args.add_overwrite(p)
+    _args.add_check(p, _check_inputs)
     p.set_defaults(func=run)
 
 
-def _input(item: str) -> dict[str, Path]:
-    name, sep, value = item.partition("=")
-    if not sep or get_modality(name).name not in INPUTS:
-        raise InputError(f"--input {item!r}: give the scene as S2L2A=PATH")
-    return {"S2L2A": Path(value)}
-
-
-def _none(value: str) -> str | None:
-    return None if value == "none" else value
+def _check_inputs(args: argparse.Namespace) -> None:
+    if set(args.input) != set(INPUTS):
+        raise InputError(
+            f"--input {', '.join(args.input)}: zeroshot water reads the S2 L2A scene: S2L2A=PATH"
+        )
+    if args.label is not None and not args.label.is_file():
+        what = "is a folder" if args.label.is_dir() else "does not exist"
+        raise InputError(f"label {str(args.label)!r} {what}: give the reference mask GeoTIFF")
 
 
 def _check_grid(georef: GeoRef, label: Path) -> None:
@@ -65,9 +64,8 @@ def _check_grid(georef: GeoRef, label: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate LULC, write the water mask and report scores against the label."""
-    inputs = _input(args.input)
+    inputs: dict[str, Path] = args.input
     scene = check_scene_inputs(inputs)  # a missing or wrong-band scene fails before gigabytes of weights load
-    check_output_path(args.output, overwrite=args.overwrite)
     if args.keep_lulc:
         check_output_path(lulc_path(args.output), overwrite=args.overwrite)
     truth = read_water_label(args.label) if args.label else None  # fail on a bad label before the model
@@ -90,11 +88,12 @@ def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
         args.model,
         inputs=list(inputs),
         outputs=["LULC"],
-        weights=_none(args.weights),
-        tokenizer_weights=_none(args.tokenizer_weights),
+        weights=_args.library_weights(args.weights),
+        tokenizer_weights=_args.library_weights(_args.tokenizer_weights(args)),
     )
+    generator.to(args.device)
     scene = open_georef(inputs["S2L2A"])
-    batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch)
+    batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch_size)
     lulc_out = [SceneOutput.for_modality("LULC", args.output)]
     lulc_fn = generator_tile_fn(generator, lulc_out, seed=args.seed, keep_decoders=batches > 1)
     settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
@@ -106,7 +105,7 @@ def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
         keep_lulc=args.keep_lulc,
         tile=args.tile,
         overlap=args.overlap,
-        batch=args.batch,
+        batch=args.batch_size,
         settings=settings,
         weights=generator_digest(generator),
         overwrite=args.overwrite,

@@ -302,6 +302,19 @@ def _alias_table() -> dict[str, str]:
 ALIASES: MappingProxyType[str, str] = MappingProxyType(_alias_table())
 
 
+SUGGEST_CUTOFF = (
+    0.66  # difflib ratio: one swapped or extra letter in a 3-6 letter name ('dme', 'lulcc') passes
+)
+
+
+def _closest(normal: str) -> str | None:
+    """Return the canonical name whose alias is closest to ``normal``; None when none is close or two tie."""
+    ratios = {a: difflib.SequenceMatcher(None, normal, a).ratio() for a in ALIASES}
+    best = max(ratios.values())
+    winners = {ALIASES[a] for a, r in ratios.items() if r == best}
+    return winners.pop() if best >= SUGGEST_CUTOFF and len(winners) == 1 else None
+
+
 def get_modality(name: str | ModalitySpec) -> ModalitySpec:
     """Return the catalog record of a modality, by any of its names (case-insensitive).
 
@@ -319,8 +332,8 @@ def get_modality(name: str | ModalitySpec) -> ModalitySpec:
         return name
     canonical = ALIASES.get(_normal(str(name)))
     if canonical is None:
-        close = difflib.get_close_matches(_normal(str(name)), list(ALIASES), n=1, cutoff=0.5)
-        hint = f" Did you mean {ALIASES[close[0]]!r}?" if close else ""
+        close = _closest(_normal(str(name)))
+        hint = f" Did you mean {close!r}?" if close else ""
         raise ModalityError(
             f"unknown modality {name!r}.{hint} Valid names: {', '.join(MODALITIES)} "
             f"(case-insensitive; aliases such as 'S1' or 'untok_sen2l2a@224' work too)"
