@@ -176,7 +176,9 @@ def test_bad_embedding_files_are_named(run_cli, tmp_path: Path) -> None:
     np.save(path, np.zeros(20, "float32"))
     run_cli(["fewshot", "--embeddings", path, "--labels", labels]).expect_failure("e.npy", "shape (20,)")
     path.write_bytes(b"not an array")
-    run_cli(["fewshot", "--embeddings", path, "--labels", labels]).expect_failure("e.npy", "not a readable")
+    run_cli(["fewshot", "--embeddings", path, "--labels", labels]).expect_failure(
+        "e.npy", "not an embeddings file"
+    )
 
 
 def test_embed_refuses_modalities_on_different_grids(run_cli, tmp_path: Path) -> None:

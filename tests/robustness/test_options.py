@@ -14,11 +14,12 @@ from terramind.generation import GenerationOptions, TemperatureSchedule
 @pytest.mark.parametrize(
     "flags,phrases",
     [
-        (["--steps", "0"], ["steps must be an integer >= 1", "0"]),
-        (["--diffusion-steps", "0"], ["diffusion_steps must be an integer >= 1"]),
-        (["--temperature", "-1"], ["temperature must be >= 0"]),
-        (["--top-p", "1.5"], ["top_p must lie in [0, 1]"]),
-        (["--top-k", "-2"], ["top_k must be >= 0"]),
+        # the command line refuses them while parsing, naming the flag and the value given
+        (["--steps", "0"], ["argument --steps: must be a positive integer", "got '0'"]),
+        (["--diffusion-steps", "0"], ["argument --diffusion-steps: must be a positive integer", "got '0'"]),
+        (["--temperature", "-1"], ["argument --temperature: must be a finite number >= 0", "got '-1'"]),
+        (["--top-p", "1.5"], ["argument --top-p: must be between 0 and 1", "got '1.5'"]),
+        (["--top-k", "-2"], ["argument --top-k: must be 0 or more", "got '-2'"]),
     ],
 )
 def test_generate_refuses_options_out_of_range(
@@ -31,7 +32,7 @@ def test_generate_refuses_options_out_of_range(
         f"S2L2A={s2}",
         "--to",
         "LULC",
-        "--out",
+        "-o",
         tmp_path / "out",
         "--weights",
         "random",

@@ -247,6 +247,9 @@ class _Water:
     def keep_loaded(self):
         return self
 
+    def to(self, device):
+        return self
+
     def generate(self, inputs, **options):
         s2 = inputs["S2L2A"]
         water = (s2[:, 2] - s2[:, 7]) / (s2[:, 2] + s2[:, 7] + 1e-6) > 0

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MOD=RUN_DIR",
         help="store token ids of MOD computed by the tokenizer trained in RUN_DIR (train-tokenizer output)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing shard set in --out")
+    _args.add_overwrite(p)  # an existing shard set is replaced whole, never merged with
     p.set_defaults(func=run)
 
 

@@ -159,8 +159,12 @@ def _read_npy(src: Path) -> tuple[list[str], np.ndarray]:
         raise InputError(f"{str(names_file)!r} (the tile names of {src.name}) is missing")
     try:
         array = np.load(src, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{str(src)!r} is not a readable .npy array ({err}): write it again") from None
+    except (OSError, ValueError, EOFError):
+        # numpy's own text may advise loading pickles, which is never right for a file of unknown origin
+        raise InputError(
+            f"{str(src)!r} is not an embeddings file (a .npy array of numbers, as `terramind embed` writes): "
+            "write it again"
+        ) from None
     return names_file.read_text().splitlines(), array
 
 
