@@ -37,8 +37,18 @@ RANDOM_TINY=(--weights random --tokenizer-weights random --device cpu)
 "$TM" reconstruct "$TILE" -m S2L2A -o "$OUT/rec.tif" --diffusion-steps 1 "${RANDOM_TINY[@]}" || fail "reconstruct"
 "$TM" embed --input "S2L2A=$TILE" -o "$OUT/emb.npy" --model terramind_v1_tiny --weights random --device cpu \
     || fail "embed"
+# a water label (1 water, 0 not) made from the example LULC tile: class 1 is water
+"$VENV/bin/python" - "$OUT/label.tif" <<'PY' || fail "writing the water label"
+import sys
+import rasterio
+with rasterio.open("examples/LULC/38D_378R_2_3.tif") as src:
+    profile, lulc = src.profile, src.read(1)
+profile.update(count=1, dtype="uint8", nodata=255)
+with rasterio.open(sys.argv[1], "w", **profile) as dst:
+    dst.write((lulc == 1).astype("uint8"), 1)
+PY
 "$TM" zeroshot water --input "S2L2A=$TILE" -o "$OUT/water.tif" --model terramind_v1_tiny "${RANDOM_TINY[@]}" \
-    --label examples/LULC/38D_378R_2_3.tif || fail "zeroshot water"
+    --label "$OUT/label.tif" || fail "zeroshot water"
 echo "ok: tokenize, reconstruct, embed, zeroshot water"
 
 set +e

@@ -451,6 +451,16 @@ def add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    """``--skip-bad``: leave out bad tiles of an input folder (listed with reasons) instead of stopping."""
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable, off-grid or otherwise bad tiles (each listed with its reason) instead of "
+        "stopping at the first",
+    )
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     """``--json``."""
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")

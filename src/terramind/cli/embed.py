@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _args.add_batch_size(p)
     _args.add_device(p)
     _args.add_overwrite(p)
+    _args.add_skip_bad(p)
     _args.add_check(p, _check_parquet)
     p.set_defaults(func=run)
 
@@ -41,13 +42,13 @@ def _check_parquet(args: argparse.Namespace) -> None:
         require("pyarrow", "embed")
 
 
-def tile_files(inputs: dict[str, Path]) -> dict[str, dict[str, Path]]:
+def tile_files(inputs: dict[str, Path], *, skip_bad: bool = False) -> dict[str, dict[str, Path]]:
     """Tile name -> modality -> file, from single files or folders matched by name."""
     kinds = {p.is_dir() for p in inputs.values()}
     if kinds == {True}:
         from terramind.data.tiles import match_files
 
-        return match_files(inputs)
+        return match_files(inputs, skip_bad=skip_bad)
     if kinds == {False}:
         missing = [str(p) for p in inputs.values() if not p.is_file()]
         if missing:
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs: dict[str, Path] = args.input
     specs = modality_inputs(list(inputs), {}, {}, {}, {})
-    files, _ = check_tiles(tile_files(inputs), specs)  # every tile's files readable and on one grid
+    # every tile's files readable and on one grid, before the model loads
+    files, _ = check_tiles(tile_files(inputs, skip_bad=args.skip_bad), specs, skip_bad=args.skip_bad)
     loader = DataLoader(GeoTiffDataset(list(files.values()), specs), batch_size=args.batch_size)
     backbone = create_backbone(args.model, list(inputs), weights=_args.library_weights(args.weights))
     backbone.to(args.device)

@@ -16,7 +16,6 @@ import numpy as np
 
 from terramind.cli import _args
 from terramind.core.errors import InputError, TerraMindError
-from terramind.core.optional import require
 from terramind.evaluate.fewshot import few_shot
 
 
@@ -42,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=_args.positive_int, default=200, help="episodes (default 200)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     _args.add_seed(p)
+    _args.add_skip_bad(p)
     _args.add_json(p)
     p.set_defaults(func=run)
 
@@ -63,9 +63,10 @@ def read_labels(path: Path) -> dict[str, str]:
 
 def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
     """Read embeddings written by ``terramind embed``; a file that is no such output is a one-line error."""
-    embeddings = require("terramind.evaluate.embeddings", "train")  # until data/ is free of Lightning
+    from terramind.evaluate.embeddings import read_embeddings
+
     try:
-        return embeddings.read_embeddings(path)
+        return read_embeddings(path)
     except (ValueError, EOFError, pickle.UnpicklingError) as err:  # np.load on a file that is not .npy
         if isinstance(err, TerraMindError):
             raise
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         metric=args.metric,
         seed=args.seed,
         names=names,
+        skip_bad=args.skip_bad,
     )
     if args.json:
         keys = ("mean", "ci95", "n_way", "k_shot", "n_query")
