@@ -29,9 +29,8 @@ from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core import DiskFullError
 from terramind.core import files as core_files
 from terramind.core.files import TMP_MARK
-from terramind.scene import sinks, sources
 from terramind.generation.scene import generate_scene
-from terramind.scene import SceneOutput
+from terramind.scene import SceneOutput, sinks, sources
 
 ROOT = Path(__file__).resolve().parents[2]
 S2 = ROOT / "examples" / "S2L2A" / "38D_378R_2_3.tif"

@@ -25,8 +25,8 @@ from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import generate_scene, generator_digest, generator_tile_fn
 from terramind.generation.strategies import STRATEGIES
-from terramind.scene import WORK_DIR, SceneOutput, TileLayout, check_scene_inputs, fill_values, tqdm_progress
 from terramind.modalities import get_modality
+from terramind.scene import WORK_DIR, SceneOutput, TileLayout, check_scene_inputs, fill_values, tqdm_progress
 from terramind.viz import save_quicklook
 
 QUICKLOOK_PIXELS = 1024  # longest side of a quicklook; larger scenes are read decimated

@@ -20,8 +20,8 @@ from terramind.core.errors import InputError, ShapeError
 from terramind.data.tiles import read_label
 from terramind.modalities import LULC_CLASSES
 from terramind.scene import (
-    Progress,
     GeoTiffSink,
+    Progress,
     RasterSource,
     SceneOutput,
     TileFn,
@@ -164,7 +164,7 @@ def lulc_path(output: Path) -> Path:
 
 
 def water_output(path: Path, flooded_vegetation: bool = False) -> SceneOutput:
-    """The water-mask output: LULC logits -> classes -> water 0/1 (255 where LULC is "no data"), per strip."""
+    """Build the water-mask output: LULC logits -> classes -> water 0/1 (255: LULC "no data"), per strip."""
     lulc = SceneOutput.for_modality("LULC", path)
     water_mask(np.zeros(1), flooded_vegetation)  # an unknown class name fails before the run
 

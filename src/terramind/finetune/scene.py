@@ -58,6 +58,7 @@ class StandardisedSource:
         }  # by the files' band names when they have them, else by position
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Read rows ``[top, top + height)`` of every input, standardised, with their combined validity."""
         window = Window(0, top, self.georef.width, height)
         valid = np.ones((height, self.georef.width), dtype=bool)
         out = {}

@@ -1,8 +1,8 @@
-"""Any-to-any generation: sampling, schedules, decoding strategies, the generator and its scene tile function.
+"""Any-to-any generation: sampling, schedules, decoding strategies, the generator, its scene tile function.
 
 The generator itself lives in :mod:`terramind.generation.generate`, its tile function for the whole-scene
-engine (:mod:`terramind.scene`) in :mod:`terramind.generation.scene`; this package root exports the model-free building blocks, among them
-:class:`GenerationOptions`, the one record of decoding options.
+engine (:mod:`terramind.scene`) in :mod:`terramind.generation.scene`; this package root exports the
+model-free building blocks, among them :class:`GenerationOptions`, the one record of decoding options.
 """
 
 from terramind.generation.options import GenerationOptions

@@ -35,7 +35,7 @@ Progress = Callable[[int, int], Callable[[int], None]]
 
 
 def tqdm_progress(desc: str) -> Progress:
-    """A progress factory showing a tqdm bar (tiles, rate, ETA) that starts at a resumed run's tiles."""
+    """Make a progress factory showing a tqdm bar (tiles, rate, ETA) that starts at a resumed run's tiles."""
 
     def start(total: int, done: int) -> Callable[[int], None]:
         bar = tqdm(total=total, initial=done, unit="tile", desc=desc, dynamic_ncols=True)
@@ -51,7 +51,7 @@ def tqdm_progress(desc: str) -> Progress:
 
 
 def work_dir_for(output: Path, job: str) -> Path:
-    """The work folder of a job writing the single file ``output`` (a hidden sibling)."""
+    """Return the work folder of a job writing the single file ``output`` (a hidden sibling)."""
     return output.parent / f".terramind-{job}-{output.stem}"
 
 

@@ -42,7 +42,7 @@ NO_DATA_CLASS = "no data"  # the catalog's class name for pixels without data
 
 
 def output_nodata(kind: OutputKind, modality: str | None = None) -> float:
-    """The nodata value of an output: a catalog class map's "no data" class, else the kind's (table above).
+    """Return an output's nodata: a catalog class map's "no data" class, else the kind's (table above).
 
     Args:
         kind: ``classes`` (uint8 class map) or ``values`` (float32).
@@ -112,7 +112,7 @@ class SceneOutput:
         return cls(spec.name, path, spec.name, spec.num_bands, False, "float32", nodata, None, spec.bands)
 
     def render(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Turn blended ``values`` (C, h, W) (NaN where no tile covered) into the strip written (bands, h, W)."""
+        """Turn blended ``values`` (C, h, W; NaN: no tile) into the strip written (bands, h, W)."""
         covered = valid & np.isfinite(values).all(axis=0)
         out = np.nan_to_num(values).argmax(axis=0) if self.categorical else values
         if self.transform is not None:

@@ -38,7 +38,7 @@ class Source(Protocol):
         ...
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Return inputs (C, height, W) float32 of rows ``[top, top + height)`` and a (height, W) valid mask."""
+        """Return inputs (C, height, W) float32 of rows ``[top, top + height)`` and a (height, W) mask."""
         ...
 
 

@@ -62,7 +62,7 @@ def run_key(
     options: Mapping[str, object],
     weights: str | None = None,
 ) -> dict[str, Any]:
-    """Everything that determines a scene's result, as JSON: weights digest, input files, output names, options."""
+    """Everything that determines a scene's result, as JSON: weights digest, inputs, output names, options."""
     opts = {"outputs": list(outputs), **options}
     return {
         "weights": weights,
