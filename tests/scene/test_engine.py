@@ -1,4 +1,4 @@
-"""run_scene and its three callers: GeoTIFF source and sink, resume, progress, streaming, nodata convention."""
+"""run_scene and its three callers: GeoTIFF source and sink, resume, progress, streaming, one nodata rule."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_finetune_scene_resumes_after_an_interruption_with_progress(tmp_path: Pa
 
 
 def ndwi_lulc(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
-    """LULC logits: water (1) where NDWI > 0, flooded vegetation (3) where NDWI > -0.2, trees (2) elsewhere."""
+    """LULC logits: water (1) where NDWI > 0, flooded vegetation (3) where NDWI > -0.2, else trees (2)."""
     s2 = tiles["S2L2A"]
     ndwi = (s2[:, 2] - s2[:, 7]) / (s2[:, 2] + s2[:, 7] + 1e-6)
     logits = np.zeros((s2.shape[0], 10, *s2.shape[-2:]), np.float32)
