@@ -3,7 +3,8 @@
 A :class:`Sink` names the files it publishes (checked before a run starts), the tile-function outputs it reads
 and their channels, receives each finished strip of rows (:meth:`~Sink.write_strip`, kept in the run's work
 folder so an interrupted run resumes) and publishes its outputs atomically once every row is done
-(:meth:`~Sink.publish`). :class:`GeoTiffSink` writes one GeoTIFF per :class:`SceneOutput`.
+(:meth:`~Sink.publish`). :class:`GeoTiffSink` writes one Cloud-Optimized GeoTIFF (COG: tiled, internal
+overviews) per :class:`SceneOutput`.
 
 An output reads one tile-function output: class maps (``categorical``) take the argmax of the blended logits
 or probabilities, continuous outputs the blended values; an optional per-strip ``transform`` then maps them
@@ -197,7 +198,7 @@ class GeoTiffSink:
         for out in self.outputs:
             with RasterWriter(
                 out.path, grid, out.bands, out.dtype, nodata=out.nodata, colormap=out.colormap,
-                band_names=out.band_names or None, overwrite=overwrite,
+                band_names=out.band_names or None, overwrite=overwrite, cog=True,
             ) as writer:  # fmt: skip
                 for row, top, height in rows:
                     strip = read_window(self.strip_path(out.name, row), Window(0, 0, grid.width, height))
