@@ -615,7 +615,7 @@ def write_raster(
 
 
 def _sibling_temp(path: Path) -> Path:
-    """A new empty temporary file beside ``path`` (named so that a crashed run's is cleaned as stale)."""
+    """Create an empty temporary file beside ``path`` (named so that a crashed run's is cleaned as stale)."""
     prefix, suffix = temp_name(path)
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
