@@ -11,7 +11,7 @@ import rasterio
 import torch
 from torch import nn
 
-from terramind.core.errors import InputError
+from terramind.core.errors import InputError, ResumeError
 from terramind.data import geotiff
 from terramind.data.tiles import modality_inputs
 from terramind.evaluate import zeroshot
@@ -196,3 +196,26 @@ def test_one_nodata_convention() -> None:
     assert SceneOutput.for_modality("LULC", Path("l.tif")).nodata == 0
     assert SceneOutput.for_modality("S1RTC", Path("s.tif")).nodata == -9999.0
     assert zeroshot.NO_DATA == 255 and zeroshot.water_output(Path("w.tif")).nodata == 255
+
+
+def test_an_interrupted_water_run_with_another_rule_is_refused(tmp_path: Path, examples_dir: Path) -> None:
+    s2 = examples_dir / "S2L2A" / f"{S2_TILE}.tif"
+    calls = [0]
+
+    def interrupted(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
+        calls[0] += 1
+        if calls[0] == 4:  # after the first row of 3 tiles (saved for resuming)
+            raise KeyboardInterrupt
+        return ndwi_lulc(tiles, indices)
+
+    out = tmp_path / "w.tif"
+    kwargs = {"tile": 96, "overlap": 16, "batch": 1}
+    with pytest.raises(KeyboardInterrupt):
+        map_water(interrupted, {"S2L2A": s2}, out, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ResumeError, match=r"option flooded_vegetation \(False -> True\).*--overwrite"):
+        map_water(ndwi_lulc, {"S2L2A": s2}, out, flooded_vegetation=True, **kwargs)  # type: ignore[arg-type]
+    assert not out.exists()
+    map_water(ndwi_lulc, {"S2L2A": s2}, out, flooded_vegetation=True, overwrite=True, **kwargs)  # type: ignore[arg-type]
+    with rasterio.open(out) as dst:
+        assert set(np.unique(dst.read(1)).tolist()) <= {0, 1}
+    assert not (tmp_path / ".terramind-zeroshot-w").exists()
