@@ -27,6 +27,7 @@ from terramind.scene import (
     fill_values,
     output_nodata,
     run_scene,
+    tqdm_progress,
 )
 
 S2_TILE = "282D_485L_3_3"  # a tile with water and land (see tests/evaluate/test_water.py)
@@ -219,3 +220,11 @@ def test_an_interrupted_water_run_with_another_rule_is_refused(tmp_path: Path, e
     with rasterio.open(out) as dst:
         assert set(np.unique(dst.read(1)).tolist()) <= {0, 1}
     assert not (tmp_path / ".terramind-zeroshot-w").exists()
+
+
+def test_the_progress_bar_counts_tiles_from_a_resumed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    update = tqdm_progress("predict")(12, 6)  # a resumed run: 6 of 12 tiles were done before
+    update(2)
+    update(4)
+    err = capsys.readouterr().err
+    assert "predict" in err and "6/12" in err and "12/12" in err and "tile" in err
