@@ -165,7 +165,8 @@ def worker_scene(model: str, size: str, batch: int) -> dict:
     from rasterio.windows import Window
 
     from terramind.api.generation import create_generator
-    from terramind.generation.scene import SceneOutput, fill_values, generate_scene, generator_tile_fn
+    from terramind.generation.scene import generate_scene, generator_tile_fn
+    from terramind.scene import SceneOutput, fill_values
 
     torch.set_num_threads(2)
     width, height = _scene_shape(size)

@@ -29,8 +29,8 @@ from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core import DiskFullError
 from terramind.core import files as core_files
 from terramind.core.files import TMP_MARK
-from terramind.generation import scene
-from terramind.generation.scene import SceneOutput, generate_scene
+from terramind.generation.scene import generate_scene
+from terramind.scene import SceneOutput, sinks, sources
 
 ROOT = Path(__file__).resolve().parents[2]
 S2 = ROOT / "examples" / "S2L2A" / "38D_378R_2_3.tif"
@@ -100,7 +100,7 @@ def test_disk_full_on_the_final_geotiff_keeps_the_old_one_and_resumes(
     assert run_cli([*args[:-1], tmp_path / "full"]).code == 0
     out.mkdir()
     (out / "DEM.tif").write_bytes(b"precious")
-    finalize = scene.StripStore.finalize
+    finalize = sinks.GeoTiffSink.publish
 
     def full_disk_finalize(self, rows, overwrite):
         file_size_limit(20_000)  # strips are written; the 60 kB output is not: GDAL fails for real
@@ -109,7 +109,7 @@ def test_disk_full_on_the_final_geotiff_keeps_the_old_one_and_resumes(
         finally:
             file_size_limit(resource.RLIM_INFINITY)
 
-    monkeypatch.setattr(scene.StripStore, "finalize", full_disk_finalize)
+    monkeypatch.setattr(sinks.GeoTiffSink, "publish", full_disk_finalize)
     monkeypatch.setattr(core_files.shutil, "disk_usage", lambda path: ALMOST_FULL)
     outcome = run_cli([*args, "--overwrite"])
     _one_line_failure(outcome, "disk full while writing", "DEM.tif", "MB needed", "0.2 MB free")
@@ -183,7 +183,7 @@ def test_a_kill_during_the_final_write_leaves_the_target_untouched(tmp_path, see
     out = tmp_path / "out"
     out.mkdir()
     (out / "DEM.tif").write_bytes(b"precious")
-    write = scene.RasterWriter.write
+    write = sinks.RasterWriter.write
     calls = [0]
 
     def killed(self, data, window):
@@ -192,7 +192,7 @@ def test_a_kill_during_the_final_write_leaves_the_target_untouched(tmp_path, see
             raise KeyboardInterrupt  # Ctrl-C halfway through copying strips into the output
         write(self, data, window)
 
-    monkeypatch.setattr(scene.RasterWriter, "write", killed)
+    monkeypatch.setattr(sinks.RasterWriter, "write", killed)
     outcome = run_cli(["generate", "--input", f"S2L2A={_scene(tmp_path)}", "--to", "DEM", *FAST,
                        "--out", out, "--overwrite"])  # fmt: skip
     assert outcome.code == 130 and calls[0] == 2
@@ -331,7 +331,7 @@ def test_resume_within_a_row_computes_only_the_remaining_tiles(tmp_path):
         out.mkdir(exist_ok=True)
         generate_scene(
             maybe_stop, {"S2L2A": path}, [SceneOutput.for_modality("DEM", out / "DEM.tif")],
-            work_dir=out / ".work", tile=tile, overlap=16, batch=2, fill=scene.fill_values(["S2L2A"]),
+            work_dir=out / ".work", tile=tile, overlap=16, batch=2, fill=sources.fill_values(["S2L2A"]),
             checkpoint_seconds=0,
         )  # fmt: skip
         return out / "DEM.tif"
@@ -453,7 +453,7 @@ def test_resume_within_a_later_row_with_the_carry_and_any_batch(tmp_path, batch_
         out.mkdir(exist_ok=True)
         generate_scene(
             fn, {"S2L2A": path}, [SceneOutput.for_modality("DEM", out / "DEM.tif")], work_dir=out / ".work",
-            tile=64, overlap=16, batch=batch, fill=scene.fill_values(["S2L2A"]), checkpoint_seconds=0,
+            tile=64, overlap=16, batch=batch, fill=sources.fill_values(["S2L2A"]), checkpoint_seconds=0,
         )  # fmt: skip
         with rasterio.open(out / "DEM.tif") as f:
             return f.read()

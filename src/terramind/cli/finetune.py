@@ -128,6 +128,7 @@ def scene(argv: list[str]) -> Path:
     from terramind.finetune.datamodule import GeoTiffDataModule
     from terramind.finetune.scene import predict_scene
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
+    from terramind.scene import tqdm_progress
 
     built = cli([arg for c in args.config for arg in ("-c", str(c))], run=False)
     task, data = built.model, built.datamodule
@@ -148,6 +149,7 @@ def scene(argv: list[str]) -> Path:
         overlap=args.overlap,
         batch=args.batch_size,
         overwrite=args.overwrite,
+        progress=tqdm_progress("predict"),
     )
 
 

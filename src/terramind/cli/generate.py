@@ -12,12 +12,10 @@ blended; an interrupted run resumes when the same command is repeated.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from tqdm import tqdm
 
 from terramind.api import generation as api_generation
 from terramind.cli import _args
@@ -25,18 +23,10 @@ from terramind.core.errors import ModalityError, OutputError
 from terramind.core.lock import folder_lock
 from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
-from terramind.generation.scene import (
-    WORK_DIR,
-    SceneOutput,
-    check_scene_inputs,
-    fill_values,
-    generate_scene,
-    generator_digest,
-    generator_tile_fn,
-)
+from terramind.generation.scene import generate_scene, generator_digest, generator_tile_fn
 from terramind.generation.strategies import STRATEGIES
-from terramind.generation.tiling import TileLayout
 from terramind.modalities import get_modality
+from terramind.scene import WORK_DIR, SceneOutput, TileLayout, check_scene_inputs, fill_values, tqdm_progress
 from terramind.viz import save_quicklook
 
 QUICKLOOK_PIXELS = 1024  # longest side of a quicklook; larger scenes are read decimated
@@ -106,18 +96,6 @@ def options_from_args(args: argparse.Namespace) -> GenerationOptions:
     )  # fmt: skip
 
 
-def _progress(total: int, done: int) -> Callable[[int], None]:
-    """Make a tqdm bar (tiles, rate, ETA) that starts at the tiles a resumed run already has."""
-    bar = tqdm(total=total, initial=done, unit="tile", desc="generate", dynamic_ncols=True)
-
-    def update(n: int) -> None:
-        bar.update(n)
-        if bar.n >= total:
-            bar.close()
-
-    return update
-
-
 def run(args: argparse.Namespace) -> int:
     """Generate the requested outputs (all arguments were checked by :func:`plan`); returns the exit code."""
     args.output.mkdir(parents=True, exist_ok=True)
@@ -149,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     written = generate_scene(
         tile_fn, inputs, outputs, work_dir=args.output / WORK_DIR, tile=args.tile, overlap=args.overlap,
         batch=args.batch_size, fill=fill_values(list(inputs), args.offset), settings=settings,
-        weights=generator_digest(generator), overwrite=args.overwrite, progress=_progress,
+        weights=generator_digest(generator), overwrite=args.overwrite, progress=tqdm_progress("generate"),
     )  # fmt: skip
     for out, path in zip(outputs, written, strict=True):
         print(f"wrote {path}")

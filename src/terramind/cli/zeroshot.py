@@ -18,8 +18,8 @@ from terramind.core.files import check_output_path
 from terramind.core.lock import folder_lock
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
 from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, read_water_label
-from terramind.generation.scene import SceneOutput, check_scene_inputs, generator_digest, generator_tile_fn
-from terramind.generation.tiling import TileLayout
+from terramind.generation.scene import generator_digest, generator_tile_fn
+from terramind.scene import SceneOutput, TileLayout, check_scene_inputs, tqdm_progress
 
 INPUTS = ("S2L2A",)
 
@@ -109,4 +109,5 @@ def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
         settings=settings,
         weights=generator_digest(generator),
         overwrite=args.overwrite,
+        progress=tqdm_progress("zeroshot water"),
     )

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,12 +36,13 @@ import numpy as np
 import rasterio
 import rasterio.errors
 import rasterio.io
+import rasterio.shutil
 import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ModalityError, OutputError, ShapeError
-from terramind.core.files import atomic_path, check_output_path
+from terramind.core.files import atomic_path, check_output_path, temp_name
 from terramind.data.policy import check_pixels, mask_nonfinite
 from terramind.modalities import ModalitySpec, get_modality
 
@@ -612,6 +614,43 @@ def write_raster(
     return Path(path)
 
 
+def _sibling_temp(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` (named so that a crashed run's is cleaned as stale)."""
+    prefix, suffix = temp_name(path)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _finish_cog(
+    assembly: Path,
+    target: Path,
+    profile: Mapping[str, object],
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool:
+    """On a clean close, copy the assembled GeoTIFF into ``target`` in GDAL's COG layout; drop the assembly.
+
+    The COG layout: tiled (:data:`TILE_SIZE` blocks), internal overviews (nearest for integer class maps,
+    average for continuous values) and the IFDs and overviews ahead of the full-resolution data, so a reader
+    fetches any zoom level of any area with a few range requests.
+    """
+    try:
+        if exc_type is None:
+            integer = not np.issubdtype(np.dtype(str(profile["dtype"])), np.floating)
+            options: dict[str, object] = {
+                "BLOCKSIZE": TILE_SIZE, "BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO",
+                "OVERVIEW_RESAMPLING": "NEAREST" if integer else "AVERAGE",
+            }  # fmt: skip
+            if profile.get("compress"):
+                options.update(COMPRESS=str(profile["compress"]).upper(), PREDICTOR="YES")
+            rasterio.shutil.copy(assembly, target, driver="COG", **options)
+    finally:
+        assembly.unlink(missing_ok=True)
+    return False
+
+
 class RasterWriter:
     """Window-by-window writer of a large GeoTIFF output, made visible atomically on a clean close.
 
@@ -621,6 +660,10 @@ class RasterWriter:
         with RasterWriter(out, georef, count=1, dtype="uint8") as writer:
             for window in windows:
                 writer.write(predict(window), window)
+
+    With ``cog=True`` the file is published in GDAL's Cloud-Optimized GeoTIFF layout (tiled, internal
+    overviews, IFDs first): windows are assembled in a temporary GeoTIFF and copied with the COG driver on
+    close, still inside the atomic, verified write.
     """
 
     def __init__(
@@ -636,8 +679,10 @@ class RasterWriter:
         overwrite: bool = False,
         compress: str | None = "deflate",
         tiled: bool = True,
+        cog: bool = False,
     ) -> None:
         self.path = check_output_path(path, overwrite=overwrite)
+        self.cog = cog
         self.georef = georef
         self.count = count
         self.dtype = str(np.dtype(dtype))
@@ -655,8 +700,15 @@ class RasterWriter:
         size = self.georef.width * self.georef.height * self.count * np.dtype(self.dtype).itemsize
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(
-                atomic_path(self.path, overwrite=self._overwrite, verify=self._verify, expected_size=size)
-            )
+                atomic_path(
+                    self.path, overwrite=self._overwrite, verify=self._verify,
+                    expected_size=2 * size if self.cog else size,
+                )
+            )  # fmt: skip
+            if self.cog:  # windows are assembled in a plain GeoTIFF, then copied in the COG layout
+                assembly = _sibling_temp(self.path)
+                stack.push(functools.partial(_finish_cog, assembly, tmp, self._profile))
+                tmp = assembly
             self._dataset = stack.enter_context(rasterio.open(tmp, "w", **self._profile))
             _describe(self._dataset, self.georef, self.count, self._colormap, self._band_names)
             self._stack = stack.pop_all()

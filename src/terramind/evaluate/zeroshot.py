@@ -1,15 +1,15 @@
 """Zero-shot water mapping (arXiv 2504.11171): generate LULC from S2 and read off the water class.
 
 No training: the pretrained model generates a land-cover map (LULC) from the input scene, tile by tile
-through the generation package's whole-scene engine, and every pixel of class *water* (optionally also
-*flooded vegetation*) is water. With a reference mask the result is scored by IoU, precision, recall and
+through the whole-scene engine (:func:`terramind.scene.run_scene`), and every pixel of class *water*
+(optionally also *flooded vegetation*) is water. The mask is a sink transform: each blended LULC strip is
+turned into water 0/1 (255: no data) as it is written, so the scene streams and the LULC map is never read
+back whole. With a reference mask the result is scored by IoU, precision, recall and
 F1 of the water class over the labelled pixels.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,17 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from terramind.core.errors import InputError, ShapeError
-from terramind.core.files import check_output_path, fsync_path
-from terramind.core.lock import folder_lock
-from terramind.data.geotiff import read_raster, write_raster
 from terramind.data.tiles import read_label
-from terramind.generation.scene import SceneOutput, fill_values, generate_scene
-from terramind.generation.tiling import TileFn
 from terramind.modalities import LULC_CLASSES
+from terramind.scene import (
+    GeoTiffSink,
+    Progress,
+    RasterSource,
+    SceneOutput,
+    TileFn,
+    TileLayout,
+    fill_values,
+    output_nodata,
+    run_scene,
+    work_dir_for,
+)
 
 WATER = ("water",)
 FLOODED_VEGETATION = ("flooded vegetation",)
-NO_DATA = 255  # written where the generated LULC is "no data" (invalid input pixels)
+NO_DATA = int(output_nodata("classes"))  # where the generated LULC is "no data" (invalid input pixels)
 WATER_COLOURS = {0: (230, 230, 230), 1: (65, 155, 223)}
 
 
@@ -156,6 +163,21 @@ def lulc_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_lulc.tif")
 
 
+def water_output(path: Path, flooded_vegetation: bool = False) -> SceneOutput:
+    """Build the water-mask output: LULC logits -> classes -> water 0/1 (255: LULC "no data"), per strip."""
+    lulc = SceneOutput.for_modality("LULC", path)
+    water_mask(np.zeros(1), flooded_vegetation)  # an unknown class name fails before the run
+
+    def to_water(classes: np.ndarray) -> np.ndarray:  # (h, W) LULC ids -> (h, W) uint8
+        return np.where(classes == lulc.nodata, NO_DATA, water_mask(classes, flooded_vegetation)).astype(
+            np.uint8
+        )
+
+    return SceneOutput(
+        "water", path, lulc.reads, lulc.channels, True, "uint8", NO_DATA, WATER_COLOURS, ("water",), to_water
+    )
+
+
 def map_water(
     lulc_fn: TileFn,
     inputs: Mapping[str, Path],
@@ -169,13 +191,14 @@ def map_water(
     settings: Mapping[str, object] | None = None,
     weights: str | None = None,
     overwrite: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Generate the LULC map of a scene and write its water mask (uint8: 1 water, 0 not, 255 no data).
 
-    The LULC map is generated into a work folder beside the output (``.terramind-zeroshot-<stem>``, removed
-    after success, kept for resuming after an interruption); only with ``keep_lulc`` is it published as
-    ``<output stem>_lulc.tif``, and then an existing file there needs ``overwrite`` like the mask itself.
-    The output folder's writer lock is held throughout.
+    Strips and resume state live in a work folder beside the output (``.terramind-zeroshot-<stem>``, removed
+    after success, kept for resuming after an interruption); with ``keep_lulc`` a second sink publishes the
+    LULC map as ``<output stem>_lulc.tif``, and then an existing file there needs ``overwrite`` like the mask
+    itself. The output folder's writer lock is held throughout.
 
     Args:
         lulc_fn: Tile function returning ``{"LULC": (B, 10, T, T) logits}`` for input tiles, e.g.
@@ -190,32 +213,20 @@ def map_water(
         settings: What else determines the result (model, seed), for resuming an interrupted run.
         weights: Digest of the weights behind ``lulc_fn``, for resuming an interrupted run.
         overwrite: Replace existing outputs.
+        progress: Progress display factory (e.g. :func:`terramind.scene.tqdm_progress`).
 
     Returns:
         The water-mask path.
     """
-    check_output_path(output, overwrite=overwrite)
+    sinks = [GeoTiffSink([water_output(output, flooded_vegetation)])]
     if keep_lulc:
-        check_output_path(lulc_path(output), overwrite=overwrite)
-    work = output.parent / f".terramind-zeroshot-{output.stem}"
-    with folder_lock(output.parent, clean=[work]):
-        work.mkdir(exist_ok=True)
-        lulc_file = work / "LULC.tif"
-        lulc_file.unlink(missing_ok=True)  # our own intermediate of an earlier run (its mask was not written)
-        generate_scene(
-            lulc_fn, inputs, [SceneOutput.for_modality("LULC", lulc_file)], work_dir=work / "partial",
-            tile=tile, overlap=overlap, batch=batch, fill=fill_values(list(inputs)), settings=settings,
-            weights=weights, overwrite=overwrite, lock_dir=output.parent,
-        )  # fmt: skip
-        lulc = read_raster(lulc_file)
-        water = water_mask(lulc.data[0], flooded_vegetation).astype(np.uint8)
-        water[lulc.data[0] == 0] = NO_DATA
-        write_raster(
-            output, water[None], lulc.georef, dtype="uint8", nodata=NO_DATA, colormap=WATER_COLOURS,
-            band_names=["water"], overwrite=overwrite,
-        )  # fmt: skip
-        if keep_lulc:
-            os.replace(lulc_file, lulc_path(output))
-            fsync_path(output.parent)
-        shutil.rmtree(work)
+        sinks.append(GeoTiffSink([SceneOutput.for_modality("LULC", lulc_path(output))]))
+    source = RasterSource(inputs)
+    layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
+    options = {"flooded_vegetation": flooded_vegetation, **(settings or {})}
+    run_scene(
+        lulc_fn, source, sinks, layout, work_dir_for(output, "zeroshot"), fill=fill_values(list(inputs)),
+        batch=batch, settings=options, weights=weights, overwrite=overwrite, progress=progress,
+        lock_dir=output.parent,
+    )  # fmt: skip
     return output

@@ -1,43 +1,52 @@
 """Whole-scene prediction: run a fine-tuned dense model over a GeoTIFF scene of any size, tile by tile.
 
-Tiles overlap and their outputs are blended with the generation package's tiling engine (class
-probabilities for segmentation, values for regression), then streamed strip by strip into a GeoTIFF on the
-scene's grid. Pixels invalid in any input (nodata, non-finite) are written as nodata. The output is written
-to a temporary sibling, verified and renamed (a full disk never leaves a truncated GeoTIFF), and the output
-folder's writer lock is held during the run (a second run into the same folder stops with BusyError).
+The model is a tile function for the scene engine (:func:`terramind.scene.run_scene`): tiles overlap and
+their outputs are blended (class probabilities for segmentation, values for regression), streamed strip by
+strip and published as one GeoTIFF on the scene's grid. From the engine it gets resume (an interrupted run,
+repeated, continues; keyed by the model's weights digest, the inputs and the options), a progress bar, the
+output folder's writer lock and the durable, verified write. Pixels invalid in any input (nodata, non-finite)
+are nodata (:func:`terramind.scene.output_nodata`: class maps 255, values -9999).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from rasterio.windows import Window
 from torch import nn
 
+from terramind.checkpoints.digest import state_digest
 from terramind.core.errors import InputError
-from terramind.core.files import check_output_path
-from terramind.core.lock import folder_lock
-from terramind.data.geotiff import GeoRef, RasterWriter, band_positions, open_georef, read_window
+from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_window
 from terramind.data.tiles import ModalityInput, prepare_input
-from terramind.generation.tiling import TileLayout, run_tiles
+from terramind.scene import (
+    GeoTiffSink,
+    Progress,
+    SceneOutput,
+    TileLayout,
+    output_nodata,
+    run_scene,
+    work_dir_for,
+)
+from terramind.scene.sinks import OutputKind
+from terramind.scene.state import CHECKPOINT_SECONDS
 
-OutputKind = Literal["classes", "values"]
-CLASS_NODATA = 255
-VALUE_NODATA = -9999.0
+CLASS_NODATA = output_nodata("classes")
+VALUE_NODATA = output_nodata("values")
 
 
-class _Source:
-    """Rows of the input scenes, standardised as the datamodule does."""
+class StandardisedSource:
+    """Rows of the input scenes, standardised as the datamodule does (a :class:`terramind.scene.Source`)."""
 
     def __init__(self, inputs: Mapping[str, Path], specs: Sequence[ModalityInput]) -> None:
         missing = [m.name for m in specs if m.name not in inputs]
         if missing:
             raise InputError(f"the model needs input(s) {missing}; give them as MODALITY=PATH")
         self.paths = {m.name: Path(inputs[m.name]) for m in specs}
+        self.files = self.paths
         self.specs = list(specs)
         self.georefs = {name: open_georef(path) for name, path in self.paths.items()}
         self.georef = _shared_grid(self.georefs, self.specs)
@@ -49,6 +58,7 @@ class _Source:
         }  # by the files' band names when they have them, else by position
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Read rows ``[top, top + height)`` of every input, standardised, with their combined validity."""
         window = Window(0, top, self.georef.width, height)
         valid = np.ones((height, self.georef.width), dtype=bool)
         out = {}
@@ -75,23 +85,6 @@ def _shared_grid(georefs: Mapping[str, GeoRef], specs: Sequence[ModalityInput]) 
     return first
 
 
-class _Writer:
-    """Sink of blended strips: argmax (classes) or values, nodata where inputs were invalid."""
-
-    def __init__(self, writer: RasterWriter, kind: OutputKind) -> None:
-        self.writer, self.kind = writer, kind
-
-    def write_strip(self, row: int, top: int, data: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
-        out = data["out"]  # (C, h, W)
-        if self.kind == "classes":
-            strip = out.argmax(axis=0).astype(np.uint8)[None]
-            strip[:, ~valid] = CLASS_NODATA
-        else:
-            strip = out.astype(np.float32)
-            strip[:, ~valid] = VALUE_NODATA
-        self.writer.write(strip, Window(0, top, strip.shape[2], strip.shape[1]))
-
-
 def predict_scene(
     model: nn.Module,
     inputs: Mapping[str, Path],
@@ -104,6 +97,8 @@ def predict_scene(
     overlap: int = 32,
     batch: int = 4,
     overwrite: bool = False,
+    progress: Progress | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> Path:
     """Predict a whole scene with a dense model and write the GeoTIFF.
 
@@ -118,13 +113,18 @@ def predict_scene(
         tile: Tile side (a multiple of 16).
         overlap: Pixels shared by neighbouring tiles.
         batch: Tiles per forward pass.
-        overwrite: Replace an existing output.
+        overwrite: Replace an existing output (and the state of an interrupted run that differs).
+        progress: Progress display factory (e.g. :func:`terramind.scene.tqdm_progress`).
+        checkpoint_seconds: Within a row of tiles, save the tiles done at most this often (for resuming).
 
     Returns:
         The written path.
+
+    Raises:
+        ResumeError: An interrupted run with other weights, inputs or options left its state (rerun it as
+            it was, or pass ``overwrite``).
     """
-    check_output_path(output, overwrite=overwrite)
-    source = _Source(inputs, specs)
+    source = StandardisedSource(inputs, specs)
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
     device = next(model.parameters()).device
     was_training = model.training
@@ -136,18 +136,19 @@ def predict_scene(
         out = out.float().softmax(dim=1) if kind == "classes" else out.float()
         return {"out": out.cpu().numpy()}
 
-    dtype, nodata = ("uint8", CLASS_NODATA) if kind == "classes" else ("float32", VALUE_NODATA)
-    count = 1 if kind == "classes" else out_channels
+    classes = kind == "classes"
+    sink = GeoTiffSink([
+        SceneOutput(output.stem, output, "out", out_channels, classes, "uint8" if classes else "float32",
+                    output_nodata(kind))
+    ])  # fmt: skip
+    settings = {"kind": kind, "out_channels": out_channels, "inputs": [repr(m) for m in specs]}
     fill = {m.name: np.zeros(len(m.bands), np.float32) for m in specs}  # already standardised: 0 = mean
     try:
-        with (
-            folder_lock(output.parent),
-            RasterWriter(output, source.georef, count, dtype, nodata=nodata, overwrite=overwrite) as writer,
-        ):
-            run_tiles(
-                layout, source, fn, _Writer(writer, kind), channels={"out": out_channels}, fill=fill,
-                batch=batch,
-            )  # fmt: skip
+        run_scene(
+            fn, source, [sink], layout, work_dir_for(output, "predict"), fill=fill, batch=batch,
+            settings=settings, weights=state_digest({"model": model}), overwrite=overwrite, progress=progress,
+            checkpoint_seconds=checkpoint_seconds,
+        )  # fmt: skip
     finally:
         model.train(was_training)
     return output

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from terramind.core.errors import InputError
-from terramind.generation.tiling import Carry, TileLayout, blend_window, run_tiles
+from terramind.scene.engine import Carry, TileLayout, blend_window, run_tiles
 
 
 class MemorySource:
@@ -183,7 +183,8 @@ def test_wrong_tile_output_shape_is_reported():
 @pytest.mark.parametrize("keep", [False, True])
 def test_tile_function_keeps_decoders_resident_only_when_told(keep: bool) -> None:
     from terramind.generation import GenerationOptions
-    from terramind.generation.scene import SceneOutput, generator_tile_fn
+    from terramind.generation.scene import generator_tile_fn
+    from terramind.scene import SceneOutput
 
     class Recorder:
         def __init__(self) -> None:

@@ -112,7 +112,7 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
 
 
 class TileSource(Protocol):
-    """Pixels of a scene, one band-stack per input modality."""
+    """Pixels of a scene, one band-stack per input (the engine's view of a :class:`~.sources.Source`)."""
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Return inputs (C, height, W) float32 of rows ``[top, top + height)`` and a (height, W) valid mask.

@@ -1,0 +1,33 @@
+"""Whole scenes: the tiling engine, sources, sinks and :func:`run_scene` (resume, progress, folder lock).
+
+Generation, fine-tuned prediction and zero-shot water mapping are each only a tile function handed to
+:func:`run_scene`; see :mod:`.run` for the flow, :mod:`.sinks` for the nodata convention.
+"""
+
+from terramind.scene.engine import Carry, RowState, TileFn, TileLayout, blend_window, run_tiles
+from terramind.scene.run import WORK_DIR, Progress, run_scene, tqdm_progress, work_dir_for
+from terramind.scene.sinks import GeoTiffSink, SceneOutput, Sink, output_nodata
+from terramind.scene.sources import RasterSource, Source, check_scene_inputs, combined, fill_values
+
+__all__ = [
+    "WORK_DIR",
+    "Carry",
+    "GeoTiffSink",
+    "Progress",
+    "RasterSource",
+    "RowState",
+    "SceneOutput",
+    "Sink",
+    "Source",
+    "TileFn",
+    "TileLayout",
+    "blend_window",
+    "check_scene_inputs",
+    "combined",
+    "fill_values",
+    "output_nodata",
+    "run_scene",
+    "run_tiles",
+    "tqdm_progress",
+    "work_dir_for",
+]
