@@ -24,7 +24,7 @@ from terramind.core.errors import CheckpointError
 _SHOW = 8  # keys listed in an error message before "... and N more"
 # What torch.load and safetensors raise for truncated, corrupt or foreign files (a junk legacy file even gives
 # a KeyError, a truncated zip an OSError).
-_READ_ERRORS: tuple[type[BaseException], ...] = (
+READ_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     OSError,
     EOFError,
@@ -97,8 +97,8 @@ def read_state_dict(
         raise CheckpointError(f"weights file {str(p)!r} does not exist: check the path passed as weights=")
     try:
         obj = _read_safetensors(p, keep) if p.suffix == ".safetensors" else _read_torch(p)
-    except _READ_ERRORS as err:
-        raise _unreadable(p, err) from err
+    except READ_ERRORS as err:
+        raise unreadable(p, err) from err
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -108,13 +108,22 @@ def read_state_dict(
     return state
 
 
-def _unreadable(path: Path, err: BaseException) -> CheckpointError:
-    """Describe a file torch or safetensors cannot read, without quoting torch's advice to unpickle it."""
+def unreadable(
+    path: Path, err: BaseException, *, what: str = "weights file", advice: str = "download or save it again"
+) -> CheckpointError:
+    """Describe a file torch or safetensors cannot read, without quoting torch's advice to unpickle it.
+
+    Args:
+        path: The file.
+        err: What reading it raised (one of ``READ_ERRORS``).
+        what: What the file is, for the message (``"weights file"``, ``"checkpoint"``).
+        advice: What to do about it.
+    """
     text = str(err)
     foreign = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if foreign:
         return CheckpointError(
-            f"weights file {str(path)!r} holds objects that are not plain tensors ({foreign.group(1)}) and "
+            f"{what} {str(path)!r} holds objects that are not plain tensors ({foreign.group(1)}) and "
             f"is refused for safety (weights are read without running code from the file): save a plain "
             f"state dict (torch.save(model.state_dict(), path)) or a .safetensors file"
         )
@@ -124,8 +133,8 @@ def _unreadable(path: Path, err: BaseException) -> CheckpointError:
     if "weights_only" in detail or (isinstance(err, pickle.UnpicklingError) and not unpickler):
         detail = "not a tensor pickle"
     return CheckpointError(
-        f"cannot read weights file {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
-        f"truncated, corrupt or not a PyTorch/safetensors checkpoint: download or save it again"
+        f"cannot read {what} {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
+        f"truncated, corrupt or not a PyTorch/safetensors checkpoint: {advice}"
     )
 
 
