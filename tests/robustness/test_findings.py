@@ -79,3 +79,44 @@ def test_output_paths_are_checked_before_any_work(run_cli, tmp_path, argv, phras
     afile = tmp_path / "afile"
     afile.write_text("a regular file")
     run_cli(argv(afile, tmp_path)).expect_failure(*phrases)
+
+
+# --- a truncated checkpoint on resume: one line naming it, exit 2 -------------------------------------------
+
+
+def _truncated_checkpoint(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "epoch": 0, "global_step": 1}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy cut short, a run killed mid-save
+    return path
+
+
+PRETRAIN_YAML = """\
+modalities: [{{name: S2L2A, input: pixel}}, {{name: DEM, input: pixel}}]
+model: {{size: tiny, overrides: {{dim: 32, encoder_depth: 1, decoder_depth: 1, num_heads: 2, mlp_hidden: 64}}}}
+masking: {{num_input_tokens: 8, num_target_tokens: 8}}
+data: {{shards: "{shards}", batch_size: 2, crop: 64, shuffle_buffer: 2}}
+trainer: {{max_steps: 1, accelerator: cpu, devices: 1, out_dir: "{out}", progress_bar: false, checkpoint_every: 1}}
+"""
+
+
+def test_pretrain_resume_from_a_truncated_last_ckpt(run_cli, tmp_path) -> None:
+    pytest.importorskip("lightning")
+    config = tmp_path / "pre.yaml"
+    config.write_text(PRETRAIN_YAML.format(shards=tmp_path / "none" / "*.tar", out=tmp_path / "run"))
+    _truncated_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    run_cli(["pretrain", "-c", config, "--resume", "last"]).expect_failure(
+        "cannot read checkpoint", "last.ckpt", "truncated, corrupt", "resume from an earlier checkpoint"
+    )
+
+
+def test_finetune_fit_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
+    pytest.importorskip("lightning")
+    ft = _load("ft_cli", ROOT / "tests" / "cli" / "test_finetune.py")
+    config = ft._config(tmp_path, EXAMPLES)
+    cut = _truncated_checkpoint(tmp_path / "best.ckpt")
+    run = tmp_path / "run"
+    outcome = run_cli(["finetune", "fit", "-c", config, "--ckpt_path", cut], watch=cut.parent)
+    assert outcome.code == 2 and "Traceback" not in outcome.err, outcome.err
+    assert "cannot read checkpoint" in outcome.err and "best.ckpt" in outcome.err
+    assert not list(run.rglob("*.ckpt"))  # nothing trained, nothing saved

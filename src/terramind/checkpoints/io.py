@@ -19,7 +19,8 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from terramind.core.errors import CheckpointError
+from terramind.core.errors import CheckpointError, TerraMindError
+from terramind.core.files import verify_zip
 
 _SHOW = 8  # keys listed in an error message before "... and N more"
 # What torch.load and safetensors raise for truncated, corrupt or foreign files (a junk legacy file even gives
@@ -136,6 +137,36 @@ def unreadable(
         f"cannot read {what} {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
         f"truncated, corrupt or not a PyTorch/safetensors checkpoint: {advice}"
     )
+
+
+RESUME_ADVICE = "resume from an earlier checkpoint or start afresh"
+
+
+def check_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Check, without loading it, that a training checkpoint to resume from is a whole file.
+
+    Torch checkpoints are zip archives whose central directory is written last, so a file cut short (a
+    copy interrupted, a run killed mid-save by an older version) fails here before any model is built.
+
+    Args:
+        path: The ``.ckpt`` file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: Missing, a folder, truncated, corrupt or not a checkpoint.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {str(p)!r} is a folder: give the .ckpt file")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        verify_zip(p)
+    except (*READ_ERRORS, TerraMindError) as err:
+        raise unreadable(p, err, what="checkpoint", advice=RESUME_ADVICE) from err
+    return p
 
 
 def check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:

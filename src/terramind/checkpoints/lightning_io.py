@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 
-from terramind.checkpoints.io import READ_ERRORS, unreadable
+from terramind.checkpoints.io import READ_ERRORS, RESUME_ADVICE, unreadable
 from terramind.core.files import atomic_path, verify_zip
 
 
@@ -48,9 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except FileNotFoundError:
             raise
         except READ_ERRORS as err:
-            raise unreadable(
-                Path(path), err, what="checkpoint", advice="resume from an earlier checkpoint or start afresh"
-            ) from err
+            raise unreadable(Path(path), err, what="checkpoint", advice=RESUME_ADVICE) from err
 
 
 def with_atomic_checkpoints(plugins: Any) -> list[Any]:

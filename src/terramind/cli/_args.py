@@ -369,6 +369,21 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         check_output_dir(args.output)
 
 
+def check_resume(trainer: Any, resume: str | None) -> None:
+    """Refuse a ``--resume`` checkpoint that is missing or cut short, before any model is built.
+
+    Args:
+        trainer: The run config's trainer section (its ``out_dir`` locates ``last``).
+        resume: ``--resume``: a checkpoint path, ``"last"`` or None.
+    """
+    from terramind.checkpoints.io import check_checkpoint
+    from terramind.train.pretrain import resume_path
+
+    path = resume_path(trainer, resume)
+    if path is not None:
+        check_checkpoint(path)
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
     """``--model``: a released TerraMind size, checked against the release table."""
     p.add_argument(
