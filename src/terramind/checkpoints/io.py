@@ -164,8 +164,10 @@ def check_checkpoint(path: str | os.PathLike[str]) -> Path:
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
     try:
         verify_zip(p)
-    except (*READ_ERRORS, TerraMindError) as err:
+    except READ_ERRORS as err:
         raise unreadable(p, err, what="checkpoint", advice=RESUME_ADVICE) from err
+    except TerraMindError as err:  # an empty archive
+        raise CheckpointError(f"checkpoint {str(p)!r}: {err}; {RESUME_ADVICE}") from err
     return p
 
 

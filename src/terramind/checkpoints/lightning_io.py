@@ -1,11 +1,12 @@
 """Lightning checkpoints written through :func:`terramind.core.files.atomic_path`.
 
 A checkpoint is saved to a temporary sibling, fsynced, checked (a torch checkpoint is a zip archive whose
-central directory sits at its end, so a truncated file fails to open) and only then renamed to its final
-name: a crash or a full disk never leaves a truncated ``best-epoch=000.ckpt`` (or ``last.ckpt``) behind,
-and the previous one stays intact. Reading one back (``--resume``, ``--ckpt_path``) turns a truncated or
-corrupt file into a one-line :class:`~terramind.core.errors.CheckpointError` naming it. Pretraining, tokenizer training and fine-tuning all use this plugin;
-Lightning is imported only here, so ``train`` and ``finetune`` share it without importing each other.
+central directory sits at its end, so a truncated file fails to open) and only then renamed to its final name:
+a crash or a full disk never leaves a truncated ``best-epoch=000.ckpt`` (or ``last.ckpt``) behind, and the
+previous one stays intact. Reading one back (``--resume``, ``--ckpt_path``) turns a truncated or corrupt file
+into a one-line :class:`~terramind.core.errors.CheckpointError` naming it. Pretraining, tokenizer training and
+fine-tuning all use this plugin; Lightning is imported only here, so ``train`` and ``finetune`` share it
+without importing each other.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_path(target, verify=verify_zip) as tmp:
             torch.save(checkpoint, tmp)
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> Any:
         """Load a checkpoint to resume from; a missing file keeps Lightning's ``FileNotFoundError``.
 
         Raises:
