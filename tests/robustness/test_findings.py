@@ -244,3 +244,56 @@ def test_output_folder_is_removed_when_the_run_fails_before_writing(tmp_path) ->
     with output_folder(tmp_path / "c") as out:  # success keeps the folder
         pass
     assert out.is_dir()
+
+
+# --- reconstruct honours nodata: never fed to the model as data, written back, left out of the scores ------
+
+
+def test_reconstruct_masks_nodata_writes_it_back_and_scores_valid_pixels(
+    run_cli, tmp_path, monkeypatch
+) -> None:
+    import json
+
+    import rasterio
+
+    from terramind.evaluate.reconstruction import reconstruction_scores
+    from terramind.modalities import get_modality, standardize
+
+    tok = _load("tok_cli", ROOT / "tests" / "cli" / "test_tokenize.py")
+    seen: list[torch.Tensor] = []
+
+    def factory(modality, weights=None):
+        tokenizer = tok.tiny_tokenizer(modality).eval()
+        encode = tokenizer.encode
+        tokenizer.encode = lambda x, *a, **k: (seen.append(x.clone()), encode(x, *a, **k))[1]
+        return tokenizer
+
+    monkeypatch.setattr(tok.api_tokenizers, "create_tokenizer", factory)
+    with rasterio.open(DEM) as src:
+        data, profile = src.read().astype(np.float32), dict(src.profile, dtype="float32", nodata=-9999.0)
+    data[:, 40:100, 50:120] = -9999.0  # a hole of 60 x 70 nodata pixels
+    valid = data[0] != -9999.0
+    path = tmp_path / "dem.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    out = tmp_path / "rec.tif"
+    outcome = run_cli(["reconstruct", path, "-m", "DEM", "-o", out, "--weights", "random", "--json",
+                       "--diffusion-steps", "1"])  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    assert "4200 nodata pixel(s) of dem.tif filled with the DEM mean" in outcome.err
+    (x,) = seen
+    expected = standardize(get_modality("DEM"), data)
+    assert torch.equal(x[0, :, ~torch.from_numpy(valid)], torch.zeros(1, 4200))  # the mean, not -9999
+    np.testing.assert_array_equal(x[0].numpy()[:, valid], expected[:, valid])
+    with rasterio.open(out) as f:
+        rec = f.read()
+        assert f.nodata == -9999.0
+    assert (rec[:, ~valid] == -9999.0).all() and (rec[:, valid] != -9999.0).all()
+    scores = json.loads(outcome.out)
+    # scored over valid pixels only: the same numbers as scoring the valid pixels, computed independently
+    span = float(data[:, valid].max() - data[:, valid].min())
+    mse = float(np.mean((data[:, valid].astype(np.float64) - rec[:, valid]) ** 2))
+    assert scores["psnr_db"] == pytest.approx(10 * np.log10(span**2 / mse), rel=1e-9)  # float64 round-off
+    assert scores == reconstruction_scores(get_modality("DEM"), data, rec, valid) | {
+        k: scores[k] for k in ("file", "modality", "output")
+    }
