@@ -419,3 +419,70 @@ def test_a_scene_refused_at_its_first_window_leaves_no_work_folder(run_cli, tmp_
     path = _huge_values(tmp_path)
     argv = [*SCENE_COMMANDS[command](path, tmp_path), "--weights", "random", "--model", TINY]
     run_cli(argv).expect_failure("1e+30")
+
+
+# --- band descriptions are honoured by every reader (tokenize as well as inspect) --------------------------
+
+
+def test_tokenize_reorders_reversed_bands_by_name(run_cli, tmp_path, monkeypatch) -> None:
+    import rasterio
+
+    from terramind.modalities import get_modality
+
+    tok = _load("tok_cli", ROOT / "tests" / "cli" / "test_tokenize.py")
+    monkeypatch.setattr(tok.api_tokenizers, "create_tokenizer", lambda m, weights=None: tok.tiny_tokenizer(m))
+    bands = get_modality("S2L2A").bands
+    with rasterio.open(S2) as src:
+        data, profile = src.read(), dict(src.profile)
+    paths = {}
+    for name, order in (("right", list(range(12))), ("reversed", list(range(11, -1, -1)))):
+        paths[name] = tmp_path / f"{name}.tif"
+        with rasterio.open(paths[name], "w", **profile) as dst:
+            dst.write(data[order])
+            for i, b in enumerate(order, start=1):
+                dst.set_band_description(i, bands[b])
+    ids = {}
+    for name, path in paths.items():
+        out = tmp_path / f"{name}.npz"
+        assert run_cli(["tokenize", path, "-m", "S2L2A", "-o", out, "--weights", "random"]).code == 0
+        with np.load(out) as npz:
+            ids[name] = npz["ids"]
+    np.testing.assert_array_equal(ids["reversed"], ids["right"])
+
+
+# --- a scene without one valid pixel is refused, not written empty ------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="generation/scene.py (scene helper): a scene without one valid pixel is written as all nodata "
+    "with exit 0; it should refuse it (InputError 'no valid pixels') or at least warn",
+)
+def test_generate_refuses_an_all_nodata_scene(run_cli, tmp_path, monkeypatch) -> None:
+    import rasterio
+
+    from terramind.api import generation as api_generation
+
+    tiny = _load("gen_tiny", ROOT / "tests" / "generation" / "tiny.py")
+    monkeypatch.setattr(
+        api_generation, "create_generator", lambda n, **k: tiny.tiny_generator(k["inputs"], k["outputs"])
+    )
+    with rasterio.open(S2) as src:
+        profile = dict(src.profile, dtype="float32", nodata=float("nan"))
+    path = tmp_path / "nan.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((12, profile["height"], profile["width"]), np.nan, np.float32))
+    outcome = run_cli(["generate", "--input", f"S2L2A={path}", "--to", "DEM", "-o", tmp_path / "out"])
+    assert outcome.code == 2 and "Traceback" not in outcome.err, outcome.err
+    assert "no valid pixels" in outcome.err and not list((tmp_path / "out").rglob("*.tif"))
+
+
+# --- training output folders are checked before a model is built -------------------------------------------
+
+
+def test_pretrain_out_dir_that_is_a_file_is_refused(run_cli, tmp_path) -> None:
+    pytest.importorskip("lightning")
+    (tmp_path / "afile").write_text("a regular file")
+    config = tmp_path / "pre.yaml"
+    config.write_text(PRETRAIN_YAML.format(shards=tmp_path / "none" / "*.tar", out=tmp_path / "afile"))
+    run_cli(["pretrain", "-c", config]).expect_failure("afile")
