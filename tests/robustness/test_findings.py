@@ -367,6 +367,19 @@ def _truncated_tile(tmp_path: Path) -> Path:
     return path
 
 
+def _tiny_generators(monkeypatch) -> None:
+    """The tiny random generator for generate, the NDWI stand-in for zeroshot water."""
+    import terramind.cli.zeroshot as zeroshot
+    from terramind.api import generation as api_generation
+
+    tiny = _load("gen_tiny", ROOT / "tests" / "generation" / "tiny.py")
+    writes = _load("rob_writes", ROOT / "tests" / "robustness" / "test_writes.py")
+    monkeypatch.setattr(
+        api_generation, "create_generator", lambda n, **k: tiny.tiny_generator(k["inputs"], k["outputs"])
+    )
+    monkeypatch.setattr(zeroshot, "create_generator", lambda *a, **k: writes._Water())
+
+
 BAD_TILES = {"1e30": (_huge_values, ["huge.tif", "1e+30"]), "truncated": (_truncated_tile, ["cut.tif"])}
 SCENE_COMMANDS = {
     "generate": lambda p, t: ["generate", "--input", f"S2L2A={p}", "--to", "DEM", "-o", t / "out"],
@@ -388,15 +401,7 @@ SCENE_COMMANDS = {
 @pytest.mark.parametrize("bad", BAD_TILES, ids=BAD_TILES.keys())
 @pytest.mark.parametrize("command", SCENE_COMMANDS, ids=SCENE_COMMANDS.keys())
 def test_bad_tiles_are_refused_by_every_command(run_cli, tmp_path, monkeypatch, bad, command) -> None:
-    import terramind.cli.zeroshot as zeroshot
-    from terramind.api import generation as api_generation
-
-    tiny = _load("gen_tiny", ROOT / "tests" / "generation" / "tiny.py")
-    writes = _load("rob_writes", ROOT / "tests" / "robustness" / "test_writes.py")
-    monkeypatch.setattr(
-        api_generation, "create_generator", lambda n, **k: tiny.tiny_generator(k["inputs"], k["outputs"])
-    )
-    monkeypatch.setattr(zeroshot, "create_generator", lambda *a, **k: writes._Water())
+    _tiny_generators(monkeypatch)
     make, phrases = BAD_TILES[bad]
     path = make(tmp_path)
     outcome = run_cli([*SCENE_COMMANDS[command](path, tmp_path), "--weights", "random"])
@@ -415,10 +420,12 @@ def test_bad_tiles_are_refused_by_every_command(run_cli, tmp_path, monkeypatch, 
     "window read fails (scene helper to fix: remove it, e.g. with core.files.output_folder)",
 )
 @pytest.mark.parametrize("command", ["generate", "water"])
-def test_a_scene_refused_at_its_first_window_leaves_no_work_folder(run_cli, tmp_path, command) -> None:
+def test_a_scene_refused_at_its_first_window_leaves_no_work_folder(
+    run_cli, tmp_path, monkeypatch, command
+) -> None:
+    _tiny_generators(monkeypatch)
     path = _huge_values(tmp_path)
-    argv = [*SCENE_COMMANDS[command](path, tmp_path), "--weights", "random", "--model", TINY]
-    run_cli(argv).expect_failure("1e+30")
+    run_cli([*SCENE_COMMANDS[command](path, tmp_path), "--weights", "random"]).expect_failure("1e+30")
 
 
 # --- band descriptions are honoured by every reader (tokenize as well as inspect) --------------------------
