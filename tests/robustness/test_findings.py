@@ -487,9 +487,26 @@ def test_generate_refuses_an_all_nodata_scene(run_cli, tmp_path, monkeypatch) ->
 # --- training output folders are checked before a model is built -------------------------------------------
 
 
-def test_pretrain_out_dir_that_is_a_file_is_refused(run_cli, tmp_path) -> None:
+TOKENIZER_YAML = """\
+modality: DEM
+encoder: {{dim: 32, depth: 1, heads: 2}}
+unet: {{model_channels: 16, channel_mult: [1, 2], num_res_blocks: 1, attention_ds: [], groups: 8}}
+data: {{shards: "{shards}", batch_size: 2, crop: 32, shuffle_buffer: 2}}
+trainer: {{max_steps: 1, accelerator: cpu, devices: 1, out_dir: "{out}", progress_bar: false}}
+"""
+
+
+@pytest.mark.parametrize(
+    "command,template", [("pretrain", PRETRAIN_YAML), ("train-tokenizer", TOKENIZER_YAML)]
+)
+def test_training_out_dir_that_is_a_file_is_refused(run_cli, tmp_path, command, template) -> None:
     pytest.importorskip("lightning")
     (tmp_path / "afile").write_text("a regular file")
-    config = tmp_path / "pre.yaml"
-    config.write_text(PRETRAIN_YAML.format(shards=tmp_path / "none" / "*.tar", out=tmp_path / "afile"))
-    run_cli(["pretrain", "-c", config]).expect_failure("afile")
+    config = tmp_path / "run.yaml"
+    config.write_text(template.format(shards=tmp_path / "none" / "*.tar", out=tmp_path / "afile"))
+    run_cli([command, "-c", config]).expect_failure("output folder", "afile", "is a file: give a folder")
+    config.write_text(template.format(shards=tmp_path / "none" / "*.tar", out=tmp_path / "run"))
+    _truncated_checkpoint(tmp_path / "cut.ckpt")
+    run_cli([command, "-c", config, "--resume", tmp_path / "cut.ckpt"]).expect_failure(
+        "cannot read checkpoint", "cut.ckpt"
+    )

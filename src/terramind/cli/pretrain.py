@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from terramind.train.pretrain import pretrain
 
     config = load_yaml(PretrainConfig, args.config)
-    _args.check_resume(config.trainer, args.resume)
+    _args.check_training_run(config.trainer, args.resume)
     pretrain(config, resume=args.resume)
     return 0
