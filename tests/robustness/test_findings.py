@@ -138,6 +138,32 @@ def test_finetune_fit_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
     assert not list(run.rglob("*.ckpt"))  # nothing trained, nothing saved
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/finetune.py scene() (scene helper): torch.load(ckpt_path) raw; read it with "
+    "checkpoints.io.read_state_dict (or check_checkpoint first) for one line",
+)
+def test_finetune_scene_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
+    pytest.importorskip("lightning")
+    ft = _load("ft_cli", ROOT / "tests" / "cli" / "test_finetune.py")
+    config = ft._config(tmp_path, EXAMPLES)
+    cut = _truncated_checkpoint(tmp_path / "cut" / "best.ckpt")
+    inputs = [f"S2L2A={S2}", "--input", f"S1RTC={EXAMPLES / 'S1RTC' / TILE}"]
+    argv = [
+        "finetune",
+        "scene",
+        "-c",
+        config,
+        "--ckpt_path",
+        cut,
+        "--input",
+        *inputs,
+        "-o",
+        cut.parent / "o.tif",
+    ]
+    run_cli(argv, watch=cut.parent).expect_failure("cannot read checkpoint", "best.ckpt")
+
+
 # --- folders as units: --skip-bad skips a truncated tile, lists it and embeds the rest ---------------------
 
 
