@@ -565,3 +565,72 @@ def test_an_unwritable_output_folder_is_named(run_cli, tmp_path, monkeypatch, ar
     access = os.access
     monkeypatch.setattr(core_files.os, "access", lambda p, mode: Path(p) != locked and access(p, mode))
     run_cli(argv(locked)).expect_failure("locked", "not writable")
+
+
+# --- a full disk on tokenize's and embed's final write: one line, the previous file kept --------------------
+
+
+def _disk_full_after_some_bytes(monkeypatch, name: str) -> None:
+    import errno
+
+    def full(file, *args, **kwargs):
+        if hasattr(file, "write"):
+            file.write(b"PK\x03\x04 half")
+        else:
+            Path(file).write_bytes(b"\x93NUMPY half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, name, full)
+
+
+def test_disk_full_while_tokenize_writes_keeps_the_old_npz(run_cli, tmp_path, monkeypatch) -> None:
+    tok = _load("tok_cli", ROOT / "tests" / "cli" / "test_tokenize.py")
+    monkeypatch.setattr(tok.api_tokenizers, "create_tokenizer", lambda m, weights=None: tok.tiny_tokenizer(m))
+    out = tmp_path / "t.npz"
+    out.write_bytes(b"previous ids")
+    _disk_full_after_some_bytes(monkeypatch, "savez_compressed")
+    outcome = run_cli(["tokenize", DEM, "-m", "DEM", "-o", out, "--weights", "random", "--overwrite"])
+    outcome.expect_failure("disk full while writing", "t.npz")
+    assert out.read_bytes() == b"previous ids"
+
+
+def test_disk_full_while_embed_writes_keeps_the_old_npy(run_cli, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "e.npy"
+    out.write_bytes(b"previous embeddings")
+    _disk_full_after_some_bytes(monkeypatch, "save")
+    args = ["embed", "--input", f"S2L2A={S2}", "-o", out, "--model", TINY, "--weights", "random"]
+    run_cli([*args, "--overwrite"]).expect_failure("disk full while writing", "e.npy")
+    assert out.read_bytes() == b"previous embeddings"
+
+
+# --- two runs at once: zeroshot water and prepare stop at once, naming the other run ------------------------
+
+
+@pytest.mark.parametrize("command", ["water", "prepare"])
+def test_a_second_writer_stops_naming_the_first(run_cli, tmp_path, monkeypatch, command) -> None:
+    import subprocess
+    import sys
+
+    from terramind.core.lock import LOCK_NAME
+
+    _tiny_generators(monkeypatch)
+    writes = _load("rob_writes", ROOT / "tests" / "robustness" / "test_writes.py")
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "water":
+        argv, lock = ["zeroshot", "water", "--input", f"S2L2A={S2}", "-o", out / "w.tif"], out / LOCK_NAME
+    else:
+        pytest.importorskip("lightning")  # prepare needs the train extra
+        argv, lock = ["prepare", "--src", EXAMPLES, "-o", out / "shards"], out / f".shards{LOCK_NAME}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    hold = writes.HOLD.replace("folder_lock(sys.argv[1])", "folder_lock(sys.argv[1], lock_file=sys.argv[2])")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out), str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        run_cli(argv).expect_failure("being written by another run", f"PID {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
