@@ -6,6 +6,7 @@ phrase that the one-line message must contain, and the exact set of files before
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,12 @@ from pathlib import Path
 import pytest
 
 from terramind.cli.main import main
+
+# Lightning gives its loggers a stream handler on sys.stderr when first imported; imported inside a test,
+# that is the test's capture stream, closed when the test ends, and later tests then print "Logging error"
+# tracebacks. Imported here, the handler holds pytest's session-long stream.
+with contextlib.suppress(ImportError):
+    import lightning.pytorch  # noqa: F401
 
 
 @dataclass(frozen=True)

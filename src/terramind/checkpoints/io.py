@@ -19,12 +19,13 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from terramind.core.errors import CheckpointError
+from terramind.core.errors import CheckpointError, TerraMindError
+from terramind.core.files import verify_zip
 
 _SHOW = 8  # keys listed in an error message before "... and N more"
 # What torch.load and safetensors raise for truncated, corrupt or foreign files (a junk legacy file even gives
 # a KeyError, a truncated zip an OSError).
-_READ_ERRORS: tuple[type[BaseException], ...] = (
+READ_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     OSError,
     EOFError,
@@ -97,8 +98,8 @@ def read_state_dict(
         raise CheckpointError(f"weights file {str(p)!r} does not exist: check the path passed as weights=")
     try:
         obj = _read_safetensors(p, keep) if p.suffix == ".safetensors" else _read_torch(p)
-    except _READ_ERRORS as err:
-        raise _unreadable(p, err) from err
+    except READ_ERRORS as err:
+        raise unreadable(p, err) from err
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -108,13 +109,22 @@ def read_state_dict(
     return state
 
 
-def _unreadable(path: Path, err: BaseException) -> CheckpointError:
-    """Describe a file torch or safetensors cannot read, without quoting torch's advice to unpickle it."""
+def unreadable(
+    path: Path, err: BaseException, *, what: str = "weights file", advice: str = "download or save it again"
+) -> CheckpointError:
+    """Describe a file torch or safetensors cannot read, without quoting torch's advice to unpickle it.
+
+    Args:
+        path: The file.
+        err: What reading it raised (one of ``READ_ERRORS``).
+        what: What the file is, for the message (``"weights file"``, ``"checkpoint"``).
+        advice: What to do about it.
+    """
     text = str(err)
     foreign = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if foreign:
         return CheckpointError(
-            f"weights file {str(path)!r} holds objects that are not plain tensors ({foreign.group(1)}) and "
+            f"{what} {str(path)!r} holds objects that are not plain tensors ({foreign.group(1)}) and "
             f"is refused for safety (weights are read without running code from the file): save a plain "
             f"state dict (torch.save(model.state_dict(), path)) or a .safetensors file"
         )
@@ -124,9 +134,41 @@ def _unreadable(path: Path, err: BaseException) -> CheckpointError:
     if "weights_only" in detail or (isinstance(err, pickle.UnpicklingError) and not unpickler):
         detail = "not a tensor pickle"
     return CheckpointError(
-        f"cannot read weights file {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
-        f"truncated, corrupt or not a PyTorch/safetensors checkpoint: download or save it again"
+        f"cannot read {what} {str(path)!r} ({type(err).__name__}: {detail[:200]}); the file is "
+        f"truncated, corrupt or not a PyTorch/safetensors checkpoint: {advice}"
     )
+
+
+RESUME_ADVICE = "resume from an earlier checkpoint or start afresh"
+
+
+def check_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Check, without loading it, that a training checkpoint to resume from is a whole file.
+
+    Torch checkpoints are zip archives whose central directory is written last, so a file cut short (a
+    copy interrupted, a run killed mid-save by an older version) fails here before any model is built.
+
+    Args:
+        path: The ``.ckpt`` file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: Missing, a folder, truncated, corrupt or not a checkpoint.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {str(p)!r} is a folder: give the .ckpt file")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        verify_zip(p)
+    except READ_ERRORS as err:
+        raise unreadable(p, err, what="checkpoint", advice=RESUME_ADVICE) from err
+    except TerraMindError as err:  # an empty archive
+        raise CheckpointError(f"checkpoint {str(p)!r}: {err}; {RESUME_ADVICE}") from err
+    return p
 
 
 def check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:

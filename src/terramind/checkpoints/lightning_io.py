@@ -1,10 +1,12 @@
 """Lightning checkpoints written through :func:`terramind.core.files.atomic_path`.
 
 A checkpoint is saved to a temporary sibling, fsynced, checked (a torch checkpoint is a zip archive whose
-central directory sits at its end, so a truncated file fails to open) and only then renamed to its final
-name: a crash or a full disk never leaves a truncated ``best-epoch=000.ckpt`` (or ``last.ckpt``) behind,
-and the previous one stays intact. Pretraining, tokenizer training and fine-tuning all use this plugin;
-Lightning is imported only here, so ``train`` and ``finetune`` share it without importing each other.
+central directory sits at its end, so a truncated file fails to open) and only then renamed to its final name:
+a crash or a full disk never leaves a truncated ``best-epoch=000.ckpt`` (or ``last.ckpt``) behind, and the
+previous one stays intact. Reading one back (``--resume``, ``--ckpt_path``) turns a truncated or corrupt file
+into a one-line :class:`~terramind.core.errors.CheckpointError` naming it. Pretraining, tokenizer training and
+fine-tuning all use this plugin; Lightning is imported only here, so ``train`` and ``finetune`` share it
+without importing each other.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 
+from terramind.checkpoints.io import READ_ERRORS, RESUME_ADVICE, unreadable
 from terramind.core.files import atomic_path, verify_zip
 
 
@@ -33,6 +36,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target, verify=verify_zip) as tmp:
             torch.save(checkpoint, tmp)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> Any:
+        """Load a checkpoint to resume from; a missing file keeps Lightning's ``FileNotFoundError``.
+
+        Raises:
+            CheckpointError: The file is truncated, corrupt or not a checkpoint (named, with what to do).
+        """
+        kwargs = {} if map_location is None else {"map_location": map_location}
+        try:
+            return super().load_checkpoint(path, weights_only=weights_only, **kwargs)
+        except FileNotFoundError:
+            raise
+        except READ_ERRORS as err:
+            raise unreadable(Path(path), err, what="checkpoint", advice=RESUME_ADVICE) from err
 
 
 def with_atomic_checkpoints(plugins: Any) -> list[Any]:

@@ -369,6 +369,22 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         check_output_dir(args.output)
 
 
+def check_training_run(trainer: Any, resume: str | None) -> None:
+    """Check before any model is built: ``out_dir`` can hold outputs, a ``--resume`` checkpoint is whole.
+
+    Args:
+        trainer: The run config's trainer section (``out_dir``; it also locates ``--resume last``).
+        resume: ``--resume``: a checkpoint path, ``"last"`` or None.
+    """
+    from terramind.checkpoints.io import check_checkpoint
+    from terramind.train.pretrain import resume_path
+
+    check_output_dir(trainer.out_dir)
+    path = resume_path(trainer, resume)
+    if path is not None:
+        check_checkpoint(path)
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
     """``--model``: a released TerraMind size, checked against the release table."""
     p.add_argument(

@@ -49,6 +49,7 @@ def cli(args: list[str], **kwargs: Any) -> Any:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
+    from terramind.checkpoints.io import check_checkpoint
     from terramind.checkpoints.lightning_io import with_atomic_checkpoints
 
     class AtomicCheckpointsCLI(LightningCLI):
@@ -57,6 +58,14 @@ def cli(args: list[str], **kwargs: Any) -> Any:
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
             plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
             return super().instantiate_trainer(**{**kwargs, "plugins": with_atomic_checkpoints(plugins)})
+
+        def _parse_ckpt_path(self) -> None:
+            """Refuse a ``--ckpt_path`` cut short in one line, before Lightning reads its hyperparameters."""
+            subcommand = self.config.get("subcommand")
+            ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt and Path(ckpt).exists():  # not "last"/"best", which Lightning resolves itself
+                check_checkpoint(ckpt)
+            super()._parse_ckpt_path()
 
     with warnings.catch_warnings():
         # we pass the arguments explicitly on purpose (they are what follows `terramind finetune`)

@@ -33,5 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from terramind.train.config import PretrainConfig, load_yaml
     from terramind.train.pretrain import pretrain
 
-    pretrain(load_yaml(PretrainConfig, args.config), resume=args.resume)
+    config = load_yaml(PretrainConfig, args.config)
+    _args.check_training_run(config.trainer, args.resume)
+    pretrain(config, resume=args.resume)
     return 0

@@ -7,6 +7,9 @@ Example::
 Reports PSNR and SSIM of the reconstruction in physical units (data range = the input's value range);
 LULC reports pixel accuracy. The output GeoTIFF is on the input's grid: float32 physical units, LULC as uint8
 class ids with the class colour table.
+
+Nodata pixels of the input are filled with the modality's mean before tokenizing (never read as data), get
+the input's nodata value back in the output, and are left out of every score.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ def _colormap(spec: ModalitySpec) -> dict[int, tuple[int, int, int]]:
     return {c.id: (int(c.colour[1:3], 16), int(c.colour[3:5], 16), int(c.colour[5:7], 16)) for c in classes}
 
 
+def _class_nodata(nodata: float | None) -> int:
+    """Class id written where the input was nodata: its nodata when uint8 holds it, else 0 ("no data")."""
+    return int(nodata) if nodata is not None and float(nodata).is_integer() and 0 <= nodata <= 255 else 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Reconstruct one tile, write it (and a quicklook), print the scores."""
     spec = get_modality(args.modality)
@@ -65,15 +73,19 @@ def run(args: argparse.Namespace) -> int:
         ids = tok.encode(x)
         with autocast:
             out = tok.decode(ids, steps=args.diffusion_steps, generator=generator)[0].float().cpu().numpy()
+    valid = raster.valid
     if spec.classes is not None:
         rec = out.argmax(axis=0)[None].astype(np.uint8)
+        rec = np.where(valid, rec, _class_nodata(raster.georef.nodata))
         write_raster(args.output, rec, raster.georef, colormap=_colormap(spec), overwrite=args.overwrite)
     else:
         rec = destandardize(spec, out, offset=offset).astype(np.float32)
+        nodata = raster.georef.nodata
+        rec = np.where(valid, rec, np.float32(np.nan if nodata is None else nodata))
         write_raster(args.output, rec, raster.georef, dtype="float32", overwrite=args.overwrite)
     if args.png is not None:
-        save_quicklook(args.png, spec, rec)
-    result = reconstruction_scores(spec, raster.data, rec)
+        save_quicklook(args.png, spec, np.where(valid, rec, np.nan) if spec.classes is None else rec)
+    result = reconstruction_scores(spec, raster.data, rec, valid)
     if args.json:
         print(
             json.dumps({"file": str(args.file), "modality": spec.name, "output": str(args.output), **result})

@@ -66,11 +66,21 @@ def read_tile(path: Path, modality: str) -> Raster:
 
 
 def to_model_input(raster: Raster, modality: str, offset: float, device: str) -> torch.Tensor:
-    """Standardized ``(1, C, H, W)`` float tensor (LULC: class ids ``(1, H, W)``)."""
+    """Standardized ``(1, C, H, W)`` float tensor (LULC: class ids ``(1, H, W)``).
+
+    Nodata pixels are never given to the tokenizer as data: they become the modality's mean (0 once
+    standardized, the least informative value) or class 0 ("no data"), and their count is noted.
+    """
     spec = get_modality(modality)
+    valid = raster.valid
+    if not valid.all():
+        fill = "class 0" if spec.classes is not None else f"the {spec.name} mean"
+        _args.note(f"{int((~valid).sum())} nodata pixel(s) of {raster.path.name} filled with {fill}")
     if spec.classes is not None:
-        return torch.from_numpy(raster.data[0].astype(np.int64))[None].to(device)
+        ids = np.where(valid, raster.data[0], 0).astype(np.int64)
+        return torch.from_numpy(ids)[None].to(device)
     x = standardize(spec, raster.data.astype(np.float32), offset=offset)
+    x = np.where(valid, x, np.float32(0.0))  # (C, H, W): the mean standardizes to 0
     return torch.from_numpy(x)[None].to(device)
 
 

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from terramind.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 
     config = load_yaml(TokenizerTrainConfig, args.config)
+    _args.check_training_run(config.trainer, args.resume)
     train_tokenizer(config, resume=args.resume)
     print(f"{config.trainer.out_dir}/tokenizer.safetensors")
     return 0

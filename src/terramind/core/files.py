@@ -249,6 +249,34 @@ def atomic_path(
 
 
 @contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create an output folder (and missing parents) for a block; undo that if the block fails early.
+
+    When the block raises (a bad weights file, Ctrl-C before the first tile), the folders this call
+    created are removed again if they are still empty, so a failed run leaves no empty folder behind; a
+    folder holding anything (resume state, a user's file) is kept.
+
+    Args:
+        path: The output folder.
+
+    Yields:
+        The folder, as a :class:`~pathlib.Path`.
+    """
+    folder = Path(path)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:  # not empty (or gone): keep it and every parent
+                break
+        raise
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; publish it whole as ``path`` when the block succeeds.
 

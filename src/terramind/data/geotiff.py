@@ -147,6 +147,17 @@ class Raster:
     georef: GeoRef
     path: Path
 
+    @property
+    def valid(self) -> np.ndarray:
+        """``(H, W)`` mask of valid pixels: finite and unequal to the file's nodata value in every band."""
+        ok = np.ones(self.data.shape, bool)  # (C, H, W)
+        if np.issubdtype(self.data.dtype, np.floating):
+            ok &= np.isfinite(self.data)
+        nodata = self.georef.nodata
+        if nodata is not None and not np.isnan(nodata):
+            ok &= self.data != nodata
+        return np.asarray(ok.all(axis=0))
+
 
 def _window_ints(window: Window) -> tuple[int, int, int, int]:
     """Integer (col, row, width, height) of a window; fractional windows are a caller error."""

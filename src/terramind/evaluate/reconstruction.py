@@ -8,6 +8,10 @@ SSIM follows Wang et al. (2004), "Image quality assessment: from error visibilit
 an 11x11 Gaussian window with sigma 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` for data range ``L``,
 computed at every pixel of the image reflect-padded by half a window, then averaged over pixels and channels
 (torchmetrics' convention, so the numbers match what ``reconstruct`` reported before).
+
+Nodata pixels are no part of a score: PSNR's error and the data range use valid pixels only; for SSIM the
+invalid pixels of both images are set to the original's valid mean per channel (so that they add no
+structure) and the SSIM map is averaged over valid pixels only; pixel accuracy counts valid pixels.
 """
 
 from __future__ import annotations
@@ -23,9 +27,19 @@ SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def psnr(original: torch.Tensor, reconstruction: torch.Tensor, data_range: float) -> float:
-    """Peak signal-to-noise ratio in dB: ``10 log10(L^2 / MSE)``."""
-    mse = torch.mean((original - reconstruction) ** 2)
+def psnr(
+    original: torch.Tensor, reconstruction: torch.Tensor, data_range: float, valid: torch.Tensor | None = None
+) -> float:
+    """Peak signal-to-noise ratio in dB: ``10 log10(L^2 / MSE)``, the MSE over ``valid`` pixels if given.
+
+    Args:
+        original: ``(C, H, W)`` reference.
+        reconstruction: Same shape.
+        data_range: ``L``.
+        valid: ``(H, W)`` mask of the pixels to score (default all).
+    """
+    error = (original - reconstruction) ** 2
+    mse = torch.mean(error if valid is None else error[:, valid])
     return float(10 * torch.log10(data_range**2 / mse))
 
 
@@ -37,8 +51,20 @@ def _gaussian_window(channels: int) -> torch.Tensor:
     return torch.outer(g, g).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
 
 
-def ssim(original: torch.Tensor, reconstruction: torch.Tensor, data_range: float) -> float:
-    """Mean structural similarity of two ``(C, H, W)`` images (sides of at least 6 pixels)."""
+def ssim(
+    original: torch.Tensor, reconstruction: torch.Tensor, data_range: float, valid: torch.Tensor | None = None
+) -> float:
+    """Mean structural similarity of two ``(C, H, W)`` images (sides of at least 6 pixels).
+
+    Args:
+        original: ``(C, H, W)`` reference.
+        reconstruction: Same shape.
+        data_range: ``L``.
+        valid: ``(H, W)`` mask of the pixels to score (default all); see the module docstring.
+    """
+    if valid is not None:
+        fill = original[:, valid].mean(dim=1)[:, None, None]  # (C, 1, 1): no structure where invalid
+        original, reconstruction = (torch.where(valid, x, fill) for x in (original, reconstruction))
     pad = (SSIM_WINDOW - 1) // 2
     x = F.pad(original.double()[None], (pad, pad, pad, pad), mode="reflect")  # (1, C, H+10, W+10)
     y = F.pad(reconstruction.double()[None], (pad, pad, pad, pad), mode="reflect")
@@ -49,14 +75,26 @@ def ssim(original: torch.Tensor, reconstruction: torch.Tensor, data_range: float
     cov = xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return float(index.mean())
+    return float(index.mean() if valid is None else index[:, valid].mean())
 
 
-def reconstruction_scores(spec: ModalitySpec, original: np.ndarray, rec: np.ndarray) -> dict[str, float]:
-    """Score ``(C, H, W)`` physical values: PSNR/SSIM (range: the original's); pixel accuracy for classes."""
+def reconstruction_scores(
+    spec: ModalitySpec, original: np.ndarray, rec: np.ndarray, valid: np.ndarray | None = None
+) -> dict[str, float]:
+    """Score ``(C, H, W)`` physical values: PSNR/SSIM (range: the original's); pixel accuracy for classes.
+
+    Args:
+        spec: The modality.
+        original: The input's values.
+        rec: The reconstruction's values, same shape.
+        valid: ``(H, W)`` mask of the pixels to score (the input's valid pixels; default all).
+    """
+    mask = np.ones(original.shape[-2:], bool) if valid is None else np.asarray(valid, bool)
     if spec.classes is not None:
-        return {"pixel_accuracy": float((original == rec).mean())}
+        return {"pixel_accuracy": float((original == rec)[:, mask].mean())}
     target = torch.from_numpy(original.astype(np.float64))
     preds = torch.from_numpy(rec.astype(np.float64))
-    span = float(target.max() - target.min()) or 1.0
-    return {"psnr_db": psnr(target, preds, span), "ssim": ssim(target, preds, span)}
+    values = target[:, torch.from_numpy(mask)]
+    span = float(values.max() - values.min()) or 1.0
+    scored = None if valid is None else torch.from_numpy(mask)
+    return {"psnr_db": psnr(target, preds, span, scored), "ssim": ssim(target, preds, span, scored)}
