@@ -138,12 +138,6 @@ def test_finetune_fit_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
     assert not list(run.rglob("*.ckpt"))  # nothing trained, nothing saved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cli/finetune.py scene() (scene helper): torch.load(ckpt_path) raw; read it with "
-    "checkpoints.io.read_state_dict (or check_checkpoint first) for one line",
-)
 def test_finetune_scene_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
     pytest.importorskip("lightning")
     ft = _load("ft_cli", ROOT / "tests" / "cli" / "test_finetune.py")
@@ -259,11 +253,6 @@ def test_generate_refuses_nan_weights_naming_the_tensor(run_cli, tmp_path) -> No
     assert not list((tmp_path / "out").rglob("*"))  # nothing written (an empty folder: see the next test)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cli/generate.py: `with output_folder(args.output), folder_lock(...)` (lead to merge)",
-)
 def test_generate_with_nan_weights_leaves_no_output_folder(run_cli, tmp_path) -> None:
     _, outcome = _nan_generate(run_cli, tmp_path)
     outcome.expect_failure("NaN/Inf values")
@@ -443,12 +432,6 @@ def test_bad_tiles_are_refused_by_every_command(run_cli, tmp_path, monkeypatch, 
     outcome.expect_failure(*phrases)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="generation/scene.py and evaluate/zeroshot.py leave their empty work folder when the first "
-    "window read fails (scene helper to fix: remove it, e.g. with core.files.output_folder)",
-)
 @pytest.mark.parametrize("command", ["generate", "water"])
 def test_a_scene_refused_at_its_first_window_leaves_no_work_folder(
     run_cli, tmp_path, monkeypatch, command
@@ -490,12 +473,6 @@ def test_tokenize_reorders_reversed_bands_by_name(run_cli, tmp_path, monkeypatch
 # --- a scene without one valid pixel is refused, not written empty ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="generation/scene.py (scene helper): a scene without one valid pixel is written as all nodata "
-    "with exit 0; it should refuse it (InputError 'no valid pixels') or at least warn",
-)
 def test_generate_refuses_an_all_nodata_scene(run_cli, tmp_path, monkeypatch) -> None:
     import rasterio
 

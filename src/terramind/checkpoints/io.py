@@ -171,6 +171,31 @@ def check_checkpoint(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def read_training_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read the model weights (``state_dict``) of a Lightning checkpoint; refuse a cut-short or foreign one.
+
+    Args:
+        path: A ``.ckpt`` written by ``fit``.
+
+    Returns:
+        Its ``state_dict``.
+
+    Raises:
+        CheckpointError: Missing, truncated, corrupt, holding objects other than plain data, or without a
+            ``state_dict``.
+    """
+    p = check_checkpoint(path)
+    try:
+        loaded = torch.load(p, map_location="cpu", weights_only=True)
+    except READ_ERRORS as err:
+        raise unreadable(p, err, what="checkpoint", advice=RESUME_ADVICE) from err
+    state = loaded.get("state_dict") if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(p)!r} has no 'state_dict': give a checkpoint written by fit")
+    check_finite(state, f"checkpoint {str(p)!r}")
+    return state
+
+
 def check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
     """Refuse floating tensors holding NaN or infinite values, naming the first such tensor.
 

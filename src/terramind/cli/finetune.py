@@ -132,8 +132,7 @@ def scene(argv: list[str]) -> Path:
     args = scene_parser().parse_args(argv)
     _args.run_checks(args)
     require("lightning", "train")
-    import torch
-
+    from terramind.checkpoints.io import read_training_checkpoint
     from terramind.finetune.datamodule import GeoTiffDataModule
     from terramind.finetune.scene import predict_scene
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
@@ -145,7 +144,7 @@ def scene(argv: list[str]) -> Path:
         raise TerraMindError(
             "finetune scene needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
         )
-    task.load_state_dict(torch.load(args.ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
+    task.load_state_dict(read_training_checkpoint(args.ckpt_path))
     task.model.to(args.device)
     return predict_scene(
         task.model,

@@ -20,6 +20,7 @@ import rasterio
 from terramind.api import generation as api_generation
 from terramind.cli import _args
 from terramind.core.errors import ModalityError, OutputError
+from terramind.core.files import output_folder
 from terramind.core.lock import folder_lock
 from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
@@ -98,8 +99,9 @@ def options_from_args(args: argparse.Namespace) -> GenerationOptions:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the requested outputs (all arguments were checked by :func:`plan`); returns the exit code."""
-    args.output.mkdir(parents=True, exist_ok=True)
-    with folder_lock(args.output):  # a second run into this folder stops now, before loading weights
+    # a second run into this folder stops now, before loading weights; a run that fails before writing
+    # anything (bad weights, Ctrl-C) leaves no empty output folder behind
+    with output_folder(args.output), folder_lock(args.output):
         return _run(args)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from terramind.core.errors import InputError
-from terramind.core.files import check_output_path
+from terramind.core.files import check_output_path, output_folder
 from terramind.core.lock import folder_lock
 from terramind.scene.engine import TileFn, TileLayout, run_tiles
 from terramind.scene.sinks import Sink
@@ -113,19 +113,25 @@ def run_scene(
     key = run_key(source.files, names, options, weights)
     lock_folder = lock_dir or work_dir.parent
     lock_folder.mkdir(parents=True, exist_ok=True)
-    with folder_lock(lock_folder, clean=[work_dir]):
-        work_dir.mkdir(parents=True, exist_ok=True)
+    # a run refused before it saved anything (a bad first window, Ctrl-C) leaves no empty work folder
+    with folder_lock(lock_folder, clean=[work_dir]), output_folder(work_dir):
         state = StateStore(work_dir, key)
         start = state.load(overwrite, batch)
         for sink in sinks:
             sink.start(work_dir, grid)
         update = progress(layout.num_tiles, start.tiles_done(layout)) if progress else None
+        fanout = _Fanout(sinks)
         run_tiles(
-            layout, source, tile_fn, _Fanout(sinks), channels=channels, fill=fill, batch=batch,
+            layout, source, tile_fn, fanout, channels=channels, fill=fill, batch=batch,
             start_row=start.row, carry=start.carry, partial=start.partial, progress=update,
             on_row=lambda row, carry: state.save_row(row + 1, carry),
             on_tiles=throttled(state.save_partial, checkpoint_seconds),
         )  # fmt: skip
+        if start.row == 0 and start.partial is None and not fanout.any_valid:
+            # every pixel of every input is nodata: refuse rather than publish an all-nodata map
+            shutil.rmtree(work_dir)  # nothing to resume: the inputs themselves are empty
+            files = ", ".join(str(f) for f in source.files.values())
+            raise InputError(f"no valid pixels in {files}: every pixel is nodata or NaN")
         rows = [
             (r, layout.strip_start(r), layout.strip_end(r) - layout.strip_start(r))
             for r in range(len(layout.rows))
@@ -150,7 +156,9 @@ class _Fanout:
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = sinks
+        self.any_valid = False  # whether a strip of this run held a valid input pixel
 
     def write_strip(self, row: int, top: int, data: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
+        self.any_valid = self.any_valid or bool(valid.any())
         for sink in self.sinks:
             sink.write_strip(row, top, data, valid)
