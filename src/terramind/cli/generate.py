@@ -27,7 +27,7 @@ from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import generate_scene, generator_digest, generator_tile_fn
 from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
-from terramind.scene import WORK_DIR, SceneOutput, TileLayout, check_scene_inputs, fill_values, tqdm_progress
+from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
 from terramind.viz import save_quicklook
 
 QUICKLOOK_PIXELS = 1024  # longest side of a quicklook; larger scenes are read decimated
@@ -76,7 +76,7 @@ def plan(args: argparse.Namespace) -> None:
     for name in [*inputs, *args.to]:
         if not get_modality(name).is_image:
             raise ModalityError(f"{name} is not an image: scene generation takes and writes images only")
-    args.georef = check_scene_inputs(inputs)
+    args.georef = scan_scene(inputs)  # every window read and checked before the weights load
     outputs = [SceneOutput.for_modality(n, args.output / f"{n}.tif") for n in args.to]
     files = [o.path for o in outputs] + ([o.path.with_suffix(".png") for o in outputs] if args.png else [])
     for path in files:

@@ -19,7 +19,7 @@ from terramind.core.lock import folder_lock
 from terramind.data.geotiff import GeoRef, open_georef, read_raster
 from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, read_water_label
 from terramind.generation.scene import generator_digest, generator_tile_fn
-from terramind.scene import SceneOutput, TileLayout, check_scene_inputs, tqdm_progress
+from terramind.scene import SceneOutput, TileLayout, scan_scene, tqdm_progress
 
 INPUTS = ("S2L2A",)
 
@@ -65,7 +65,7 @@ def _check_grid(georef: GeoRef, label: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate LULC, write the water mask and report scores against the label."""
     inputs: dict[str, Path] = args.input
-    scene = check_scene_inputs(inputs)  # a missing or wrong-band scene fails before gigabytes of weights load
+    scene = scan_scene(inputs)  # every window read and checked before gigabytes of weights load
     if args.keep_lulc:
         check_output_path(lulc_path(args.output), overwrite=args.overwrite)
     truth = read_water_label(args.label) if args.label else None  # fail on a bad label before the model

@@ -7,7 +7,14 @@ Generation, fine-tuned prediction and zero-shot water mapping are each only a ti
 from terramind.scene.engine import Carry, RowState, TileFn, TileLayout, blend_window, run_tiles
 from terramind.scene.run import WORK_DIR, Progress, run_scene, tqdm_progress, work_dir_for
 from terramind.scene.sinks import GeoTiffSink, SceneOutput, Sink, output_nodata
-from terramind.scene.sources import RasterSource, Source, check_scene_inputs, combined, fill_values
+from terramind.scene.sources import (
+    RasterSource,
+    Source,
+    check_scene_inputs,
+    combined,
+    fill_values,
+    scan_scene,
+)
 
 __all__ = [
     "WORK_DIR",
@@ -28,6 +35,7 @@ __all__ = [
     "output_nodata",
     "run_scene",
     "run_tiles",
+    "scan_scene",
     "tqdm_progress",
     "work_dir_for",
 ]

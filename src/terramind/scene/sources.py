@@ -73,6 +73,31 @@ def check_scene_inputs(inputs: Mapping[str, Path]) -> GeoRef:
     return first[1]
 
 
+SCAN_ROWS = 256  # rows per read of the pre-scan: 256 x 10980 px x 12 bands of float32 is 135 MB
+
+
+def scan_scene(inputs: Mapping[str, Path]) -> GeoRef:
+    """Read every input once, strip by strip, before any model loads; return the shared grid.
+
+    Every window goes through the reading policy (:mod:`terramind.data.policy`: impossible values, NaN
+    without nodata, unreadable blocks), so a bad scene is refused in seconds rather than after the weights
+    have loaded and part of the scene has been computed. Memory stays at one strip.
+
+    Raises:
+        InputError: A file that cannot be read, values the policy refuses, or no valid pixel at all.
+        ShapeError: A band count that differs from the modality's.
+    """
+    source = RasterSource(inputs)
+    height = source.georef.height
+    any_valid = False
+    for top in range(0, height, SCAN_ROWS):  # every strip, so that a bad block anywhere is found now
+        any_valid |= bool(source.read_rows(top, min(SCAN_ROWS, height - top))[1].any())
+    if not any_valid:
+        files = ", ".join(str(p) for p in source.files.values())
+        raise InputError(f"no valid pixels in {files}: every pixel is nodata or NaN")
+    return source.georef
+
+
 class RasterSource:
     """Rows of one or several co-registered input GeoTIFFs, with their validity.
 
