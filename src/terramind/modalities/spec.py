@@ -51,6 +51,8 @@ class ModalitySpec:
         classes: Class table for categorical modalities (LULC).
         versions: Model versions that know the modality.
         max_length: Token budget of a sequence modality.
+        official: True for the released modalities; False for a sensor a user registered
+            (:func:`terramind.modalities.pixel_modality`): a pixel input with a freshly initialised embedding.
     """
 
     name: str
@@ -72,6 +74,7 @@ class ModalitySpec:
     classes: tuple[LulcClass, ...] | None = None
     versions: tuple[str, ...] = ("v1",)
     max_length: int | None = None
+    official: bool = True
 
     @property
     def num_bands(self) -> int:
@@ -82,6 +85,11 @@ class ModalitySpec:
     def is_image(self) -> bool:
         """True for image modalities (pixel or token grids), False for sequences."""
         return self.max_length is None
+
+    @property
+    def is_new_sensor(self) -> bool:
+        """True for a registered pixel sensor: no official embedding, so the model initialises one."""
+        return not self.official and self.input_kind is Kind.PIXEL
 
     @property
     def keys(self) -> tuple[str, ...]:
