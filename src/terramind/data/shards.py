@@ -35,13 +35,13 @@ from terramind.core.errors import InputError, ModalityError, OutputError
 from terramind.core.files import atomic_dir, atomic_path, check_output_dir
 from terramind.core.lock import LOCK_NAME, folder_lock
 from terramind.data.geotiff import GeoRef, read_raster
-from terramind.modalities import get_modality
+from terramind.modalities import PATCH_SIZE, get_modality
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tok_"
 # Tokenizer patch size: token grids are pixel grids divided by this (tokenizers/vit.py).
-TOKEN_PATCH = 16
+TOKEN_PATCH = PATCH_SIZE
 
 BatchTransform = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
 """``(batch, index of the batch in its rank's sequence) -> batch``, run inside the DataLoader worker."""

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from terramind.core.errors import InputError
 from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
-from terramind.modalities import ModalitySpec, get_modality
+from terramind.modalities import PATCH_SIZE, ModalitySpec, get_modality
 
 Level = Literal["ok", "warning", "error"]
 
@@ -61,7 +61,7 @@ class Thresholds:
     """
 
     k_std: float = 3.0
-    patch: int = 16
+    patch: int = PATCH_SIZE
     pretrain_size: int = 224
     s2_offset: float = 1000.0
     offset_min: float = 1000.0

@@ -387,7 +387,7 @@ class Catalog:
         return self._specs[canonical]
 
     def _closest(self, normal: str) -> str | None:
-        """The canonical name whose alias is closest to ``normal``; None when none is close or two tie."""
+        """Return the name whose alias is closest to ``normal``; None when none is close or two tie."""
         ratios = {a: difflib.SequenceMatcher(None, normal, a).ratio() for a in self._aliases}
         best = max(ratios.values())
         winners = {self._aliases[a] for a, r in ratios.items() if r == best}
@@ -420,8 +420,10 @@ _CURRENT: ContextVar[Catalog] = ContextVar("terramind_catalog", default=DEFAULT_
 
 
 def current_catalog() -> Catalog:
-    """The catalog names resolve through here: the default one, or the one of an enclosing
-    :func:`using_catalog` block (per thread and per asyncio task)."""
+    """Return the catalog names resolve through now.
+
+    The default one, or that of the enclosing :func:`using_catalog` block (per thread and asyncio task).
+    """
     return _CURRENT.get()
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+from typing import Literal
+
+DecoderKind = Literal["diffusion", "vit", "vocab"]
 
 
 class Kind(enum.Enum):
@@ -85,6 +89,23 @@ class ModalitySpec:
     def is_image(self) -> bool:
         """True for image modalities (pixel or token grids), False for sequences."""
         return self.max_length is None
+
+    @property
+    def decoder_kind(self) -> DecoderKind | None:
+        """Its tokenizer's decoder: ``diffusion`` (DiVAE), ``vit`` (class maps), ``vocab`` (text) or None."""
+        if self.fsq_levels is not None:
+            return "vit" if self.classes is not None else "diffusion"
+        return "vocab" if self.max_length is not None and self.vocab_size is not None else None
+
+    @property
+    def tokenizer_channels(self) -> int:
+        """Channels its image tokenizer's encoder takes: one-hot classes for class maps, else the bands."""
+        return len(self.classes) if self.classes is not None else self.num_bands
+
+    @property
+    def codebook_size(self) -> int | None:
+        """Distinct ids of its FSQ tokenizer (the product of the levels), None without one."""
+        return math.prod(self.fsq_levels) if self.fsq_levels is not None else None
 
     @property
     def is_new_sensor(self) -> bool:

@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from terramind.checkpoints.io import load_into, read_state_dict
+from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
 from terramind.data.shards import ShardStream, StreamConfig
@@ -87,18 +88,13 @@ class TokenizerTrainConfig:
             )
 
     def tokenizer_config(self) -> TokenizerConfig:
-        """Return the architecture of the tokenizer this run trains."""
-        spec = get_modality(self.modality)
-        assert spec.fsq_levels is not None  # checked in __post_init__
-        classes = None if spec.classes is None else len(spec.classes)
-        decoder: UNetConfig | ViTConfig = self.unet if self.decoder == "diffusion" else self.vit_decoder
-        return TokenizerConfig(
-            modality=spec.name,
-            channels=classes or spec.num_bands,
-            levels=spec.fsq_levels,
+        """Return the architecture this run trains: the catalog's facts, this run's sizes."""
+        return tokenizer_config(
+            self.modality,
             encoder=self.encoder,
-            decoder=decoder,
-            classes=classes,
+            unet=self.unet,
+            vit_decoder=self.vit_decoder,
+            decoder_kind=self.decoder,
         )
 
 
