@@ -212,3 +212,38 @@ def test_a_sensor_collides_with_an_earlier_registration_too() -> None:
     catalog = DEFAULT_CATALOG.register(pixel_modality(**SENSOR))
     with pytest.raises(ModalityError, match="taken by registered modality 'MYSENSOR'"):
         catalog.register(pixel_modality(**{**SENSOR, "name": "my_sensor"}))
+
+
+def test_quicklook_and_inspect_stats_of_a_sensor(sensor_root: Path) -> None:
+    from terramind.data.validate import band_stats, summarize_file, validate_tile
+    from terramind.viz import quicklook
+
+    path = sensor_root / "MYSENSOR" / f"{NAMES[0]}.tif"
+    with using_catalog(DEFAULT_CATALOG.register(pixel_modality(**SENSOR))):
+        spec = get_modality("MYSENSOR")
+        raster = read_raster(path, "MYSENSOR")
+        picture = quicklook("MYSENSOR", raster.data)
+        summary = summarize_file(path, spec)
+        stats = band_stats(summary, spec)
+        findings = validate_tile(summary, spec)
+    assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8
+    # RED/GREEN/BLUE bands make a true-colour picture: the channels differ (a grey one would not)
+    assert spec.raster is not None and spec.raster.renderer == "true_colour"
+    assert not np.array_equal(picture[..., 0], picture[..., 2])
+    assert [s.name for s in stats] == list(BANDS)
+    assert [s.pretrain_mean for s in stats] == list(MEAN) and [s.pretrain_std for s in stats] == list(STD)
+    assert stats[3].mean == pytest.approx(float(raster.data[3].mean()), rel=1e-6)  # all pixels valid
+    assert not [f for f in findings if f.level == "error"]
+
+
+def test_a_sensor_without_rgb_is_drawn_grey_and_its_hard_limits_refuse() -> None:
+    from terramind.data.policy import check_pixels
+
+    spec = pixel_modality("THERMAL", ["TIR"], [290.0], [10.0], unit="K", hard_limits=(0.0, 1000.0))
+    assert spec.raster is not None and spec.raster.renderer == "grey"
+    from terramind.viz import quicklook
+
+    picture = quicklook(spec, np.arange(64.0).reshape(1, 8, 8))
+    assert np.array_equal(picture[..., 0], picture[..., 1])
+    with pytest.raises(terramind.InputError, match="no THERMAL file can hold"):
+        check_pixels(np.array([[[1e6]]]), spec, None, "t.tif")

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from terramind.core.errors import ModalityError
-from terramind.modalities.spec import Kind, LulcClass, ModalitySpec
+from terramind.modalities.spec import Kind, LulcClass, ModalitySpec, RasterFacts, Renderer
 
 S2L2A_BANDS = (
     "COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3",
@@ -40,6 +40,22 @@ LULC_CLASSES = (
     LulcClass(8, "clouds", "#616161"),
     LulcClass(9, "rangeland", "#e3e2c3"),
 )
+
+# Hard limits: values no file of the modality can hold in any unit or scaling people use (a read refuses
+# them). Each is at least ten times beyond the widest legitimate range: S2 reflectance x10000 stays below
+# 65535 (uint16, offset included) and above -10000 (negative BOA with the +1000 offset removed); S2RGB is
+# 8-bit; S1 backscatter is -100..+60 dB or linear power below 1e4; elevations lie in -11000..8849 m; NDVI in
+# -1..1 (or x10000 when stored as integers); LULC ids are 0-255 at most. Expected dtypes are those of the
+# pretraining tiles (TerraMesh).
+_S2_8BIT = (
+    "8 bits cannot hold Sentinel-2 reflectance x10000 (0-10000 and more): this looks like a visual product "
+    "(e.g. TCI); use the 16-bit reflectance bands, or read an 8-bit RGB image as S2RGB"
+)
+_CLASS_FLOAT = "a class map holds whole class ids: write it as an integer raster (e.g. uint8)"
+_S2_RASTER = RasterFacts(
+    "true_colour", ("int16", "uint16"), (-1e5, 1e6), ("uint8", "int8"), _S2_8BIT, unit_scale=10000.0
+)
+_S1_RASTER = RasterFacts("sar", ("float32", "float64"), (-1e3, 1e5))
 
 FSQ_8_8_8_6_5 = (8, 8, 8, 6, 5)
 FSQ_7_5_5_5_5 = (7, 5, 5, 5, 5)
@@ -113,6 +129,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s2l2a",
+        raster=_S2_RASTER,
         aliases=("sen2l2a", "s2", "sentinel2", "sentinel-2", "s2_l2a", "sen2"),
         versions=("v1", "v0.1"),
     ),
@@ -154,6 +171,7 @@ _MODALITIES = (
             1160.419,
         ),
         pixel_key="untok_sen2l1c@224",
+        raster=_S2_RASTER,
         aliases=("sen2l1c", "s2_l1c"),
     ),
     ModalitySpec(
@@ -166,6 +184,7 @@ _MODALITIES = (
         mean=(87.271, 80.931, 66.667),
         std=(58.767, 47.663, 42.631),
         pixel_key="untok_sen2rgb@224",
+        raster=RasterFacts("rgb8", ("uint8",), (-2550.0, 2550.0), unit_scale=255.0),
         aliases=("sen2rgb", "rgb", "s2_rgb"),
     ),
     ModalitySpec(
@@ -184,6 +203,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s1grd",
+        raster=_S1_RASTER,
         aliases=("sen1grd", "s1", "sentinel1", "sentinel-1", "sen1", "s1_grd"),
         versions=("v1", "v0.1"),
     ),
@@ -201,6 +221,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s1rtc",
+        raster=_S1_RASTER,
         aliases=("sen1rtc", "s1_rtc"),
     ),
     ModalitySpec(
@@ -219,6 +240,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_dem",
+        raster=RasterFacts("terrain", ("int16", "float32", "float64"), (-1.2e5, 1e5)),
         aliases=("elevation", "copdem"),
         versions=("v1", "v0.1"),
     ),
@@ -237,6 +259,9 @@ _MODALITIES = (
         vocab_size=4375,
         fsq_levels=FSQ_7_5_5_5_5,
         tokenizer="terramind_v1_tokenizer_lulc",
+        raster=RasterFacts(
+            "classes", ("uint8",), (0.0, 255.0), ("float16", "float32", "float64"), _CLASS_FLOAT
+        ),
         aliases=("landcover", "land_cover"),
         classes=LULC_CLASSES,
         versions=("v1", "v0.1"),
@@ -254,6 +279,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_ndvi",
+        raster=RasterFacts("diverging", ("float32", "float64"), (-1e5, 1e5), physical_bounds=(-1.0, 1.0)),
     ),
     ModalitySpec(
         name="coords",
@@ -453,6 +479,8 @@ def pixel_modality(
     unit: str = "unknown",
     description: str | None = None,
     aliases: Sequence[str] = (),
+    renderer: Renderer | None = None,
+    hard_limits: tuple[float, float] | None = None,
 ) -> ModalitySpec:
     """Build the record of a new pixel sensor (Landsat, PlanetScope, ...) for :meth:`Catalog.register`.
 
@@ -467,6 +495,9 @@ def pixel_modality(
         unit: Physical unit of the raw values.
         description: One human sentence (default names the sensor and its band count).
         aliases: Extra names.
+        renderer: How quicklooks draw it; default ``true_colour`` when it has RED, GREEN and BLUE bands,
+            else ``grey`` (its first band, stretched).
+        hard_limits: Values no file of it can hold (a read refuses them); None: no limit.
 
     Raises:
         ModalityError: Band count different from the mean/std lengths, a non-positive std or a repeated band.
@@ -482,10 +513,15 @@ def pixel_modality(
         std=tuple(float(v) for v in std),
         aliases=tuple(aliases),
         versions=(),
+        raster=RasterFacts(renderer or _default_renderer(bands), hard_limits=hard_limits),
         official=False,
     )
     _check_record(spec)
     return spec
+
+
+def _default_renderer(bands: Sequence[str]) -> Renderer:
+    return "true_colour" if {"RED", "GREEN", "BLUE"} <= {b.upper() for b in bands} else "grey"
 
 
 Sensor = ModalitySpec | Mapping[str, Any]

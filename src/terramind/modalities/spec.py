@@ -31,6 +31,32 @@ class LulcClass:
     colour: str  # hex "#rrggbb"
 
 
+Renderer = Literal["true_colour", "rgb8", "sar", "terrain", "classes", "diverging", "grey"]
+
+
+@dataclass(frozen=True)
+class RasterFacts:
+    """What files of a raster modality look like: read by ``data/policy.py``, ``data/validate.py``, ``viz/``.
+
+    Attributes:
+        renderer: How ``viz`` draws it (``true_colour`` uses RED/GREEN/BLUE, ``classes`` the class colours).
+        dtypes: dtypes of the pretraining tiles (TerraMesh); others are read as they are but flagged.
+        hard_limits: Values no file can hold in any unit people use (a read refuses them), or None.
+        refused_dtypes: dtypes no file of the modality can have ...
+        refused_reason: ... and why (the refusal message).
+        unit_scale: Factor that undoes a 0-1 scaling of a digital-number unit, or None.
+        physical_bounds: Bounds outside which values are wrong, not just unusual, or None.
+    """
+
+    renderer: Renderer = "grey"
+    dtypes: tuple[str, ...] = ()
+    hard_limits: tuple[float, float] | None = None
+    refused_dtypes: tuple[str, ...] = ()
+    refused_reason: str = ""
+    unit_scale: float | None = None
+    physical_bounds: tuple[float, float] | None = None
+
+
 @dataclass(frozen=True)
 class ModalitySpec:
     """Everything the library knows about one modality; instances live only in the catalog.
@@ -55,6 +81,7 @@ class ModalitySpec:
         classes: Class table for categorical modalities (LULC).
         versions: Model versions that know the modality.
         max_length: Token budget of a sequence modality.
+        raster: File facts of a raster modality (None for text and coordinates).
         official: True for the released modalities; False for a sensor a user registered
             (:func:`terramind.modalities.pixel_modality`): a pixel input with a freshly initialised embedding.
     """
@@ -78,6 +105,7 @@ class ModalitySpec:
     classes: tuple[LulcClass, ...] | None = None
     versions: tuple[str, ...] = ("v1",)
     max_length: int | None = None
+    raster: RasterFacts | None = None
     official: bool = True
 
     @property
