@@ -28,6 +28,7 @@ from terramind.finetune.tasks import SegmentationTask
 from terramind.modalities import (
     DEFAULT_CATALOG,
     MODALITIES,
+    SensorSpec,
     get_modality,
     pixel_modality,
     using_catalog,
@@ -39,7 +40,6 @@ from terramind.train.config import (
     ModelSection,
     OptimSection,
     PretrainConfig,
-    SensorEntry,
     TrainerSection,
 )
 from terramind.train.pretrain import pretrain
@@ -165,7 +165,7 @@ def test_prepare_and_pretrain_with_a_sensor(sensor_root: Path, tmp_path: Path) -
             ModalityEntry("MYSENSOR", input="pixel", target=False),
             ModalityEntry("S2L2A", input="none", target=True),
         ),
-        sensors=(SensorEntry("MYSENSOR", BANDS, MEAN, STD),),
+        sensors=(SensorSpec("MYSENSOR", BANDS, MEAN, STD),),
         model=ModelSection(size="tiny", overrides=TINY_MODEL),
         masking=MaskingSection(num_input_tokens=4, num_target_tokens=4),
         optim=OptimSection(lr=1e-3, warmup_steps=1),

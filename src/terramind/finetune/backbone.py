@@ -29,7 +29,7 @@ from terramind.build import (
     tokenizer_weights_for,
 )
 from terramind.core.errors import ModalityError
-from terramind.modalities import Kind, Sensor, get_modality, using_catalog, with_sensors
+from terramind.modalities import Kind, SensorSpec, get_modality, using_catalog, with_sensors
 from terramind.model.backbone import input_key
 from terramind.tim import TiMGenerator
 from terramind.tokenizers import ImageTokenizer
@@ -56,9 +56,9 @@ class Backbone(nn.Module):
         tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, a folder
             of release files, None / ``"random"`` (random, seeded per modality; for tests) or a mapping
             modality -> one of these that names every token-type input.
-        sensors: New sensors that ``modalities`` may name: ``{name, bands, mean, std, unit}`` mappings (as
-            in a YAML config) or ``pixel_modality`` records; each gets a freshly initialised patch
-            embedding. Give the datamodule the same list. The default catalog is left unchanged.
+        sensors: New sensors that ``modalities`` may name (:class:`terramind.modalities.SensorSpec`: in YAML
+            ``{name, bands, mean, std, unit}``); each gets a freshly initialised patch embedding. Give the
+            datamodule the same list. The default catalog is left unchanged.
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class Backbone(nn.Module):
         tim_top_p: float = 0.8,
         tim_cache: bool = False,
         tokenizer_weights: WeightsSpec = None,
-        sensors: Sequence[Sensor] | None = None,
+        sensors: list[SensorSpec] | None = None,
     ) -> None:
         super().__init__()
         with using_catalog(with_sensors(sensors)):  # registered sensors resolve while building

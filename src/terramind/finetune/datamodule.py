@@ -40,7 +40,7 @@ from terramind.data.tiles import (
     read_class_file,
     read_label,
 )
-from terramind.modalities import Sensor, using_catalog, with_sensors
+from terramind.modalities import SensorSpec, using_catalog, with_sensors
 
 
 class GeoTiffDataModule(L.LightningDataModule):
@@ -76,9 +76,9 @@ class GeoTiffDataModule(L.LightningDataModule):
         check_labels: Scan every label file for values outside ``num_classes`` in ``setup``.
         skip_bad: Leave out tiles with a missing, unreadable or off-grid file (logged with the reasons)
             instead of refusing the dataset.
-        sensors: New sensors that ``modalities`` may name (``{name, bands, mean, std, unit}`` each, as in
-            the backbone's ``sensors``): their files are read with their band count and standardised with
-            their mean/std. The default catalog is left unchanged.
+        sensors: New sensors that ``modalities`` may name (:class:`terramind.modalities.SensorSpec`, in
+            YAML ``{name, bands, mean, std, unit}``; the backbone's list): their files are read with their
+            band count and standardised with their mean/std. The default catalog is left unchanged.
     """
 
     def __init__(
@@ -108,7 +108,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         seed: int = 0,
         check_labels: bool = True,
         skip_bad: bool = False,
-        sensors: list[Sensor] | None = None,
+        sensors: list[SensorSpec] | None = None,
     ) -> None:
         super().__init__()
         if not modalities:

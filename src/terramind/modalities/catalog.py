@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -524,11 +525,52 @@ def _default_renderer(bands: Sequence[str]) -> Renderer:
     return "true_colour" if {"RED", "GREEN", "BLUE"} <= {b.upper() for b in bands} else "grey"
 
 
-Sensor = ModalitySpec | Mapping[str, Any]
+@dataclass(frozen=True)
+class SensorSpec:
+    """A new sensor as configs declare it (YAML ``sensors:`` entries); :meth:`record` registers it.
+
+    Attributes:
+        name: Its name (must not collide with any modality or alias, case-insensitive).
+        bands: Band names in the files' channel order.
+        mean: Standardisation mean per band.
+        std: Standardisation std per band (positive).
+        unit: Physical unit of the raw values.
+        description: One human sentence.
+        aliases: Extra names.
+        renderer: Quicklook kind (default ``true_colour`` with RED/GREEN/BLUE bands, else ``grey``).
+        hard_limits: Values no file of it can hold (a read refuses them).
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    unit: str = "unknown"
+    description: str | None = None
+    aliases: tuple[str, ...] = ()
+    renderer: Renderer | None = None
+    hard_limits: tuple[float, float] | None = None
+
+    def record(self) -> ModalitySpec:
+        """Return its catalog record (see :func:`pixel_modality`, which checks it)."""
+        return pixel_modality(
+            self.name,
+            self.bands,
+            self.mean,
+            self.std,
+            unit=self.unit,
+            description=self.description,
+            aliases=self.aliases,
+            renderer=self.renderer,
+            hard_limits=self.hard_limits,
+        )
+
+
+Sensor = SensorSpec | ModalitySpec | Mapping[str, Any]
 
 
 def with_sensors(sensors: Sequence[Sensor] | None, base: Catalog | None = None) -> Catalog:
-    """Register sensors given as records or as config mappings (``{name, bands, mean, std, unit}``).
+    """Register sensors given as records, :class:`SensorSpec` or mappings (``{name, bands, mean, std}``).
 
     The one path by which configs (fine-tuning's ``sensors:``, pretraining's new modalities) declare a
     sensor. Returns ``base`` (default: the current catalog) unchanged when there are none.
@@ -539,8 +581,8 @@ def with_sensors(sensors: Sequence[Sensor] | None, base: Catalog | None = None) 
     base = base or current_catalog()
     specs = []
     for entry in sensors or ():
-        if isinstance(entry, ModalitySpec):
-            specs.append(entry)
+        if isinstance(entry, ModalitySpec | SensorSpec):
+            specs.append(entry if isinstance(entry, ModalitySpec) else entry.record())
             continue
         try:
             specs.append(pixel_modality(**dict(entry)))

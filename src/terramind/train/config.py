@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from terramind.core.errors import InputError
-from terramind.modalities import Catalog, ModalitySpec, pixel_modality, with_sensors
+from terramind.modalities import Catalog, ModalitySpec, SensorSpec, pixel_modality, with_sensors
 
 T = TypeVar("T")
 
@@ -71,29 +71,6 @@ class ModalityEntry:
         assert self.mean is not None and self.std is not None  # checked in __post_init__
         bands = [f"B{i + 1}" for i in range(self.channels)]
         return pixel_modality(self.name, bands, self.mean, self.std)
-
-
-@dataclass(frozen=True)
-class SensorEntry:
-    """A new sensor declared once and named in ``modalities`` like a catalog modality.
-
-    Attributes:
-        name: Its name (must not collide with a catalog name or alias).
-        bands: Band names in the files' order.
-        mean: Standardisation mean per band.
-        std: Standardisation std per band (positive).
-        unit: Physical unit of the raw values.
-    """
-
-    name: str
-    bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    unit: str = "unknown"
-
-    def sensor(self) -> ModalitySpec:
-        """Its registration record (:func:`terramind.modalities.pixel_modality`)."""
-        return pixel_modality(self.name, self.bands, self.mean, self.std, unit=self.unit)
 
 
 @dataclass(frozen=True)
@@ -220,7 +197,7 @@ class PretrainConfig:
     trainer: TrainerSection = TrainerSection()
     loss: str = "mod"
     seed: int = 0
-    sensors: tuple[SensorEntry, ...] = ()
+    sensors: tuple[SensorSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.loss not in ("mod", "token"):
@@ -235,7 +212,7 @@ class PretrainConfig:
             ModalityError: A sensor whose statistics do not match its bands, or a name already taken.
         """
         inline = [s for s in (e.sensor() for e in self.modalities) if s is not None]
-        return with_sensors([*(s.sensor() for s in self.sensors), *inline])
+        return with_sensors([*self.sensors, *inline])
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
