@@ -12,9 +12,8 @@ TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 1), num_res_blocks=1,
 def tiny_config(modality: str, channels: int | None = None) -> TokenizerConfig:
     """A tiny DiVAE config, or the tiny ViT-decoder config for LULC (catalog facts, tiny networks).
 
-    ``channels``, when given, is checked against the catalog's (the callers state what they build).
+    ``channels`` is accepted for older callers and not used: the catalog gives the encoder's channels (as
+    before, LULC takes its 10 one-hot classes whatever a caller passes).
     """
-    cfg = tokenizer_config(modality, encoder=TINY_VIT, unet=TINY_UNET, vit_decoder=TINY_VIT)
-    if channels is not None and channels != cfg.channels:
-        raise ValueError(f"{modality} tokenizers take {cfg.channels} channels, not {channels}")
-    return cfg
+    del channels
+    return tokenizer_config(modality, encoder=TINY_VIT, unet=TINY_UNET, vit_decoder=TINY_VIT)
