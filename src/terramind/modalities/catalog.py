@@ -551,6 +551,9 @@ class SensorSpec:
     renderer: Renderer | None = None
     hard_limits: tuple[float, float] | None = None
 
+    def __post_init__(self) -> None:
+        self.record()  # a band count that does not match mean/std fails where the config is read
+
     def record(self) -> ModalitySpec:
         """Return its catalog record (see :func:`pixel_modality`, which checks it)."""
         return pixel_modality(

@@ -204,6 +204,7 @@ class PretrainConfig:
             raise InputError(f"loss must be 'mod' or 'token', got {self.loss!r}")
         if not self.modalities:
             raise InputError("give at least one modality")
+        self.catalog()  # a sensor name that collides with a catalog name fails where the config is read
 
     def catalog(self) -> Catalog:
         """Return the catalog of this run: the current one plus its sensors and inline new modalities.
