@@ -33,7 +33,7 @@ from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
 from terramind.data.shards import ShardStream, StreamConfig
-from terramind.modalities import get_modality, standardize
+from terramind.modalities import PATCH_SIZE, get_modality, standardize
 from terramind.tokenizers import (
     ImageTokenizer,
     PatchedUNet,
@@ -241,7 +241,7 @@ def bits_per_token(vocab_size: int) -> float:
     return math.log2(vocab_size)
 
 
-def downsample_baseline(x: torch.Tensor, bits: float, patch: int = 16) -> torch.Tensor:
+def downsample_baseline(x: torch.Tensor, bits: float, patch: int = PATCH_SIZE) -> torch.Tensor:
     """Best bilinear-downsampling reconstruction that stores at most ``bits`` per ``patch`` x ``patch`` area.
 
     For block sides of 1, 2, 4, ... patches, every channel keeps one area-mean value per block, uniformly
@@ -273,7 +273,7 @@ def downsample_baseline(x: torch.Tensor, bits: float, patch: int = 16) -> torch.
 
 
 def class_block_baseline(
-    classes: torch.Tensor, bits: float, num_classes: int, patch: int = 16
+    classes: torch.Tensor, bits: float, num_classes: int, patch: int = PATCH_SIZE
 ) -> torch.Tensor:
     """Class-map baseline with the same bits per token: majority class of square blocks, upsampled.
 
