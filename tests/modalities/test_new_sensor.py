@@ -247,3 +247,24 @@ def test_a_sensor_without_rgb_is_drawn_grey_and_its_hard_limits_refuse() -> None
     assert np.array_equal(picture[..., 0], picture[..., 1])
     with pytest.raises(terramind.InputError, match="no THERMAL file can hold"):
         check_pixels(np.array([[[1e6]]]), spec, None, "t.tif")
+
+
+def test_the_scope_is_per_thread_and_suggests_registered_names() -> None:
+    import threading
+
+    seen: list[str] = []
+
+    def other_thread() -> None:
+        try:
+            get_modality("MYSENSOR")
+            seen.append("resolved")
+        except ModalityError:
+            seen.append("unknown")
+
+    with using_catalog(DEFAULT_CATALOG.register(pixel_modality(**SENSOR))):
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        with pytest.raises(ModalityError, match="Did you mean 'MYSENSOR'"):
+            get_modality("MYSENSR")
+    assert seen == ["unknown"]  # a scope opened in one thread is not seen by another
