@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from terramind.build import Weights, build_backbone, build_model
+from terramind.modalities import Sensor, using_catalog, with_sensors
 from terramind.model import TerraMind, TerraMindBackbone
 from terramind.model.backbone import ModalityEntry
 
@@ -17,6 +18,7 @@ def create_backbone(
     merge: str | None = "mean",
     bands: Mapping[str, Sequence[str]] | None = None,
     encoder_depth: int | None = None,
+    sensors: Sequence[Sensor] | None = None,
 ) -> TerraMindBackbone:
     """Create a TerraMind encoder that returns the features of every block.
 
@@ -27,8 +29,10 @@ def create_backbone(
 
     Args:
         name: ``terramind_v1_tiny``, ``_small``, ``_base`` or ``_large``.
-        modalities: Modality names (``"S2L2A"``, ``"S1RTC"``, ``"DEM"``, ``"LULC"``, aliases work) and
-            ``{"NAME": channels}`` entries for new pixel modalities (freshly initialised).
+        modalities: Modality names (``"S2L2A"``, ``"S1RTC"``, ``"DEM"``, ``"LULC"``, aliases work), names of
+            registered sensors (``sensors=`` or an enclosing ``using_catalog``) and ``{"NAME": channels}``
+            entries for new pixel modalities with unknown statistics. New sensors and ``{"NAME": channels}``
+            entries get a freshly initialised patch embedding.
         weights: None or ``"random"`` (random init, seeded from ``name``: the same every time), ``"hub"``
             (official file), a path to an official file, a backbone state dict or a saved model, or a folder
             holding the official file.
@@ -37,6 +41,8 @@ def create_backbone(
         bands: ``{"S2L2A": [band names]}``: adapt a patch embedding to a band subset/order by name, copying
             the pretrained columns of known bands.
         encoder_depth: Use only the first encoder blocks (quick runs, tests).
+        sensors: New sensors to register for this call: records of ``pixel_modality`` or mappings
+            ``{name, bands, mean, std}``; the default catalog is left unchanged.
 
     Returns:
         The backbone (``nn.Module``); ``out_channels`` lists the feature width per block.
@@ -46,7 +52,10 @@ def create_backbone(
         ModalityError: Unknown modality or band.
         CheckpointError: Unreadable weights, another model size, or missing keys.
     """
-    return build_backbone(name, modalities, weights, bands=bands, merge=merge, encoder_depth=encoder_depth)
+    with using_catalog(with_sensors(sensors)):
+        return build_backbone(
+            name, modalities, weights, bands=bands, merge=merge, encoder_depth=encoder_depth
+        )
 
 
 def create_model(name: str, *, weights: Weights = None) -> TerraMind:

@@ -109,8 +109,9 @@ def build_backbone(
 
     Args:
         name: Model size.
-        modalities: Modality names (aliases work) and ``{"NAME": channels}`` entries for new pixel
-            modalities (freshly initialised).
+        modalities: Modality names (aliases work; registered sensors of the current catalog too, see
+            :func:`terramind.modalities.using_catalog`) and ``{"NAME": channels}`` entries for new pixel
+            modalities with unknown statistics. Both new kinds get a freshly initialised patch embedding.
         weights: Random (None, ``"random"``), ``"hub"``, a file or folder (official file, backbone state
             dict or saved model), or weights already read.
         bands: ``{modality: [band names]}``: adapt patch embeddings to a band subset/order by name; a
@@ -124,7 +125,8 @@ def build_backbone(
         CheckpointError: Unreadable weights, another model size, or missing keys.
     """
     config = model_config(name, encoder_depth)
-    entries = [modalities] if isinstance(modalities, (str, Mapping)) else list(modalities)
+    listed = [modalities] if isinstance(modalities, (str, Mapping)) else list(modalities)
+    entries = [_sensor_entry(e) for e in listed]
     loaded = read_model_weights(name, weights, encoder_depth=encoder_depth)
     pending = dict(bands or {})
     with seeded(f"backbone:{config.name}"):
@@ -137,6 +139,14 @@ def build_backbone(
         for mod, band_names in pending.items():  # after loading: copies the pretrained columns by name
             backbone.select_bands(mod, band_names)
     return backbone
+
+
+def _sensor_entry(entry: ModalityEntry) -> ModalityEntry:
+    """Turn a registered sensor into a new pixel modality of its band count (freshly initialised)."""
+    if isinstance(entry, Mapping):
+        return entry
+    spec = get_modality(entry)
+    return {spec.name: spec.num_bands} if spec.is_new_sensor else entry
 
 
 def _holds_adapted(

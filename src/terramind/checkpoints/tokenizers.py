@@ -15,10 +15,8 @@ import torch
 
 from terramind.checkpoints.io import HubFile, load_into, read_state_dict
 from terramind.core.errors import CheckpointError, ModalityError
-from terramind.modalities import get_modality
+from terramind.modalities import ModalitySpec, get_modality
 from terramind.tokenizers import (
-    LEVELS_4375,
-    LEVELS_15360,
     CoordsTokenizer,
     ImageTokenizer,
     TokenizerConfig,
@@ -50,23 +48,57 @@ class TokenizerRecord:
     params: int | None
 
 
-def _image(mod: str, channels: int, params: int, *, lulc: bool = False) -> TokenizerRecord:
-    levels = LEVELS_4375 if lulc else LEVELS_15360
-    decoder: UNetConfig | ViTConfig = ViTConfig() if lulc else UNetConfig()
-    config = TokenizerConfig(mod, channels, levels, decoder=decoder, classes=10 if lulc else None)
+def tokenizer_config(
+    modality: str | ModalitySpec,
+    *,
+    encoder: ViTConfig | None = None,
+    unet: UNetConfig | None = None,
+    vit_decoder: ViTConfig | None = None,
+    decoder_kind: str | None = None,
+) -> TokenizerConfig:
+    """Build an image tokenizer architecture: the ONE factory that releases, training and tests call.
+
+    Channels, FSQ levels, classes and decoder kind come from the catalog record; only the network sizes
+    are arguments (the released sizes by default).
+
+    Args:
+        modality: Modality name or record.
+        encoder: Encoder ViT shape (default: the released one).
+        unet: Diffusion decoder shape, used when the decoder kind is ``diffusion``.
+        vit_decoder: ViT decoder shape, used when the decoder kind is ``vit``.
+        decoder_kind: ``diffusion`` or ``vit`` to override the catalog's (e.g. training a diffusion decoder
+            for class maps); None: the catalog's.
+
+    Raises:
+        ModalityError: The modality has no image tokenizer (no FSQ levels in the catalog).
+    """
+    spec = get_modality(modality)
+    if spec.fsq_levels is None:
+        raise ModalityError(f"{spec.name} has no image tokenizer (no FSQ levels in the catalog)")
+    kind = decoder_kind or spec.decoder_kind
+    decoder: UNetConfig | ViTConfig = (
+        (vit_decoder or ViTConfig()) if kind == "vit" else (unet or UNetConfig())
+    )
+    classes = len(spec.classes) if spec.classes is not None else None
+    return TokenizerConfig(
+        spec.name, spec.tokenizer_channels, spec.fsq_levels, encoder or ViTConfig(), decoder, classes
+    )
+
+
+def _image(mod: str, params: int) -> TokenizerRecord:
     hub = HubFile(REPO.format(mod), f"TerraMind_Tokenizer_{mod}.pt")
-    return TokenizerRecord(f"terramind_v1_tokenizer_{mod.lower()}", mod, hub, config, params)
+    return TokenizerRecord(f"terramind_v1_tokenizer_{mod.lower()}", mod, hub, tokenizer_config(mod), params)
 
 
 # Parameter counts measured on the reference builds (key listings in tests/checkpoints/keys).
 TOKENIZERS: MappingProxyType[str, TokenizerRecord] = MappingProxyType(
     {
-        "S2L2A": _image("S2L2A", 12, 289_290_693),
-        "S1GRD": _image("S1GRD", 2, 286_587_173),
-        "S1RTC": _image("S1RTC", 2, 286_587_173),
-        "DEM": _image("DEM", 1, 286_316_821),
-        "NDVI": _image("NDVI", 1, 286_316_821),
-        "LULC": _image("LULC", 10, 183_894_021, lulc=True),
+        "S2L2A": _image("S2L2A", 289_290_693),
+        "S1GRD": _image("S1GRD", 286_587_173),
+        "S1RTC": _image("S1RTC", 286_587_173),
+        "DEM": _image("DEM", 286_316_821),
+        "NDVI": _image("NDVI", 286_316_821),
+        "LULC": _image("LULC", 183_894_021),
         "coords": TokenizerRecord(
             "terramind_v1_coords_tokenizer",
             "coords",

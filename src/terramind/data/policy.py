@@ -2,12 +2,13 @@
 
 Applied before the model loads, so that garbage never reaches it:
 
-- complex and boolean rasters are refused for every modality, and the dtypes of :data:`REFUSED_DTYPES`
-  for the modalities named there, with the reason (8-bit Sentinel-2 cannot hold reflectance x10000; class
-  maps must be integers);
-- values outside :data:`HARD_LIMITS` — physically impossible, out by orders of magnitude, such as 1e30 or
-  Sentinel-2 reflectance of a million — are refused with their count and range: no rescaling rescues them
-  (values that are merely unusual are :mod:`terramind.data.validate`'s advisory findings);
+- complex and boolean rasters are refused for every modality, and the dtypes the catalog's raster facts
+  refuse for a modality (:data:`REFUSED_DTYPES`), with the reason (8-bit Sentinel-2 cannot hold reflectance
+  x10000; class maps must be integers);
+- values outside the catalog's hard limits (:data:`HARD_LIMITS`) — physically impossible, out by orders of
+  magnitude, such as 1e30 or Sentinel-2 reflectance of a million — are refused with their count and range:
+  no rescaling rescues them (values that are merely unusual are :mod:`terramind.data.validate`'s advisory
+  findings);
 - NaN where the file declares a nodata value is masked: it becomes the nodata value and the count is
   logged; NaN without a declared nodata, and ±inf always, are refused with their count (readers that mask
   themselves pass ``allow_nonfinite``);
@@ -20,40 +21,29 @@ through the reader.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from terramind.core.errors import InputError
-from terramind.modalities import ModalitySpec
+from terramind.modalities import MODALITIES, ModalitySpec
 
 log = logging.getLogger(__name__)
 
-# Values no file of the modality can hold in any unit or scaling people use: a read refuses them. Each is
-# at least ten times beyond the widest legitimate range: S2 reflectance x10000 stays below 65535 (uint16,
-# offset included) and above -10000 (negative BOA with the +1000 offset removed); S2RGB is 8-bit; S1
-# backscatter is -100..+60 dB or linear power below 1e4; elevations lie in -11000..8849 m; NDVI in -1..1 (or
-# x10000 when stored as integers); LULC ids are 0-255 at most.
-HARD_LIMITS: dict[str, tuple[float, float]] = {
-    "S2L2A": (-1e5, 1e6),
-    "S2L1C": (-1e5, 1e6),
-    "S2RGB": (-2550.0, 2550.0),
-    "S1GRD": (-1e3, 1e5),
-    "S1RTC": (-1e3, 1e5),
-    "DEM": (-1.2e5, 1e5),
-    "NDVI": (-1e5, 1e5),
-    "LULC": (0.0, 255.0),
-}
-# dtypes a modality's files cannot have, with the reason (complex and bool are refused for all).
-_S2_8BIT = (
-    "8 bits cannot hold Sentinel-2 reflectance x10000 (0-10000 and more): this looks like a visual product "
-    "(e.g. TCI); use the 16-bit reflectance bands, or read an 8-bit RGB image as S2RGB"
+# Derived views of the catalog's raster facts (modalities/catalog.py says why each number), by modality name;
+# the checks read the record itself, so a registered sensor's facts apply too.
+HARD_LIMITS: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {m.name: m.raster.hard_limits for m in MODALITIES.values() if m.raster and m.raster.hard_limits}
 )
-_CLASS_FLOAT = "a class map holds whole class ids: write it as an integer raster (e.g. uint8)"
-REFUSED_DTYPES: dict[str, tuple[tuple[str, ...], str]] = {
-    "S2L2A": (("uint8", "int8"), _S2_8BIT),
-    "S2L1C": (("uint8", "int8"), _S2_8BIT),
-    "LULC": (("float16", "float32", "float64"), _CLASS_FLOAT),
-}
+# dtypes a modality's files cannot have, with the reason (complex and bool are refused for all).
+REFUSED_DTYPES: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
+    {
+        m.name: (m.raster.refused_dtypes, m.raster.refused_reason)
+        for m in MODALITIES.values()
+        if m.raster and m.raster.refused_dtypes
+    }
+)
 
 
 def check_dtype(dtype: np.dtype, spec: ModalitySpec, where: str) -> None:
@@ -73,9 +63,9 @@ def check_dtype(dtype: np.dtype, spec: ModalitySpec, where: str) -> None:
             f"{where} is a {kind} raster: {spec.name} needs real {spec.unit} values; take the magnitude "
             f"(or the intended component) and write it as a real-valued raster"
         )
-    refused, reason = REFUSED_DTYPES.get(spec.name, ((), ""))
-    if str(kind) in refused:
-        raise InputError(f"{where} is {kind}, which {spec.name} cannot be: {reason}")
+    facts = spec.raster
+    if facts is not None and str(kind) in facts.refused_dtypes:
+        raise InputError(f"{where} is {kind}, which {spec.name} cannot be: {facts.refused_reason}")
 
 
 def check_pixels(
@@ -151,9 +141,10 @@ def mask_nonfinite(data: np.ndarray, nodata: float | None, where: str) -> np.nda
 
 
 def _check_limits(values: np.ndarray, spec: ModalitySpec, where: str) -> None:
-    if spec.name not in HARD_LIMITS or not values.size:
+    limits = spec.raster.hard_limits if spec.raster is not None else None
+    if limits is None or not values.size:
         return
-    lo, hi = HARD_LIMITS[spec.name]
+    lo, hi = limits
     out = (values < lo) | (values > hi)
     if out.any():
         bad = values[out]

@@ -35,13 +35,13 @@ from terramind.core.errors import InputError, ModalityError, OutputError
 from terramind.core.files import atomic_dir, atomic_path, check_output_dir
 from terramind.core.lock import LOCK_NAME, folder_lock
 from terramind.data.geotiff import GeoRef, read_raster
-from terramind.modalities import get_modality
+from terramind.modalities import PATCH_SIZE, Sensor, get_modality, using_catalog, with_sensors
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tok_"
 # Tokenizer patch size: token grids are pixel grids divided by this (tokenizers/vit.py).
-TOKEN_PATCH = 16
+TOKEN_PATCH = PATCH_SIZE
 
 BatchTransform = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
 """``(batch, index of the batch in its rank's sequence) -> batch``, run inside the DataLoader worker."""
@@ -132,6 +132,7 @@ def write_shards(
     new_modalities: Sequence[str] = (),
     prefix: str = "shard",
     overwrite: bool = False,
+    sensors: Sequence[Sensor] | None = None,
 ) -> list[Path]:
     """Turn co-registered GeoTIFF folders into WebDataset shards, published as one whole set.
 
@@ -149,6 +150,8 @@ def write_shards(
         new_modalities: Folder names of sensors not in the catalog (stored as they are).
         prefix: Shard file name prefix (``shard-000000.tar``, ...).
         overwrite: Replace an existing non-empty ``out`` that holds only shards (``.tar`` files).
+        sensors: New sensors (``pixel_modality`` records or ``{name, bands, mean, std}``): their folders are
+            read and checked with their band count, like catalog modalities.
 
     Returns:
         The shard paths written.
@@ -159,22 +162,23 @@ def write_shards(
     """
     if shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {shard_size}")
-    tokenizers = {get_modality(k).name: v for k, v in (tokenizers or {}).items()}
-    out_dir = check_output_dir(out)
-    _check_replaceable(out_dir, overwrite)
-    tiles = list(find_tiles(src, exclude, new_modalities).items())
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    names = [f"{prefix}-{i:06d}.tar" for i in range(math.ceil(len(tiles) / shard_size))]
-    with (
-        folder_lock(out_dir.parent, lock_file=out_dir.parent / f".{out_dir.name}{LOCK_NAME}"),
-        atomic_dir(out_dir, replace=True) as tmp,
-    ):
-        _check_replaceable(out_dir, overwrite)  # again, now that no other run can change it
-        for i, name in enumerate(names):
-            with atomic_path(tmp / name, verify=_verify_tar) as part, TarWriter(str(part)) as sink:
-                for key, files in tiles[i * shard_size : (i + 1) * shard_size]:
-                    sink.write(_tile_sample(key, files, tokenizers, new_modalities))
-    return [out_dir / name for name in names]
+    with using_catalog(with_sensors(sensors)):  # registered sensors resolve while indexing and reading
+        tokenizers = {get_modality(k).name: v for k, v in (tokenizers or {}).items()}
+        out_dir = check_output_dir(out)
+        _check_replaceable(out_dir, overwrite)
+        tiles = list(find_tiles(src, exclude, new_modalities).items())
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        names = [f"{prefix}-{i:06d}.tar" for i in range(math.ceil(len(tiles) / shard_size))]
+        with (
+            folder_lock(out_dir.parent, lock_file=out_dir.parent / f".{out_dir.name}{LOCK_NAME}"),
+            atomic_dir(out_dir, replace=True) as tmp,
+        ):
+            _check_replaceable(out_dir, overwrite)  # again, now that no other run can change it
+            for i, name in enumerate(names):
+                with atomic_path(tmp / name, verify=_verify_tar) as part, TarWriter(str(part)) as sink:
+                    for key, files in tiles[i * shard_size : (i + 1) * shard_size]:
+                        sink.write(_tile_sample(key, files, tokenizers, new_modalities))
+        return [out_dir / name for name in names]
 
 
 def _check_replaceable(out_dir: Path, overwrite: bool) -> None:

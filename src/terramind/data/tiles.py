@@ -30,7 +30,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from terramind.core.errors import InputError, ModalityError, TerraMindError
 from terramind.data.geotiff import GeoRef, Raster, band_positions, open_georef, read_raster
-from terramind.modalities import band_indices, get_modality, standardize
+from terramind.modalities import ModalitySpec, band_indices, get_modality, standardize
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ class ModalityInput:
     offset: float
     scale: float = 1.0
     file_bands: tuple[str, ...] = ()  # the bands files without band names hold, in order
+    spec: ModalitySpec | None = None  # the record, resolved up front: a registered sensor needs no scope
+
+    @property
+    def record(self) -> ModalitySpec:
+        """The modality's catalog record (held, so reading works outside a ``using_catalog`` block)."""
+        return self.spec or get_modality(self.name)
 
 
 def modality_inputs(
@@ -102,7 +108,9 @@ def modality_inputs(
             raise ModalityError(f"{spec.name}: bands {missing} are not among the file's bands {in_file}")
         index = tuple([f.upper() for f in in_file].index(b.upper()) for b in wanted)
         offset, scale = float(offsets.get(name, 0.0)), float(scales.get(name, 1.0))
-        out.append(ModalityInput(name, tuple(wanted), index, len(in_file), offset, scale, tuple(in_file)))
+        out.append(
+            ModalityInput(name, tuple(wanted), index, len(in_file), offset, scale, tuple(in_file), spec)
+        )
     return out
 
 
@@ -127,7 +135,7 @@ def prepare_input(
     invalid = ~np.isfinite(data)
     if nodata is not None:
         invalid |= data == np.float32(nodata)
-    classes = get_modality(mod.name).classes
+    classes = mod.record.classes
     if classes is not None:
         ids = np.where(invalid, 0.0, np.nan_to_num(data))
         if (ids != np.round(ids)).any() or ids.min() < 0 or ids.max() >= len(classes):
@@ -136,7 +144,7 @@ def prepare_input(
                 f"[{ids.min():g}, {ids.max():g}]; remap the classes or set the file's nodata"
             )
         return ids, invalid.any(axis=0)
-    x = standardize(mod.name, np.nan_to_num(data) * mod.scale, bands=mod.bands, offset=mod.offset)
+    x = standardize(mod.record, np.nan_to_num(data) * mod.scale, bands=mod.bands, offset=mod.offset)
     x[invalid] = 0.0  # standardised 0 is the band mean: the least surprising fill
     return x, invalid.any(axis=0)
 
@@ -193,7 +201,7 @@ class GeoTiffDataset(Dataset[dict[str, Any]]):
 
     def _read_input(self, mod: ModalityInput, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raster = read_raster(
-            path, mod.name, bands=mod.bands, file_bands=mod.file_bands or None, allow_nonfinite=True
+            path, mod.record, bands=mod.bands, file_bands=mod.file_bands or None, allow_nonfinite=True
         )
         try:
             x, invalid = prepare_input(mod, raster.data, raster.georef.nodata)
@@ -400,7 +408,7 @@ def _check_tile(name: str, files: Mapping[str, Path], inputs: Sequence[ModalityI
     for key, path in files.items():
         georef = open_georef(path)
         if key in mods:
-            band_positions(georef, path, key, mods[key].bands, mods[key].file_bands or None)
+            band_positions(georef, path, mods[key].record, mods[key].bands, mods[key].file_bands or None)
         if first is None:
             first = (str(path), georef)
         elif problem := first[1].same_grid(georef):

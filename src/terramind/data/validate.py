@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -24,7 +25,7 @@ from rasterio.windows import Window
 
 from terramind.core.errors import InputError
 from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
-from terramind.modalities import ModalitySpec, get_modality
+from terramind.modalities import MODALITIES, PATCH_SIZE, ModalitySpec, get_modality
 
 Level = Literal["ok", "warning", "error"]
 
@@ -61,7 +62,7 @@ class Thresholds:
     """
 
     k_std: float = 3.0
-    patch: int = 16
+    patch: int = PATCH_SIZE
     pretrain_size: int = 224
     s2_offset: float = 1000.0
     offset_min: float = 1000.0
@@ -71,21 +72,20 @@ class Thresholds:
 
 THRESHOLDS = Thresholds()
 
+# Derived views of the catalog's raster facts (modalities/catalog.py), by modality name; the checks read
+# the record itself, so a registered sensor's facts apply too.
 # dtypes of the pretraining tiles (TerraMesh); others are read as they are but flagged.
-EXPECTED_DTYPES: dict[str, tuple[str, ...]] = {
-    "S2L2A": ("int16", "uint16"),
-    "S2L1C": ("int16", "uint16"),
-    "S2RGB": ("uint8",),
-    "S1GRD": ("float32", "float64"),
-    "S1RTC": ("float32", "float64"),
-    "DEM": ("int16", "float32", "float64"),
-    "LULC": ("uint8",),
-    "NDVI": ("float32", "float64"),
-}
+EXPECTED_DTYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {m.name: m.raster.dtypes for m in MODALITIES.values() if m.raster and m.raster.dtypes}
+)
 # The factor that undoes a 0–1 scaling, per modality whose raw unit is a digital number.
-UNIT_SCALE: dict[str, float] = {"S2L2A": 10000.0, "S2L1C": 10000.0, "S2RGB": 255.0}
+UNIT_SCALE: Mapping[str, float] = MappingProxyType(
+    {m.name: m.raster.unit_scale for m in MODALITIES.values() if m.raster and m.raster.unit_scale}
+)
 # Hard physical bounds: values outside are wrong, not just unusual.
-PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {"NDVI": (-1.0, 1.0)}
+PHYSICAL_BOUNDS: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {m.name: m.raster.physical_bounds for m in MODALITIES.values() if m.raster and m.raster.physical_bounds}
+)
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ def _band_count(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list
 
 
 def _dtype(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    dtype, expected = str(summary.dtype), EXPECTED_DTYPES.get(spec.name, ())
+    dtype, expected = str(summary.dtype), spec.raster.dtypes if spec.raster else ()
     if expected and dtype not in expected:
         return [
             Finding(
@@ -407,7 +407,9 @@ def _unit_scaled(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> lis
                 f"positive; this is not {spec.name} data, or it was shifted or inverted",
             )
         ]
-    scale = UNIT_SCALE[spec.name]
+    scale = spec.raster.unit_scale if spec.raster is not None else None
+    if scale is None:  # no digital-number unit to scale back to
+        return []
     return [
         Finding(
             "error",
@@ -464,7 +466,10 @@ def _share(fraction: float) -> str:
 
 
 def _bounds(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    lo, hi = PHYSICAL_BOUNDS[spec.name]
+    bounds = spec.raster.physical_bounds if spec.raster is not None else None
+    if bounds is None:
+        return []
+    lo, hi = bounds
     if not summary.valid.any():
         return []
     vmin, vmax = float(np.nanmin(summary.min)), float(np.nanmax(summary.max))

@@ -29,7 +29,7 @@ from terramind.build import (
     tokenizer_weights_for,
 )
 from terramind.core.errors import ModalityError
-from terramind.modalities import Kind, get_modality
+from terramind.modalities import Kind, SensorSpec, get_modality, using_catalog, with_sensors
 from terramind.model.backbone import input_key
 from terramind.tim import TiMGenerator
 from terramind.tokenizers import ImageTokenizer
@@ -56,6 +56,9 @@ class Backbone(nn.Module):
         tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, a folder
             of release files, None / ``"random"`` (random, seeded per modality; for tests) or a mapping
             modality -> one of these that names every token-type input.
+        sensors: New sensors that ``modalities`` may name (:class:`terramind.modalities.SensorSpec`: in YAML
+            ``{name, bands, mean, std, unit}``); each gets a freshly initialised patch embedding. Give the
+            datamodule the same list. The default catalog is left unchanged.
     """
 
     def __init__(
@@ -72,36 +75,38 @@ class Backbone(nn.Module):
         tim_top_p: float = 0.8,
         tim_cache: bool = False,
         tokenizer_weights: WeightsSpec = None,
+        sensors: list[SensorSpec] | None = None,
     ) -> None:
         super().__init__()
-        tim = [get_modality(m).name for m in tim_modalities or []]
-        if tim and bands:
-            # As in the reference: the frozen generator was pretrained on all bands of its inputs.
-            raise ModalityError("bands cannot be combined with tim_modalities: TiM needs all input bands")
-        self.modalities = [get_modality(m).name for m in modalities]
-        loaded = read_model_weights(name, weights, encoder_depth=encoder_depth)  # read once for both
-        self.encoder = build_backbone(
-            name, [*modalities, *tim], loaded, bands=bands, merge=merge, encoder_depth=encoder_depth
-        )
-        self.out_channels = list(self.encoder.out_channels)
-        self.tim: TiMGenerator | None = None
-        if tim:
-            generator = build_model(
-                name,
-                loaded,
-                encoder_keys=[input_key(m) for m in modalities],
-                decoder_keys=[get_modality(m).token_key or "" for m in tim],
-                encoder_depth=encoder_depth,
+        with using_catalog(with_sensors(sensors)):  # registered sensors resolve while building
+            tim = [get_modality(m).name for m in tim_modalities or []]
+            if tim and bands:
+                # As in the reference: the frozen generator was pretrained on all bands of its inputs.
+                raise ModalityError("bands cannot be combined with tim_modalities: TiM needs all input bands")
+            self.modalities = [get_modality(m).name for m in modalities]
+            loaded = read_model_weights(name, weights, encoder_depth=encoder_depth)  # read once for both
+            self.encoder = build_backbone(
+                name, [*modalities, *tim], loaded, bands=bands, merge=merge, encoder_depth=encoder_depth
             )
-            self.tim = TiMGenerator(
-                generator, tim, temperature=tim_temperature, top_p=tim_top_p, cache=tim_cache
-            )
-        # a plain dict, so they stay out of the module tree (see the module docstring)
-        self.tokenizers: dict[str, ImageTokenizer] = {
-            m: _frozen_tokenizer(m, tokenizer_weights_for(tokenizer_weights, m))
-            for m in self.modalities
-            if get_modality(m).input_kind is Kind.TOKEN
-        }
+            self.out_channels = list(self.encoder.out_channels)
+            self.tim: TiMGenerator | None = None
+            if tim:
+                generator = build_model(
+                    name,
+                    loaded,
+                    encoder_keys=[input_key(m) for m in modalities],
+                    decoder_keys=[get_modality(m).token_key or "" for m in tim],
+                    encoder_depth=encoder_depth,
+                )
+                self.tim = TiMGenerator(
+                    generator, tim, temperature=tim_temperature, top_p=tim_top_p, cache=tim_cache
+                )
+            # a plain dict, so they stay out of the module tree (see the module docstring)
+            self.tokenizers: dict[str, ImageTokenizer] = {
+                m: _frozen_tokenizer(m, tokenizer_weights_for(tokenizer_weights, m))
+                for m in self.modalities
+                if get_modality(m).input_kind is Kind.TOKEN
+            }
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Per-block features of the inputs, with TiM tokens appended when configured.

@@ -40,6 +40,7 @@ from terramind.data.tiles import (
     read_class_file,
     read_label,
 )
+from terramind.modalities import SensorSpec, using_catalog, with_sensors
 
 
 class GeoTiffDataModule(L.LightningDataModule):
@@ -75,6 +76,9 @@ class GeoTiffDataModule(L.LightningDataModule):
         check_labels: Scan every label file for values outside ``num_classes`` in ``setup``.
         skip_bad: Leave out tiles with a missing, unreadable or off-grid file (logged with the reasons)
             instead of refusing the dataset.
+        sensors: New sensors that ``modalities`` may name (:class:`terramind.modalities.SensorSpec`, in
+            YAML ``{name, bands, mean, std, unit}``; the backbone's list): their files are read with their
+            band count and standardised with their mean/std. The default catalog is left unchanged.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class GeoTiffDataModule(L.LightningDataModule):
         seed: int = 0,
         check_labels: bool = True,
         skip_bad: bool = False,
+        sensors: list[SensorSpec] | None = None,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -111,7 +116,10 @@ class GeoTiffDataModule(L.LightningDataModule):
         if task in ("segmentation", "classification", "multilabel") and not num_classes:
             raise TerraMindError(f"a {task} task needs num_classes")
         self.root = Path(data_root).expanduser()
-        self.inputs = modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {}, scales or {})
+        with using_catalog(with_sensors(sensors)):  # inputs hold their records: no scope needed later
+            self.inputs = modality_inputs(
+                modalities, bands or {}, file_bands or {}, offsets or {}, scales or {}
+            )
         self.modalities = [m.name for m in self.inputs]
         self.task, self.num_classes = task, num_classes
         self.folders = {m: m for m in self.modalities} | {LABEL: LABEL} | dict(folders or {})

@@ -18,8 +18,7 @@ from terramind.core.errors import ShapeError
 from terramind.finetune.decoders import build_decoder
 from terramind.finetune.heads import PixelHead, PooledHead
 from terramind.finetune.necks import DEFAULT_SCALES, PyramidNeck, default_layer_indices
-
-PATCH = 16  # TerraMind's patch size (model/config.py): a 224 px input gives a 14x14 token grid
+from terramind.modalities.tokens import PATCH_SIZE as PATCH  # a 224 px input gives a 14x14 token grid
 
 
 def backbone_widths(backbone: nn.Module) -> list[int]:

@@ -13,8 +13,7 @@ from terramind.core.errors import InputError
 from terramind.masking.budget import Budgets, MaskingConfig, StreamKind, draw_budgets
 from terramind.masking.image import ImageMask, image_mask
 from terramind.masking.sequence import SpanMask, span_mask
-
-PAD_ID = 0
+from terramind.modalities.tokens import PAD_ID
 
 
 @dataclass(frozen=True)

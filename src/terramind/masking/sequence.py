@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from terramind.core.errors import InputError
+from terramind.modalities.tokens import EOS_ID, SENTINEL_BASE_ID
 
 # Special ids of the official WordPiece vocabularies (tests/tokenizers/test_coords.py).
-EOS_ID = 3
-SENTINEL_BASE_ID = 4
 _MAX_TRIES = 64
 _DECAY = 0.9
 

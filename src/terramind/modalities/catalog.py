@@ -3,16 +3,24 @@
 Numbers are the official v1/v0.1 pretraining tables (see test_catalog.py); band orders are the reference's
 ``PRETRAINED_BANDS`` (S2RGB is R, G, B as in the code and the example data, not the docs' B, G, R).
 Nothing here is mutated at run time: offsets and band subsets are arguments of the functions that use them.
+A new sensor is added by registration, which returns a NEW :class:`Catalog` (``DEFAULT_CATALOG.register``);
+:func:`using_catalog` makes names resolve through it within a block (a ``ContextVar``: per thread and per
+asyncio task), so no model built elsewhere in the process sees it.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from terramind.core.errors import ModalityError
-from terramind.modalities.spec import Kind, LulcClass, ModalitySpec
+from terramind.modalities.spec import Kind, LulcClass, ModalitySpec, RasterFacts, Renderer
 
 S2L2A_BANDS = (
     "COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3",
@@ -33,6 +41,22 @@ LULC_CLASSES = (
     LulcClass(8, "clouds", "#616161"),
     LulcClass(9, "rangeland", "#e3e2c3"),
 )
+
+# Hard limits: values no file of the modality can hold in any unit or scaling people use (a read refuses
+# them). Each is at least ten times beyond the widest legitimate range: S2 reflectance x10000 stays below
+# 65535 (uint16, offset included) and above -10000 (negative BOA with the +1000 offset removed); S2RGB is
+# 8-bit; S1 backscatter is -100..+60 dB or linear power below 1e4; elevations lie in -11000..8849 m; NDVI in
+# -1..1 (or x10000 when stored as integers); LULC ids are 0-255 at most. Expected dtypes are those of the
+# pretraining tiles (TerraMesh).
+_S2_8BIT = (
+    "8 bits cannot hold Sentinel-2 reflectance x10000 (0-10000 and more): this looks like a visual product "
+    "(e.g. TCI); use the 16-bit reflectance bands, or read an 8-bit RGB image as S2RGB"
+)
+_CLASS_FLOAT = "a class map holds whole class ids: write it as an integer raster (e.g. uint8)"
+_S2_RASTER = RasterFacts(
+    "true_colour", ("int16", "uint16"), (-1e5, 1e6), ("uint8", "int8"), _S2_8BIT, unit_scale=10000.0
+)
+_S1_RASTER = RasterFacts("sar", ("float32", "float64"), (-1e3, 1e5))
 
 FSQ_8_8_8_6_5 = (8, 8, 8, 6, 5)
 FSQ_7_5_5_5_5 = (7, 5, 5, 5, 5)
@@ -106,6 +130,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s2l2a",
+        raster=_S2_RASTER,
         aliases=("sen2l2a", "s2", "sentinel2", "sentinel-2", "s2_l2a", "sen2"),
         versions=("v1", "v0.1"),
     ),
@@ -147,6 +172,7 @@ _MODALITIES = (
             1160.419,
         ),
         pixel_key="untok_sen2l1c@224",
+        raster=_S2_RASTER,
         aliases=("sen2l1c", "s2_l1c"),
     ),
     ModalitySpec(
@@ -159,6 +185,7 @@ _MODALITIES = (
         mean=(87.271, 80.931, 66.667),
         std=(58.767, 47.663, 42.631),
         pixel_key="untok_sen2rgb@224",
+        raster=RasterFacts("rgb8", ("uint8",), (-2550.0, 2550.0), unit_scale=255.0),
         aliases=("sen2rgb", "rgb", "s2_rgb"),
     ),
     ModalitySpec(
@@ -177,6 +204,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s1grd",
+        raster=_S1_RASTER,
         aliases=("sen1grd", "s1", "sentinel1", "sentinel-1", "sen1", "s1_grd"),
         versions=("v1", "v0.1"),
     ),
@@ -194,6 +222,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_s1rtc",
+        raster=_S1_RASTER,
         aliases=("sen1rtc", "s1_rtc"),
     ),
     ModalitySpec(
@@ -212,6 +241,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_dem",
+        raster=RasterFacts("terrain", ("int16", "float32", "float64"), (-1.2e5, 1e5)),
         aliases=("elevation", "copdem"),
         versions=("v1", "v0.1"),
     ),
@@ -230,6 +260,9 @@ _MODALITIES = (
         vocab_size=4375,
         fsq_levels=FSQ_7_5_5_5_5,
         tokenizer="terramind_v1_tokenizer_lulc",
+        raster=RasterFacts(
+            "classes", ("uint8",), (0.0, 255.0), ("float16", "float32", "float64"), _CLASS_FLOAT
+        ),
         aliases=("landcover", "land_cover"),
         classes=LULC_CLASSES,
         versions=("v1", "v0.1"),
@@ -247,6 +280,7 @@ _MODALITIES = (
         vocab_size=15360,
         fsq_levels=FSQ_8_8_8_6_5,
         tokenizer="terramind_v1_tokenizer_ndvi",
+        raster=RasterFacts("diverging", ("float32", "float64"), (-1e5, 1e5), physical_bounds=(-1.0, 1.0)),
     ),
     ModalitySpec(
         name="coords",
@@ -283,40 +317,291 @@ _MODALITIES = (
 
 MODALITIES: MappingProxyType[str, ModalitySpec] = MappingProxyType({m.name: m for m in _MODALITIES})
 
+SUGGEST_CUTOFF = (
+    0.66  # difflib ratio: one swapped or extra letter in a 3-6 letter name ('dme', 'lulcc') passes
+)
+
 
 def _normal(name: str) -> str:
     """Lower-case and drop separators, so ``S2_L2A``, ``s2-l2a`` and ``S2L2A`` meet."""
     return re.sub(r"[\s_\-]", "", name.lower())
 
 
-def _alias_table() -> dict[str, str]:
-    table: dict[str, str] = {}
-    for spec in _MODALITIES:
-        for alias in (spec.name, *spec.aliases, *spec.keys):
-            key = _normal(alias)
-            if table.setdefault(key, spec.name) != spec.name:
-                raise AssertionError(f"alias {alias!r} names two modalities")  # table bug, caught by tests
-    return table
+def _names_of(spec: ModalitySpec) -> tuple[str, ...]:
+    return (spec.name, *spec.aliases, *spec.keys)
 
 
-ALIASES: MappingProxyType[str, str] = MappingProxyType(_alias_table())
+def _check_record(spec: ModalitySpec) -> None:
+    """Refuse a record whose statistics do not match its bands (registration time, not first use)."""
+    if not _normal(spec.name):
+        raise ModalityError(f"a modality needs a name, got {spec.name!r}")
+    if spec.input_kind is Kind.PIXEL and not spec.bands:
+        raise ModalityError(f"modality {spec.name!r}: give at least one band name")
+    if not len(spec.bands) == len(spec.mean) == len(spec.std):
+        raise ModalityError(
+            f"modality {spec.name!r} has {len(spec.bands)} band(s) {list(spec.bands)} but "
+            f"{len(spec.mean)} mean and {len(spec.std)} std value(s): give one mean and one std per band"
+        )
+    if any(not s > 0 for s in spec.std):  # also refuses NaN
+        raise ModalityError(
+            f"modality {spec.name!r}: every std must be positive (it divides), got {list(spec.std)}"
+        )
+    if len({b.upper() for b in spec.bands}) != len(spec.bands):
+        raise ModalityError(f"modality {spec.name!r} names a band twice: {list(spec.bands)}")
 
 
-SUGGEST_CUTOFF = (
-    0.66  # difflib ratio: one swapped or extra letter in a 3-6 letter name ('dme', 'lulcc') passes
-)
+class Catalog:
+    """An immutable set of modality records with their alias table; :meth:`register` returns a new one.
+
+    Args:
+        specs: The records, in catalog order. Names, aliases and keys must be unique (case-insensitive).
+
+    Raises:
+        ModalityError: A name or alias that two records share, or a record whose statistics do not match
+            its bands.
+    """
+
+    def __init__(self, specs: Iterable[ModalitySpec]) -> None:
+        self._specs: MappingProxyType[str, ModalitySpec] = MappingProxyType({s.name: s for s in specs})
+        table: dict[str, str] = {}
+        for spec in self._specs.values():
+            for alias in _names_of(spec):
+                owner = table.setdefault(_normal(alias), spec.name)
+                if owner != spec.name:
+                    raise ModalityError(
+                        f"modality {spec.name!r}: the name {alias!r} is taken by "
+                        f"{'official' if self._specs[owner].official else 'registered'} modality "
+                        f"{owner!r} (names are case-insensitive); choose another name"
+                    )
+        self._aliases: MappingProxyType[str, str] = MappingProxyType(table)
+
+    @property
+    def specs(self) -> MappingProxyType[str, ModalitySpec]:
+        """Canonical name -> record, in catalog order."""
+        return self._specs
+
+    @property
+    def aliases(self) -> MappingProxyType[str, str]:
+        """Normalised name, alias or key -> canonical name."""
+        return self._aliases
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _normal(name) in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def get(self, name: str | ModalitySpec) -> ModalitySpec:
+        """Return a record by any of its names (case-insensitive); a record is returned unchanged.
+
+        Raises:
+            ModalityError: For an unknown name, listing the valid names and the closest match.
+        """
+        if isinstance(name, ModalitySpec):
+            return name
+        canonical = self._aliases.get(_normal(str(name)))
+        if canonical is None:
+            close = self._closest(_normal(str(name)))
+            hint = f" Did you mean {close!r}?" if close else ""
+            raise ModalityError(
+                f"unknown modality {name!r}.{hint} Valid names: {', '.join(self._specs)} "
+                f"(case-insensitive; aliases such as 'S1' or 'untok_sen2l2a@224' work too; a new sensor "
+                f"must be registered first, see terramind.modalities.pixel_modality)"
+            )
+        return self._specs[canonical]
+
+    def _closest(self, normal: str) -> str | None:
+        """Return the name whose alias is closest to ``normal``; None when none is close or two tie."""
+        ratios = {a: difflib.SequenceMatcher(None, normal, a).ratio() for a in self._aliases}
+        best = max(ratios.values())
+        winners = {self._aliases[a] for a, r in ratios.items() if r == best}
+        return winners.pop() if best >= SUGGEST_CUTOFF and len(winners) == 1 else None
+
+    def register(self, *specs: ModalitySpec) -> Catalog:
+        """Return a NEW catalog with ``specs`` added; this one is unchanged.
+
+        Raises:
+            ModalityError: A record whose band count does not match its mean/std, a non-positive std, or a
+                name/alias colliding with a modality already in the catalog (official ones included).
+        """
+        for spec in specs:
+            _check_record(spec)
+        return Catalog((*self._specs.values(), *specs))
+
+    def names(self, *, generable: bool | None = None, kind: Kind | None = None) -> tuple[str, ...]:
+        """Canonical names, optionally filtered (see :func:`modality_names`)."""
+        return tuple(
+            m.name
+            for m in self._specs.values()
+            if (generable is None or m.generable == generable) and (kind is None or m.input_kind is kind)
+        )
 
 
-def _closest(normal: str) -> str | None:
-    """Return the canonical name whose alias is closest to ``normal``; None when none is close or two tie."""
-    ratios = {a: difflib.SequenceMatcher(None, normal, a).ratio() for a in ALIASES}
-    best = max(ratios.values())
-    winners = {ALIASES[a] for a, r in ratios.items() if r == best}
-    return winners.pop() if best >= SUGGEST_CUTOFF and len(winners) == 1 else None
+DEFAULT_CATALOG = Catalog(_MODALITIES)
+ALIASES: MappingProxyType[str, str] = DEFAULT_CATALOG.aliases
+
+_CURRENT: ContextVar[Catalog] = ContextVar("terramind_catalog", default=DEFAULT_CATALOG)
+
+
+def current_catalog() -> Catalog:
+    """Return the catalog names resolve through now.
+
+    The default one, or that of the enclosing :func:`using_catalog` block (per thread and asyncio task).
+    """
+    return _CURRENT.get()
+
+
+@contextmanager
+def using_catalog(catalog: Catalog) -> Iterator[Catalog]:
+    """Resolve modality names through ``catalog`` within the block; nothing global changes.
+
+    Example::
+
+        cat = DEFAULT_CATALOG.register(pixel_modality("LANDSAT", bands, mean, std))
+        with using_catalog(cat):
+            backbone = create_backbone("terramind_v1_tiny", ["LANDSAT"])
+    """
+    token = _CURRENT.set(catalog)
+    try:
+        yield catalog
+    finally:
+        _CURRENT.reset(token)
+
+
+def pixel_modality(
+    name: str,
+    bands: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    unit: str = "unknown",
+    description: str | None = None,
+    aliases: Sequence[str] = (),
+    renderer: Renderer | None = None,
+    hard_limits: tuple[float, float] | None = None,
+) -> ModalitySpec:
+    """Build the record of a new pixel sensor (Landsat, PlanetScope, ...) for :meth:`Catalog.register`.
+
+    Its patch embedding is freshly initialised wherever it is used; inputs are standardised with
+    ``mean``/``std`` like the official modalities.
+
+    Args:
+        name: Canonical name (must not collide with any modality or alias, case-insensitive).
+        bands: Band names in the files' channel order.
+        mean: Standardisation mean per band.
+        std: Standardisation std per band (positive).
+        unit: Physical unit of the raw values.
+        description: One human sentence (default names the sensor and its band count).
+        aliases: Extra names.
+        renderer: How quicklooks draw it; default ``true_colour`` when it has RED, GREEN and BLUE bands,
+            else ``grey`` (its first band, stretched).
+        hard_limits: Values no file of it can hold (a read refuses them); None: no limit.
+
+    Raises:
+        ModalityError: Band count different from the mean/std lengths, a non-positive std or a repeated band.
+    """
+    spec = ModalitySpec(
+        name=str(name),
+        description=description or f"registered sensor {name} ({len(bands)} bands)",
+        input_kind=Kind.PIXEL,
+        generable=False,
+        bands=tuple(str(b) for b in bands),
+        unit=unit,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        aliases=tuple(aliases),
+        versions=(),
+        raster=RasterFacts(renderer or _default_renderer(bands), hard_limits=hard_limits),
+        official=False,
+    )
+    _check_record(spec)
+    return spec
+
+
+def _default_renderer(bands: Sequence[str]) -> Renderer:
+    return "true_colour" if {"RED", "GREEN", "BLUE"} <= {b.upper() for b in bands} else "grey"
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """A new sensor as configs declare it (YAML ``sensors:`` entries); :meth:`record` registers it.
+
+    Attributes:
+        name: Its name (must not collide with any modality or alias, case-insensitive).
+        bands: Band names in the files' channel order.
+        mean: Standardisation mean per band.
+        std: Standardisation std per band (positive).
+        unit: Physical unit of the raw values.
+        description: One human sentence.
+        aliases: Extra names.
+        renderer: Quicklook kind (default ``true_colour`` with RED/GREEN/BLUE bands, else ``grey``).
+        hard_limits: Values no file of it can hold (a read refuses them).
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    unit: str = "unknown"
+    description: str | None = None
+    aliases: tuple[str, ...] = ()
+    renderer: Renderer | None = None
+    hard_limits: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.record()  # a band count that does not match mean/std fails where the config is read
+
+    def record(self) -> ModalitySpec:
+        """Return its catalog record (see :func:`pixel_modality`, which checks it)."""
+        return pixel_modality(
+            self.name,
+            self.bands,
+            self.mean,
+            self.std,
+            unit=self.unit,
+            description=self.description,
+            aliases=self.aliases,
+            renderer=self.renderer,
+            hard_limits=self.hard_limits,
+        )
+
+
+Sensor = SensorSpec | ModalitySpec | Mapping[str, Any]
+
+
+def with_sensors(sensors: Sequence[Sensor] | None, base: Catalog | None = None) -> Catalog:
+    """Register sensors given as records, :class:`SensorSpec` or mappings (``{name, bands, mean, std}``).
+
+    The one path by which configs (fine-tuning's ``sensors:``, pretraining's new modalities) declare a
+    sensor. Returns ``base`` (default: the current catalog) unchanged when there are none.
+
+    Raises:
+        ModalityError: A mapping with missing or unknown keys, or a record :meth:`Catalog.register` refuses.
+    """
+    base = base or current_catalog()
+    specs = []
+    for entry in sensors or ():
+        if isinstance(entry, ModalitySpec | SensorSpec):
+            specs.append(entry if isinstance(entry, ModalitySpec) else entry.record())
+            continue
+        try:
+            specs.append(pixel_modality(**dict(entry)))
+        except TypeError as err:
+            raise ModalityError(
+                f"sensor {dict(entry).get('name', entry)!r}: {err}; a sensor is "
+                f"{{name, bands, mean, std}} with optional unit, description, aliases"
+            ) from None
+    return base.register(*specs) if specs else base
 
 
 def get_modality(name: str | ModalitySpec) -> ModalitySpec:
     """Return the catalog record of a modality, by any of its names (case-insensitive).
+
+    Names resolve through :func:`current_catalog`: the default catalog, or a registered one inside a
+    :func:`using_catalog` block.
 
     Args:
         name: A canonical name (``S2L2A``), an alias (``s2``, ``sen1grd``, ``S1`` for S1GRD) or an official
@@ -328,21 +613,11 @@ def get_modality(name: str | ModalitySpec) -> ModalitySpec:
     Raises:
         ModalityError: For an unknown name, listing the valid names and the closest match.
     """
-    if isinstance(name, ModalitySpec):
-        return name
-    canonical = ALIASES.get(_normal(str(name)))
-    if canonical is None:
-        close = _closest(_normal(str(name)))
-        hint = f" Did you mean {close!r}?" if close else ""
-        raise ModalityError(
-            f"unknown modality {name!r}.{hint} Valid names: {', '.join(MODALITIES)} "
-            f"(case-insensitive; aliases such as 'S1' or 'untok_sen2l2a@224' work too)"
-        )
-    return MODALITIES[canonical]
+    return current_catalog().get(name)
 
 
 def modality_names(*, generable: bool | None = None, kind: Kind | None = None) -> tuple[str, ...]:
-    """Canonical names of the catalog's modalities, optionally filtered.
+    """Canonical names of the current catalog's modalities, optionally filtered.
 
     Args:
         generable: Keep only modalities the official model can (True) or cannot (False) generate.
@@ -351,8 +626,4 @@ def modality_names(*, generable: bool | None = None, kind: Kind | None = None) -
     Returns:
         Names in catalog order.
     """
-    return tuple(
-        m.name
-        for m in _MODALITIES
-        if (generable is None or m.generable == generable) and (kind is None or m.input_kind is kind)
-    )
+    return current_catalog().names(generable=generable, kind=kind)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+from typing import Literal
+
+DecoderKind = Literal["diffusion", "vit", "vocab"]
 
 
 class Kind(enum.Enum):
@@ -25,6 +29,32 @@ class LulcClass:
     id: int
     name: str
     colour: str  # hex "#rrggbb"
+
+
+Renderer = Literal["true_colour", "rgb8", "sar", "terrain", "classes", "diverging", "grey"]
+
+
+@dataclass(frozen=True)
+class RasterFacts:
+    """What files of a raster modality look like: read by ``data/policy.py``, ``data/validate.py``, ``viz/``.
+
+    Attributes:
+        renderer: How ``viz`` draws it (``true_colour`` uses RED/GREEN/BLUE, ``classes`` the class colours).
+        dtypes: dtypes of the pretraining tiles (TerraMesh); others are read as they are but flagged.
+        hard_limits: Values no file can hold in any unit people use (a read refuses them), or None.
+        refused_dtypes: dtypes no file of the modality can have ...
+        refused_reason: ... and why (the refusal message).
+        unit_scale: Factor that undoes a 0-1 scaling of a digital-number unit, or None.
+        physical_bounds: Bounds outside which values are wrong, not just unusual, or None.
+    """
+
+    renderer: Renderer = "grey"
+    dtypes: tuple[str, ...] = ()
+    hard_limits: tuple[float, float] | None = None
+    refused_dtypes: tuple[str, ...] = ()
+    refused_reason: str = ""
+    unit_scale: float | None = None
+    physical_bounds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +81,9 @@ class ModalitySpec:
         classes: Class table for categorical modalities (LULC).
         versions: Model versions that know the modality.
         max_length: Token budget of a sequence modality.
+        raster: File facts of a raster modality (None for text and coordinates).
+        official: True for the released modalities; False for a sensor a user registered
+            (:func:`terramind.modalities.pixel_modality`): a pixel input with a freshly initialised embedding.
     """
 
     name: str
@@ -72,6 +105,8 @@ class ModalitySpec:
     classes: tuple[LulcClass, ...] | None = None
     versions: tuple[str, ...] = ("v1",)
     max_length: int | None = None
+    raster: RasterFacts | None = None
+    official: bool = True
 
     @property
     def num_bands(self) -> int:
@@ -82,6 +117,28 @@ class ModalitySpec:
     def is_image(self) -> bool:
         """True for image modalities (pixel or token grids), False for sequences."""
         return self.max_length is None
+
+    @property
+    def decoder_kind(self) -> DecoderKind | None:
+        """Its tokenizer's decoder: ``diffusion`` (DiVAE), ``vit`` (class maps), ``vocab`` (text) or None."""
+        if self.fsq_levels is not None:
+            return "vit" if self.classes is not None else "diffusion"
+        return "vocab" if self.max_length is not None and self.vocab_size is not None else None
+
+    @property
+    def tokenizer_channels(self) -> int:
+        """Channels its image tokenizer's encoder takes: one-hot classes for class maps, else the bands."""
+        return len(self.classes) if self.classes is not None else self.num_bands
+
+    @property
+    def codebook_size(self) -> int | None:
+        """Distinct ids of its FSQ tokenizer (the product of the levels), None without one."""
+        return math.prod(self.fsq_levels) if self.fsq_levels is not None else None
+
+    @property
+    def is_new_sensor(self) -> bool:
+        """True for a registered pixel sensor: no official embedding, so the model initialises one."""
+        return not self.official and self.input_kind is Kind.PIXEL
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -30,10 +30,10 @@ from terramind.core.errors import InputError, ModalityError
 from terramind.generation import decode_grid, get_strategy
 from terramind.layers.sampling import SamplingConfig, fresh_seed, generators
 from terramind.modalities import get_modality
+from terramind.modalities.tokens import PATCH_SIZE as PATCH  # pixels per token side
 from terramind.model.backbone import input_key
 from terramind.model.terramind import TerraMind
 
-PATCH = 16  # pixels per token side (model/config.py)
 CACHE_SIZE = 50_000  # samples; 14 x 14 int64 ids are 1.6 kB each, so 80 MB of host memory per modality
 
 

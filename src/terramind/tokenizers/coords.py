@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from terramind.core.errors import CheckpointError, InputError
+from terramind.modalities.tokens import PAD_ID
 from tokenizers import Tokenizer
 
 GRID = 0.25  # degrees between neighbouring coordinate tokens
-PAD_ID = 0
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[SOS]", "[EOS]", "[S_0]", "[S_1]", "[S_2]")  # ids 0..6 in the release
 _PAIR = re.compile(r"^\s*lat=(-?\d+(?:\.\d+)?)\s+lon=(-?\d+(?:\.\d+)?)\s*$")
 

@@ -17,13 +17,15 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from terramind.core.errors import InputError, ShapeError, TerraMindError
+from terramind.modalities.catalog import FSQ_7_5_5_5_5, FSQ_8_8_8_6_5
 from terramind.tokenizers.diffusion import ddim_sample, initial_noise
 from terramind.tokenizers.fsq import FSQ
 from terramind.tokenizers.unet import PatchedUNet, UNetConfig
 from terramind.tokenizers.vit import ViTConfig, ViTDecoder, ViTEncoder
 
-LEVELS_15360 = (8, 8, 8, 6, 5)
-LEVELS_4375 = (7, 5, 5, 5, 5)
+# The FSQ level tables live in the catalog (modalities/catalog.py); named here by their codebook sizes.
+LEVELS_15360 = FSQ_8_8_8_6_5
+LEVELS_4375 = FSQ_7_5_5_5_5
 
 
 @dataclass(frozen=True)

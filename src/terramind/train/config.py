@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from terramind.core.errors import InputError
+from terramind.modalities import Catalog, ModalitySpec, SensorSpec, pixel_modality, with_sensors
 
 T = TypeVar("T")
 
@@ -62,6 +63,14 @@ class ModalityEntry:
             or len(self.std) != self.channels
         ):
             raise InputError(f"new modality {self.name}: give mean and std with {self.channels} values each")
+
+    def sensor(self) -> ModalitySpec | None:
+        """Return the record of a new modality given inline (bands ``B1``..), None for others."""
+        if self.channels is None:
+            return None
+        assert self.mean is not None and self.std is not None  # checked in __post_init__
+        bands = [f"B{i + 1}" for i in range(self.channels)]
+        return pixel_modality(self.name, bands, self.mean, self.std)
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,7 @@ class PretrainConfig:
         trainer: Engine settings.
         loss: ``mod`` (mean over modalities of their mean token loss, the official default) or ``token``.
         seed: Seed of weights, masks and data order.
+        sensors: New sensors (registered for this run only) that ``modalities`` may name as pixel inputs.
     """
 
     modalities: tuple[ModalityEntry, ...]
@@ -187,12 +197,23 @@ class PretrainConfig:
     trainer: TrainerSection = TrainerSection()
     loss: str = "mod"
     seed: int = 0
+    sensors: tuple[SensorSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.loss not in ("mod", "token"):
             raise InputError(f"loss must be 'mod' or 'token', got {self.loss!r}")
         if not self.modalities:
             raise InputError("give at least one modality")
+        self.catalog()  # a sensor name that collides with a catalog name fails where the config is read
+
+    def catalog(self) -> Catalog:
+        """Return the catalog of this run: the current one plus its sensors and inline new modalities.
+
+        Raises:
+            ModalityError: A sensor whose statistics do not match its bands, or a name already taken.
+        """
+        inline = [s for s in (e.sensor() for e in self.modalities) if s is not None]
+        return with_sensors([*self.sensors, *inline])
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -39,14 +39,14 @@ from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError, InputError
 from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
 from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
-from terramind.modalities import Kind, get_modality, standardize
+from terramind.modalities import PATCH_SIZE, Kind, get_modality, standardize, using_catalog
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
 from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, plain, to_dict
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import lightning_optimizers
 
 # Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
-_IDENTITY = ("modalities", "model", "masking", "seed", "loss")
+_IDENTITY = ("modalities", "sensors", "model", "masking", "seed", "loss")
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,18 @@ class RunModality:
 
 
 def resolve(entry: ModalityEntry) -> RunModality:
-    """Map a configured modality onto the model's keys (new modalities become pixel inputs)."""
-    if entry.channels is not None:
-        assert entry.mean is not None and entry.std is not None  # checked by ModalityEntry
-        return RunModality(entry.name, entry.name, None, True, entry.mean, entry.std)
+    """Map a configured modality onto the model's keys (new sensors become freshly initialised pixel inputs).
+
+    Names resolve through the current catalog: call within ``using_catalog(config.catalog())``.
+    """
     spec = get_modality(entry.name)
+    if spec.is_new_sensor:
+        if entry.target or entry.input != "pixel":
+            raise InputError(
+                f"new sensor {spec.name} can only be a pixel input: set input: pixel and target: false "
+                f"(a target needs its own tokenizer)"
+            )
+        return RunModality(spec.name, spec.name, None, True, spec.mean, spec.std)
     input_key = {"pixel": spec.pixel_key, "token": spec.token_key, "none": None}[entry.input]
     if entry.input != "none" and input_key is None:
         raise InputError(
@@ -96,11 +103,11 @@ def resolve(entry: ModalityEntry) -> RunModality:
 
 
 def masking_config(config: PretrainConfig) -> MaskingConfig:
-    """One masking stream per modality; its positions are the token grid of the crop."""
-    grid = config.data.crop // 16
+    """One masking stream per modality; its positions are the token grid of the crop (in catalog scope)."""
+    grid = config.data.crop // PATCH_SIZE
     streams = tuple(
         Stream(
-            e.name if e.channels is not None else get_modality(e.name).name,
+            get_modality(e.name).name,
             grid * grid,
             e.input_alpha if e.input != "none" else 0.0,
             e.target_alpha if e.target else 0.0,
@@ -230,8 +237,9 @@ class PretrainModule(L.LightningModule):
         """Build model and masking from a run config."""
         super().__init__()
         self.config = config
-        self.modalities = [resolve(e) for e in config.modalities]
-        self.masking = masking_config(config)
+        with using_catalog(config.catalog()):  # its sensors resolve here; later steps need no scope
+            self.modalities = [resolve(e) for e in config.modalities]
+            self.masking = masking_config(config)
         self.model = build_model(config, self.modalities)
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:
@@ -333,7 +341,7 @@ class PretrainModule(L.LightningModule):
         if saved is None:
             raise CheckpointError("not a terramind pretraining checkpoint (no 'terramind' record)")
         full = to_dict(self.config)
-        if differs := [k for k in _IDENTITY if plain(saved[k]) != full[k]]:
+        if differs := [k for k in _IDENTITY if plain(saved.get(k, [])) != full[k]]:
             raise CheckpointError(
                 f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
                 f"resume with the run's original config or start a new out_dir"

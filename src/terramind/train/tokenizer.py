@@ -29,10 +29,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from terramind.checkpoints.io import load_into, read_state_dict
+from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
 from terramind.data.shards import ShardStream, StreamConfig
-from terramind.modalities import get_modality, standardize
+from terramind.modalities import PATCH_SIZE, get_modality, standardize
 from terramind.tokenizers import (
     ImageTokenizer,
     PatchedUNet,
@@ -87,18 +88,13 @@ class TokenizerTrainConfig:
             )
 
     def tokenizer_config(self) -> TokenizerConfig:
-        """Return the architecture of the tokenizer this run trains."""
-        spec = get_modality(self.modality)
-        assert spec.fsq_levels is not None  # checked in __post_init__
-        classes = None if spec.classes is None else len(spec.classes)
-        decoder: UNetConfig | ViTConfig = self.unet if self.decoder == "diffusion" else self.vit_decoder
-        return TokenizerConfig(
-            modality=spec.name,
-            channels=classes or spec.num_bands,
-            levels=spec.fsq_levels,
+        """Return the architecture this run trains: the catalog's facts, this run's sizes."""
+        return tokenizer_config(
+            self.modality,
             encoder=self.encoder,
-            decoder=decoder,
-            classes=classes,
+            unet=self.unet,
+            vit_decoder=self.vit_decoder,
+            decoder_kind=self.decoder,
         )
 
 
@@ -245,7 +241,7 @@ def bits_per_token(vocab_size: int) -> float:
     return math.log2(vocab_size)
 
 
-def downsample_baseline(x: torch.Tensor, bits: float, patch: int = 16) -> torch.Tensor:
+def downsample_baseline(x: torch.Tensor, bits: float, patch: int = PATCH_SIZE) -> torch.Tensor:
     """Best bilinear-downsampling reconstruction that stores at most ``bits`` per ``patch`` x ``patch`` area.
 
     For block sides of 1, 2, 4, ... patches, every channel keeps one area-mean value per block, uniformly
@@ -277,7 +273,7 @@ def downsample_baseline(x: torch.Tensor, bits: float, patch: int = 16) -> torch.
 
 
 def class_block_baseline(
-    classes: torch.Tensor, bits: float, num_classes: int, patch: int = 16
+    classes: torch.Tensor, bits: float, num_classes: int, patch: int = PATCH_SIZE
 ) -> torch.Tensor:
     """Class-map baseline with the same bits per token: majority class of square blocks, upsampled.
 

@@ -53,9 +53,10 @@ def _legend(ax: Axes, spec: ModalitySpec, data: np.ndarray) -> None:
 
 def _colour_bar(fig: Figure, ax: Axes, spec: ModalitySpec, data: np.ndarray) -> None:
     """Colour bar in physical units for continuous single-band modalities (NDVI, DEM)."""
-    if spec.name == "NDVI":
+    renderer = spec.raster.renderer if spec.raster is not None else None
+    if renderer == "diverging":
         mappable = ScalarMappable(Normalize(*NDVI_RANGE), NDVI_CMAP)
-    elif spec.name == "DEM" and np.isfinite(data).any():
+    elif renderer == "terrain" and np.isfinite(data).any():
         lo, hi = np.percentile(data[np.isfinite(data)], STRETCH_PERCENTILES)
         mappable = ScalarMappable(Normalize(lo, max(hi, lo + 1e-6)), dem_colours())
     else:

@@ -15,7 +15,7 @@ import torch
 from matplotlib.colors import Colormap, LightSource, ListedColormap, Normalize
 
 from terramind.core.errors import ModalityError, ShapeError
-from terramind.modalities import ModalitySpec, get_modality
+from terramind.modalities import ModalitySpec, current_catalog, get_modality
 
 Array = np.ndarray | torch.Tensor
 
@@ -126,16 +126,21 @@ def _diverging(spec: ModalitySpec, data: np.ndarray, resolution: float) -> np.nd
     return to_uint8(rgb)
 
 
+def _grey(spec: ModalitySpec, data: np.ndarray, resolution: float) -> np.ndarray:
+    grey = to_uint8(stretch(data[0]))
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 Renderer = Callable[[ModalitySpec, np.ndarray, float], np.ndarray]
+# By the renderer kind of the catalog's raster facts (a registered sensor names one too).
 RENDERERS: dict[str, Renderer] = {
-    "S2L2A": _true_colour,
-    "S2L1C": _true_colour,
-    "S2RGB": _rgb8,
-    "S1GRD": _sar_false_colour,
-    "S1RTC": _sar_false_colour,
-    "DEM": _terrain,
-    "LULC": _classes,
-    "NDVI": _diverging,
+    "true_colour": _true_colour,
+    "rgb8": _rgb8,
+    "sar": _sar_false_colour,
+    "terrain": _terrain,
+    "classes": _classes,
+    "diverging": _diverging,
+    "grey": _grey,
 }
 
 
@@ -157,7 +162,7 @@ def quicklook(
         ShapeError: For data whose channel count differs from the modality's.
     """
     spec = get_modality(modality)
-    renderer = RENDERERS.get(spec.name)
-    if renderer is None:
-        raise ModalityError(f"{spec.name} has no quicklook: only {', '.join(RENDERERS)} are images")
-    return renderer(spec, as_chw(data, spec), resolution)
+    if spec.raster is None:
+        images = [m for m in current_catalog() if current_catalog().get(m).raster is not None]
+        raise ModalityError(f"{spec.name} has no quicklook: only {', '.join(images)} are images")
+    return RENDERERS[spec.raster.renderer](spec, as_chw(data, spec), resolution)
