@@ -89,6 +89,22 @@ def test_tim_backbone_appends_one_token_grid_per_tim_modality() -> None:
     assert tim(x)[-1].shape == (1, 196 + 196, 192)
 
 
+def test_tim_tokens_follow_the_global_seed_or_a_fixed_tim_seed() -> None:
+    x = {"S2L2A": torch.randn(2, 12, 64, 64)}
+    backbone = Backbone("terramind_v1_tiny", ["S2L2A"], merge=None, encoder_depth=1, tim_modalities=["LULC"])
+    assert backbone.tim is not None
+    runs = []
+    for _ in range(2):  # as under Lightning's seed_everything: the same global seed, the same TiM tokens
+        torch.manual_seed(7)
+        runs.append(backbone(x)[-1])
+    assert torch.equal(runs[0], runs[1])
+    fresh = backbone(x)[-1]  # the next step draws another seed from the global stream
+    assert not torch.equal(fresh, runs[0])
+    backbone.tim_seed = 3  # a fixed seed: the same tokens at every forward, whatever the global stream
+    fixed = [backbone(x)[-1] for _ in range(2)]
+    assert torch.equal(fixed[0], fixed[1])
+
+
 def test_tim_generator_unchanged_by_a_training_step() -> None:
     torch.manual_seed(0)
     backbone = Backbone("terramind_v1_tiny", ["S2L2A"], encoder_depth=1, tim_modalities=["LULC"])

@@ -53,6 +53,10 @@ class Backbone(nn.Module):
         tim_temperature: TiM sampling temperature.
         tim_top_p: TiM nucleus mass.
         tim_cache: Generate TiM tokens once per distinct input instead of every forward.
+        tim_seed: Seed of TiM's sampling at every forward (the same tokens for the same batch). None (the
+            default): each forward draws its seed from torch's global generator, so TiM tokens are fresh
+            at every step yet repeat exactly under Lightning's ``seed_everything``; TiM itself samples from
+            per-sample generators, never from the global stream.
         tokenizer_weights: Weights of the tokenizers of token-type inputs (LULC, NDVI): ``"hub"``, a folder
             of release files, None / ``"random"`` (random, seeded per modality; for tests) or a mapping
             modality -> one of these that names every token-type input.
@@ -74,6 +78,7 @@ class Backbone(nn.Module):
         tim_temperature: float = 1.0,
         tim_top_p: float = 0.8,
         tim_cache: bool = False,
+        tim_seed: int | None = None,
         tokenizer_weights: WeightsSpec = None,
         sensors: list[SensorSpec] | None = None,
     ) -> None:
@@ -90,6 +95,7 @@ class Backbone(nn.Module):
             )
             self.out_channels = list(self.encoder.out_channels)
             self.tim: TiMGenerator | None = None
+            self.tim_seed = tim_seed
             if tim:
                 generator = build_model(
                     name,
@@ -120,7 +126,8 @@ class Backbone(nn.Module):
         """
         inputs = self._tokenize(inputs)
         if self.tim is not None:
-            inputs = {**inputs, **self.tim(inputs)}
+            seed = self.tim_seed if self.tim_seed is not None else int(torch.randint(2**62, ()).item())
+            inputs = {**inputs, **self.tim(inputs, seed=seed)}
         return self.encoder(inputs)
 
     def _tokenize(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -30,13 +30,14 @@ from terramind.generation.options import PRECISIONS, GenerationOptions
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
 from terramind.layers.sampling import fresh_seed, generators
 from terramind.modalities import Kind, ModalitySpec, destandardize, get_modality, modality_names, standardize
+from terramind.modalities.tokens import EOS_ID, SENTINEL_BASE_ID
 from terramind.modalities.tokens import PATCH_SIZE as PATCH  # pixels per token side
 from terramind.model import Encoded, TerraMind
 from terramind.tokenizers.base import ImageTokenizerLike, SequenceTokenizerLike, Tokenizer, TokenizerLoader
 
-SENTINEL_START = 5  # "[S_1]": opens a 4M span target (masking/sequence.py)
-SENTINEL_STOP = 6  # "[S_2]": closes it
-EOS = 3  # "[EOS]": ends an input sequence
+SENTINEL_START = SENTINEL_BASE_ID + 1  # "[S_1]": opens a 4M span target (masking/sequence.py)
+SENTINEL_STOP = SENTINEL_BASE_ID + 2  # "[S_2]": closes it
+EOS = EOS_ID  # "[EOS]": ends an input sequence
 
 DEFAULT_GRID = (14, 14)  # token grid when no image input fixes the size (224 px)
 _V = TypeVar("_V")

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from terramind.modalities.tokens import PATCH_SIZE
+
 
 @dataclass(frozen=True)
 class TerraMindConfig:
@@ -37,7 +39,7 @@ class TerraMindConfig:
     qkv_bias: bool
     proj_bias: bool
     mlp_bias: bool
-    patch_size: int = 16
+    patch_size: int = PATCH_SIZE
     image_size: int = 224
     norm_eps: float = 1e-6
 
