@@ -268,3 +268,43 @@ def test_the_scope_is_per_thread_and_suggests_registered_names() -> None:
         with pytest.raises(ModalityError, match="Did you mean 'MYSENSOR'"):
             get_modality("MYSENSR")
     assert seen == ["unknown"]  # a scope opened in one thread is not seen by another
+
+
+# ---- the command line: --sensor FILE registers the sensor for one command -----------------------------------
+
+
+def _sensor_file(tmp_path: Path, record: dict[str, object] = SENSOR) -> Path:
+    import json
+
+    path = tmp_path / "mysensor.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_inspect_and_prepare_take_a_sensor_file(sensor_root: Path, tmp_path: Path, capsys) -> None:
+    import json
+    import shutil
+
+    from terramind.cli.main import main
+
+    sensor = _sensor_file(tmp_path)
+    tile = sensor_root / "MYSENSOR" / f"{NAMES[0]}.tif"
+    assert main(["inspect", str(tile), "--modality", "MYSENSOR", "--sensor", str(sensor), "--json"]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    assert report["modality"] == "MYSENSOR" and report["bands"] == 4
+    assert [b["pretrain_mean"] for b in report["band_stats"]] == list(MEAN)
+    src = tmp_path / "src"
+    for folder in ("MYSENSOR", "S2L2A"):
+        shutil.copytree(sensor_root / folder, src / folder)
+    out = tmp_path / "shards"
+    assert main(["prepare", "--src", str(src), "-o", str(out), "--sensor", str(sensor)]) == 0
+    with tarfile.open(next(out.glob("*.tar"))) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".mysensor.npy"))
+        array = np.load(io.BytesIO(tar.extractfile(member).read()))  # type: ignore[union-attr]
+    assert array.shape == (4, SIZE, SIZE)
+    # without the file the name is unknown, and a bad sensor file is one line, exit 2
+    assert main(["inspect", str(tile), "--modality", "MYSENSOR"]) == 2
+    bad = _sensor_file(tmp_path, {**SENSOR, "mean": [1.0]})
+    assert main(["inspect", str(tile), "--modality", "MYSENSOR", "--sensor", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "mean" in err

@@ -16,6 +16,7 @@ A private module: command discovery skips names starting with ``_``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -24,6 +25,7 @@ from typing import Any, NoReturn
 
 from terramind.core.errors import InputError, TerraMindError
 from terramind.core.files import check_output_dir, check_output_path
+from terramind.core.optional import require
 from terramind.modalities import get_modality
 
 Check = Callable[[argparse.Namespace], None]
@@ -475,6 +477,52 @@ def add_skip_bad(p: argparse.ArgumentParser) -> None:
         help="skip unreadable, off-grid or otherwise bad tiles (each listed with its reason) instead of "
         "stopping at the first",
     )
+
+
+SENSOR_FLAG = "--sensor"
+
+
+def add_sensors(p: argparse.ArgumentParser) -> None:
+    """``--sensor FILE`` (repeatable): a new sensor's record, registered for this one command.
+
+    :func:`terramind.cli.main.main` reads these files before parsing (see :func:`sensor_records`), so the
+    sensor's name is known to every option that names a modality.
+    """
+    p.add_argument(
+        SENSOR_FLAG,
+        action="append",
+        type=input_file,
+        metavar="FILE",
+        help="a new sensor, as JSON or YAML {name, bands, mean, std, unit}; repeat for several",
+    )
+
+
+def sensor_records(argv: Sequence[str]) -> list[dict[str, Any]]:
+    """Read the ``--sensor FILE`` records of a command line, in order (before it is parsed).
+
+    Raises:
+        InputError: A missing file, or one that is not a JSON/YAML mapping.
+    """
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == SENSOR_FLAG]
+    files += [a.split("=", 1)[1] for a in argv if a.startswith(f"{SENSOR_FLAG}=")]
+    return [_sensor_record(Path(f)) for f in files]
+
+
+def _sensor_record(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"--sensor {str(path)!r}: no such file")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        yaml = require("yaml", "train")
+        record = yaml.safe_load(text)
+    else:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--sensor {str(path)!r} is not JSON ({err}); YAML files end in .yaml") from None
+    if not isinstance(record, dict):
+        raise InputError(f"--sensor {str(path)!r} must hold one mapping {{name, bands, mean, std, unit}}")
+    return record
 
 
 def add_json(p: argparse.ArgumentParser) -> None:

@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _args.add_tile_input(parser)
     parser.add_argument("--png", type=Path, metavar="OUT.png", help="write a quicklook PNG here")
     _args.add_json(parser)
+    _args.add_sensors(parser)
     _args.add_check(parser, _check_png)
     parser.set_defaults(func=run)
 

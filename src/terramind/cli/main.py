@@ -24,8 +24,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from terramind.cli._args import Parser, UnknownOptionError, run_checks
+from terramind.cli._args import Parser, UnknownOptionError, run_checks, sensor_records
 from terramind.core.errors import TerraMindError
+from terramind.modalities import using_catalog, with_sensors
 
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
@@ -130,9 +131,24 @@ def _os_error(err: OSError) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (see the module docstring)."""
+    """Run the CLI; returns the exit code (see the module docstring).
+
+    ``--sensor FILE`` records are registered first, in a catalog scoped to this call, so that parsing and
+    the command both know the new sensors' names; the default catalog never changes.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parse(list(sys.argv[1:] if argv is None else argv))
+        catalog = with_sensors(sensor_records(args_list))
+    except TerraMindError as err:
+        print(f"terramind: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    with using_catalog(catalog):
+        return _main(args_list)
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        args = _parse(argv)
     except SystemExit as exc:  # --help (0) and usage errors (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     prog = f"terramind {args.command}"

@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store token ids of MOD computed by the tokenizer trained in RUN_DIR (train-tokenizer output)",
     )
     _args.add_overwrite(p)  # an existing shard set is replaced whole, never merged with
+    _args.add_sensors(p)
     p.set_defaults(func=run)
 
 
