@@ -270,7 +270,7 @@ def test_the_scope_is_per_thread_and_suggests_registered_names() -> None:
     assert seen == ["unknown"]  # a scope opened in one thread is not seen by another
 
 
-# ---- the command line: --sensor FILE registers the sensor for one command -----------------------------------
+# ---- the command line: --sensor FILE registers the sensor for one command ----------------------------------
 
 
 def _sensor_file(tmp_path: Path, record: dict[str, object] = SENSOR) -> Path:
