@@ -3,6 +3,11 @@
 Each input is a GeoTIFF or a folder of GeoTIFFs; folders are matched by file name across modalities.
 Tiles are standardised with the catalog statistics and embedded by the TerraMind encoder; the output holds
 one mean-pooled vector per tile (``--pooling tokens`` keeps every token) with the tile names.
+
+Tiles of any size are accepted: sides that are not multiples of 16 are mirror-padded at the bottom and right
+(a 120 px BigEarthNet patch becomes 128 px, 8x8 tokens); ``--resize 224`` instead resamples every tile to
+224 x 224 (bilinear; nearest for class maps), the protocol that upsamples small patches to the pretraining
+size. S2L1C tiles (13 bands) are the paper's few-shot input: ``--input S2L1C=DIR``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _args.add_model(p)
     _args.add_weights(p, tokenizers=False)
     p.add_argument("--pooling", choices=["mean", "tokens"], default="mean", help="mean over tokens or all")
+    p.add_argument(
+        "--resize",
+        type=_args.tile_size,
+        default=None,
+        metavar="PX",
+        help="resample every tile to PX x PX (bilinear; nearest for class maps), e.g. 224 for small "
+        "patches; default: mirror-pad sides to a multiple of 16",
+    )
     _args.add_layer(p)
     _args.add_batch_size(p)
     _args.add_device(p)
@@ -63,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from terramind.api.models import create_backbone
     from terramind.data.tiles import GeoTiffDataset, check_tiles, modality_inputs
-    from terramind.evaluate.embeddings import embed_batches, write_embeddings
+    from terramind.evaluate.embeddings import embed_batches, fit_inputs, write_embeddings
 
     inputs: dict[str, Path] = args.input
     specs = modality_inputs(list(inputs), {}, {}, {}, {})
@@ -72,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(GeoTiffDataset(list(files.values()), specs), batch_size=args.batch_size)
     backbone = create_backbone(args.model, list(inputs), weights=_args.library_weights(args.weights))
     backbone.to(args.device)
-    batches = ({k: v.to(args.device) for k, v in batch["inputs"].items()} for batch in loader)
+    categorical = [s.name for s in specs if s.record.classes is not None]
+    batches = (
+        {
+            k: v.to(args.device)
+            for k, v in fit_inputs(batch["inputs"], resize=args.resize, categorical=categorical).items()
+        }
+        for batch in loader
+    )
     array = embed_batches(backbone, batches, pooling=args.pooling, layer=args.layer)
     write_embeddings(args.output, list(files), array, overwrite=args.overwrite)
     print(f"wrote {array.shape} embeddings of {len(files)} tile(s) to {args.output}")

@@ -8,6 +8,10 @@ Reports PSNR and SSIM of the reconstruction in physical units (data range = the 
 LULC reports pixel accuracy. The output GeoTIFF is on the input's grid: float32 physical units, LULC as uint8
 class ids with the class colour table.
 
+Tiles of any size are accepted: sides that are not multiples of the tokenizer's grid (16 px; 32 px or more
+for a diffusion decoder) are mirror-padded at the bottom and right and the reconstruction is cropped back, so
+the output always has the input's size and grid.
+
 Nodata pixels of the input are filled with the modality's mean before tokenizing (never read as data), get
 the input's nodata value back in the output, and are left out of every score.
 """
@@ -24,6 +28,7 @@ import torch
 from terramind.cli import _args
 from terramind.cli.tokenize import add_common, load_tokenizer, read_tile, to_model_input
 from terramind.data.geotiff import write_raster
+from terramind.data.padding import crop_to
 from terramind.evaluate.reconstruction import reconstruction_scores
 from terramind.modalities import ModalitySpec, destandardize, get_modality
 from terramind.viz import save_quicklook
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     offset = args.offset.get(spec.name, 0.0)
     raster = read_tile(args.file, spec.name)
     tok = load_tokenizer(spec.name, _args.tokenizer_weights(args), args.device)
-    x = to_model_input(raster, spec.name, offset, args.device)
+    x = to_model_input(raster, spec.name, offset, args.device, multiple=tok.side_multiple)
     generator = torch.Generator().manual_seed(args.seed)
     autocast = torch.autocast(
         torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16"
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         ids = tok.encode(x)
         with autocast:
             out = tok.decode(ids, steps=args.diffusion_steps, generator=generator)[0].float().cpu().numpy()
+    out = crop_to(out, raster.georef.height, raster.georef.width)  # undo the padding of to_model_input
     valid = raster.valid
     if spec.classes is not None:
         rec = out.argmax(axis=0)[None].astype(np.uint8)

@@ -7,7 +7,10 @@ Example::
 
 The archive holds ``ids`` (uint16, one id per 16x16 pixel patch), ``modality``, ``codebook_size`` and the
 tile's georeference (``crs`` as WKT, ``transform`` of the pixel grid, ``width``, ``height``, ``patch_size``),
-so token maps can be placed back on the map.
+so token maps can be placed back on the map. Tiles of any size are accepted: sides that are not multiples of
+16 are mirror-padded at the bottom and right, the token grid covers the padded tile
+(``ceil(height / 16) x ceil(width / 16)``) and ``pad_bottom``/``pad_right`` record the padding in pixels
+(``width``/``height`` stay the tile's own).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from terramind.cli import _args
 from terramind.core.errors import ModalityError
 from terramind.core.files import atomic_path, verify_zip
 from terramind.data.geotiff import Raster, read_raster
+from terramind.data.padding import pad_to_multiple, padding_to_multiple
 from terramind.modalities import get_modality, standardize
+from terramind.modalities.tokens import PATCH_SIZE
 from terramind.tokenizers import CoordsTokenizer, ImageTokenizer
 
 
@@ -65,11 +70,15 @@ def read_tile(path: Path, modality: str) -> Raster:
     return read_raster(path, modality)
 
 
-def to_model_input(raster: Raster, modality: str, offset: float, device: str) -> torch.Tensor:
-    """Standardized ``(1, C, H, W)`` float tensor (LULC: class ids ``(1, H, W)``).
+def to_model_input(
+    raster: Raster, modality: str, offset: float, device: str, multiple: int = PATCH_SIZE
+) -> torch.Tensor:
+    """Standardized ``(1, C, H', W')`` float tensor (LULC: class ids ``(1, H', W')``), reflect-padded.
 
     Nodata pixels are never given to the tokenizer as data: they become the modality's mean (0 once
-    standardized, the least informative value) or class 0 ("no data"), and their count is noted.
+    standardized, the least informative value) or class 0 ("no data"), and their count is noted. A tile
+    whose sides are not multiples of ``multiple`` is mirror-padded at the bottom and right
+    (:func:`terramind.data.padding.pad_to_multiple`); crop outputs back to the raster's size.
     """
     spec = get_modality(modality)
     valid = raster.valid
@@ -78,10 +87,10 @@ def to_model_input(raster: Raster, modality: str, offset: float, device: str) ->
         _args.note(f"{int((~valid).sum())} nodata pixel(s) of {raster.path.name} filled with {fill}")
     if spec.classes is not None:
         ids = np.where(valid, raster.data[0], 0).astype(np.int64)
-        return torch.from_numpy(ids)[None].to(device)
+        return torch.from_numpy(pad_to_multiple(ids, multiple)[0])[None].to(device)
     x = standardize(spec, raster.data.astype(np.float32), offset=offset)
     x = np.where(valid, x, np.float32(0.0))  # (C, H, W): the mean standardizes to 0
-    return torch.from_numpy(x)[None].to(device)
+    return torch.from_numpy(pad_to_multiple(x, multiple)[0])[None].to(device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             .numpy()
         )
     geo = raster.georef
+    pad_bottom, pad_right = padding_to_multiple(geo.height, geo.width, tok.patch_size)
     with atomic_path(args.output, overwrite=args.overwrite, verify=verify_zip) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
@@ -107,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             transform=np.array(tuple(geo.transform)[:6], dtype=np.float64),
             width=np.array(geo.width),
             height=np.array(geo.height),
+            pad_bottom=np.array(pad_bottom),  # the token grid covers the tile padded by these pixels
+            pad_right=np.array(pad_right),
         )
     print(f"{args.file}: {spec.name} -> {ids.shape[0]}x{ids.shape[1]} tokens written to {args.output}")
     return 0

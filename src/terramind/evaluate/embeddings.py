@@ -20,10 +20,44 @@ from torch.utils.data import DataLoader
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.core.optional import require
+from terramind.data.padding import pad_to_multiple
 from terramind.data.tiles import GeoTiffDataset, ModalityInput
 
 Pooling = Literal["mean", "tokens"]
 SUFFIXES = (".npy", ".parquet")
+
+
+def fit_inputs(
+    inputs: Mapping[str, torch.Tensor], *, resize: int | None = None, categorical: Iterable[str] = ()
+) -> dict[str, torch.Tensor]:
+    """Bring a batch ``{modality: (B, C, H, W)}`` of any size to a size the model takes.
+
+    Two protocols: by default sides that are not multiples of 16 are mirror-padded at the bottom and right
+    (:func:`terramind.data.padding.pad_to_multiple`, the way ``generate`` handles any size); with
+    ``resize`` every input is resampled to ``resize x resize`` (bilinear for values, nearest for the class
+    ids of ``categorical`` modalities), the protocol that upsamples small patches (e.g. 120 px BigEarthNet
+    or 64 px EuroSAT) to the 224 px the model was pretrained on.
+
+    Args:
+        inputs: Standardized inputs by modality (class ids for categorical ones).
+        resize: Target side in pixels (a multiple of 16), or None to pad.
+        categorical: Modalities holding class ids.
+
+    Returns:
+        The inputs, padded or resized, on the device and with the dtype they came with.
+    """
+    classes = set(categorical)
+    out = {}
+    for name, x in inputs.items():
+        if resize is not None:
+            mode = "nearest" if name in classes else "bilinear"
+            extra = {} if mode == "nearest" else {"align_corners": False}
+            y = torch.nn.functional.interpolate(x.float(), size=(resize, resize), mode=mode, **extra)
+            out[name] = y.to(x.dtype)
+        else:
+            padded, _ = pad_to_multiple(x.cpu().numpy())
+            out[name] = torch.from_numpy(padded).to(x.device)
+    return out
 
 
 @torch.no_grad()

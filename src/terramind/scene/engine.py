@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from terramind.core.errors import InputError
+from terramind.data.padding import reflect_pad
 
 TileFn = Callable[[Mapping[str, np.ndarray], Sequence[int]], Mapping[str, np.ndarray]]
 """``(inputs by name (B, C, T, T) float32, global tile indices) -> outputs by name (B, C', T, T)``."""
@@ -234,7 +235,7 @@ def _read_padded(
     out = {}
     for name, x in data.items():
         x = np.where(valid[None], x, np.asarray(fill[name], np.float32).reshape(-1, 1, 1)).astype(np.float32)
-        out[name] = np.pad(x, ((0, 0), *pad), mode="reflect") if any(p[1] for p in pad) else x
+        out[name] = reflect_pad(x, pad[0][1], pad[1][1])
     return out, np.pad(valid, pad, mode="constant", constant_values=False)
 
 

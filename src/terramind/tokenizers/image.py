@@ -8,6 +8,7 @@ the official checkpoints, so released files load strictly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -88,6 +89,11 @@ class ImageTokenizer(nn.Module):
     def patch_size(self) -> int:
         """Pixels per token side (16)."""
         return self.cfg.encoder.patch_size
+
+    @property
+    def side_multiple(self) -> int:
+        """Image sides must be multiples of this to encode and decode (the patch size; more for a UNet)."""
+        return self.patch_size
 
     def drop_encoder(self) -> None:
         """Free the ViT encoder (86 M parameters) of a tokenizer that will only decode.
@@ -174,6 +180,13 @@ class DiVAETokenizer(ImageTokenizer):
             raise ValueError("DiVAETokenizer needs a UNetConfig decoder")
         self.decoder = PatchedUNet(cfg.channels, len(cfg.levels), cfg.decoder)
 
+    @property
+    def side_multiple(self) -> int:
+        """Pixels per cell of the UNet's smallest grid: sides must let it halve ``levels - 1`` times."""
+        unet = self.decoder.cfg
+        factor = 2 ** (len(unet.channel_mult) - 1) * unet.patch_size
+        return math.lcm(factor, self.patch_size)
+
     def decode_codes(
         self,
         codes: Tensor,
@@ -210,8 +223,7 @@ class DiVAETokenizer(ImageTokenizer):
 
     def _check_unet_grid(self, h: int, w: int) -> None:
         """Reject token grids the UNet cannot halve ``levels - 1`` times (skips need whole sides)."""
-        unet = self.decoder.cfg
-        factor = 2 ** (len(unet.channel_mult) - 1) * unet.patch_size  # pixels per smallest-grid cell
+        factor = self.side_multiple  # pixels per smallest-grid cell
         if (h * self.patch_size) % factor or (w * self.patch_size) % factor:
             raise ShapeError(
                 f"{self.modality} diffusion decoding needs image sides that are multiples of {factor} px "
