@@ -45,8 +45,11 @@ def test_tile_with_validation_errors_exits_1(capsys, tiny_geotiff):
     scaled = np.random.default_rng(0).uniform(0, 0.4, (12, 40, 40)).astype("float32")
     code, out, _ = run(capsys, tiny_geotiff(scaled), "-m", "S2L2A")
     assert code == 1
-    assert "error    values look scaled to 0-1" in out and "multiple of the 16" in out
-    assert "result: tile has 2 validation error(s)" in out
+    assert (
+        "error    values look scaled to 0-1" in out
+        and "note     size 40x40 is not a multiple of the 16" in out
+    )
+    assert "result: tile has 1 validation error(s)" in out  # the size is a note: the commands pad it
 
 
 def _text_file(tmp_path):
@@ -111,3 +114,11 @@ def test_missing_modality_is_a_usage_error(capsys, examples_dir):
         "terramind inspect: error: give the tile as FILE --modality M (or --input M=FILE)"
         in capsys.readouterr().err
     )
+
+
+def test_size_not_a_multiple_of_16_is_a_note(capsys, tiny_geotiff):
+    data = np.random.default_rng(0).uniform(500, 3000, (12, 7, 300)).astype("int16")
+    code, out, _ = run(capsys, tiny_geotiff(data), "-m", "S2L2A")
+    assert code == 0
+    assert "note     size 300x7 is not a multiple of the 16-pixel patch: the commands mirror-pad" in out
+    assert "result: tile has" not in out

@@ -27,7 +27,7 @@ from terramind.core.errors import InputError
 from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
 from terramind.modalities import MODALITIES, PATCH_SIZE, ModalitySpec, get_modality
 
-Level = Literal["ok", "warning", "error"]
+Level = Literal["ok", "note", "warning", "error"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Finding:
     """One result of a validation check.
 
     Attributes:
-        level: ``"ok"``, ``"warning"`` (usable, but check it) or ``"error"`` (the model would be misled).
+        level: ``"ok"``, ``"note"`` (fine, but handled for you: say how), ``"warning"`` (usable, but check it)
+            or ``"error"`` (the model would be misled).
         message: What was found and, for problems, what to do.
     """
 
@@ -311,9 +312,10 @@ def _size(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Findi
     if h % t.patch or w % t.patch:
         return [
             Finding(
-                "error",
-                f"size {w}x{h} is not a multiple of the {t.patch}-pixel patch: crop or pad it "
-                f"(e.g. to {t.pretrain_size}x{t.pretrain_size})",
+                "note",
+                f"size {w}x{h} is not a multiple of the {t.patch}-pixel patch: the commands mirror-pad it "
+                f"at the bottom and right and crop outputs back (embed --resize {t.pretrain_size} resamples "
+                f"small patches instead)",
             )
         ]
     if (h, w) != (t.pretrain_size, t.pretrain_size):
