@@ -73,9 +73,10 @@ def _lulc(examples_dir: Path) -> np.ndarray:
 
 
 def test_zeroshot_rejects_other_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    s1 = Path(__file__).resolve().parents[2] / "examples" / "S1RTC" / "38D_378R_2_3.tif"
-    assert main(["zeroshot", "water", "--input", f"S1RTC={s1}", "--output", str(tmp_path / "w.tif")]) == 2
-    assert "S2L2A=PATH" in capsys.readouterr().err
+    dem = Path(__file__).resolve().parents[2] / "examples" / "DEM" / "38D_378R_2_3.tif"
+    assert main(["zeroshot", "water", "--input", f"DEM={dem}", "--output", str(tmp_path / "w.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "S2L2A=PATH" in err and "--input DEM" in err and "S2L1C" in err and "S1GRD" in err
 
 
 def test_bad_scene_fails_before_any_weights_load(tmp_path, capsys, monkeypatch):
@@ -89,3 +90,74 @@ def test_bad_scene_fails_before_any_weights_load(tmp_path, capsys, monkeypatch):
     assert main(["zeroshot", "water", "--input", f"S2L2A={dem}", "--output", str(tmp_path / "w.tif")]) == 2
     assert "has 1 band(s); expected 12" in capsys.readouterr().err
     assert not (tmp_path / "w.tif").exists()
+
+
+class RuleGenerator(FakeGenerator):
+    """Duck-typed generator whose LULC says water where ``rule(inputs)`` holds; records its inputs."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+        self.seen: set[str] = set()
+
+    def generate(self, inputs: Mapping[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
+        self.seen |= set(inputs)
+        water = self.rule(inputs)
+        logits = torch.zeros(water.shape[0], 10, *water.shape[-2:])
+        logits[:, 1] = water.float() * 10
+        logits[:, 2] = (~water).float() * 10
+        return {"LULC": logits.argmax(1, keepdim=True), "LULC_logits": logits}
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, rule: Any) -> tuple[list[dict[str, Any]], RuleGenerator]:
+    calls: list[dict[str, Any]] = []
+    generator = RuleGenerator(rule)
+
+    def fake_create(name: str, **kwargs: Any) -> RuleGenerator:
+        calls.append({"name": name, **kwargs})
+        return generator
+
+    monkeypatch.setattr(zeroshot, "create_generator", fake_create)
+    return calls, generator
+
+
+def _ndwi(x: torch.Tensor) -> torch.Tensor:  # B03 and B08 sit at 2 and 7 in both S2 products
+    return (x[:, 2] - x[:, 7]) / (x[:, 2] + x[:, 7] + 1e-6) > 0  # tiles come in physical units (DN)
+
+
+def test_zeroshot_water_on_s2l1c(
+    tmp_path: Path, examples_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls, generator = _fake(monkeypatch, lambda inputs: _ndwi(inputs["S2L1C"]))
+    chip = examples_dir / "S2L1C" / f"{TILE}.tif"
+    out = tmp_path / "water.tif"
+    args = ["zeroshot", "water", "--input", f"S2L1C={chip}", "--output", str(out), "--json"]
+    assert main([*args, "--label", str(_water_label(tmp_path, examples_dir))]) == 0
+    assert calls[0]["inputs"] == ["S2L1C"] and generator.seen == {"S2L1C"}
+    with rasterio.open(chip) as src, rasterio.open(out) as mask:
+        assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)
+        # one 224 px tile, no blending: the mask is the rule on the 13-band chip exactly
+        x = torch.from_numpy(src.read().astype(np.float32))[None]
+        np.testing.assert_array_equal(mask.read(1) == 1, _ndwi(x)[0].numpy())
+    scores = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert scores["valid"] == 224 * 224
+    assert scores["tp"] + scores["fn"] == int(np.sum(_lulc(examples_dir) == 1))
+
+
+def test_zeroshot_water_on_s1grd_of_any_size(
+    tmp_path: Path, tiny_geotiff: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a 120 px S1 GRD chip in dB: open water (-25 dB) on the left 50 columns, land (-8 dB) elsewhere
+    db = np.full((2, 120, 120), -8.0, np.float32)
+    db[:, :, :50] = -25.0
+    calls, generator = _fake(monkeypatch, lambda inputs: inputs["S1GRD"][:, 0] < -16.5)  # physical dB
+    chip = tiny_geotiff(db, name="s1.tif")
+    label = tiny_geotiff((db[:1] < -16.5).astype(np.uint8), name="label.tif")
+    out = tmp_path / "water.tif"
+    args = ["zeroshot", "water", "--input", f"S1GRD={chip}", "--output", str(out), "--label", str(label)]
+    assert main([*args, "--json"]) == 0
+    assert calls[0]["inputs"] == ["S1GRD"] and generator.seen == {"S1GRD"}
+    with rasterio.open(chip) as src, rasterio.open(out) as mask:
+        assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, (120, 120))
+    scores = json.loads(capsys.readouterr().out.splitlines()[-1])
+    # the rule thresholds halfway between the two halves, one tile (padded), no blending: exact
+    assert scores["valid"] == 120 * 120 and scores["iou"] == 1.0 and scores["tp"] == 120 * 50

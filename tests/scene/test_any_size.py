@@ -18,7 +18,7 @@ from terramind.data.padding import crop_to, pad_to_multiple, padding_to_multiple
 from terramind.evaluate.embeddings import read_embeddings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from test_tokenize import tiny_factory  # noqa: E402, F401  (fixture)
+from test_tokenize import tiny_factory  # noqa: F401  (fixture)
 
 SIZES = [(120, 120), (7, 300)]  # a BigEarthNet patch, a thin strip (height, width)
 
@@ -37,10 +37,9 @@ def test_padding_helper_mirrors_and_crops_back() -> None:
     assert padding_to_multiple(224, 224) == (0, 0) and reflect_pad(x, 0, 0) is x
 
 
+@pytest.mark.usefixtures("tiny_factory")
 @pytest.mark.parametrize(("height", "width"), SIZES)
-def test_tokenize_any_size_records_padding(
-    height: int, width: int, tiny_factory: list, tiny_geotiff, tmp_path: Path
-) -> None:
+def test_tokenize_any_size_records_padding(height: int, width: int, tiny_geotiff, tmp_path: Path) -> None:
     src = _tile(tiny_geotiff, height, width)
     out = tmp_path / "tokens.npz"
     assert main(["tokenize", str(src), "-m", "S2L2A", "-o", str(out), "--weights", "random"]) == 0
@@ -53,9 +52,10 @@ def test_tokenize_any_size_records_padding(
         assert tuple(z["transform"]) == tuple(ds.transform)[:6]
 
 
+@pytest.mark.usefixtures("tiny_factory")
 @pytest.mark.parametrize(("height", "width"), SIZES)
 def test_reconstruct_any_size_writes_the_input_grid(
-    height: int, width: int, tiny_factory: list, tiny_geotiff, tmp_path: Path
+    height: int, width: int, tiny_geotiff, tmp_path: Path
 ) -> None:
     src = _tile(tiny_geotiff, height, width, bands=1, name="dem.tif")
     out = tmp_path / "rec.tif"

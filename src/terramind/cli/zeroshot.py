@@ -1,8 +1,11 @@
-"""``terramind zeroshot water --input S2L2A=scene.tif -o water.tif [--label mask.tif]``.
+"""``terramind zeroshot water --input S2L1C=chip.tif [--input S1GRD=s1.tif] -o water.tif [--label mask.tif]``.
 
 Zero-shot water mapping: TerraMind generates LULC from the scene (tiled, any size) and the water class
 (``--flooded-vegetation``: plus flooded vegetation) becomes the mask. With ``--label`` the mask is scored
 (IoU, precision, recall, F1 of water over the labelled pixels).
+
+The scene is any non-empty subset of S2L1C, S2L2A, S1GRD and S1RTC on one grid: the paper evaluates on
+Sen1Floods11, which ships S2 L1C (13 bands) and S1 GRD chips (``--input S2L1C=... --input S1GRD=...``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from terramind.evaluate.zeroshot import binary_scores, lulc_path, map_water, rea
 from terramind.generation.scene import generator_digest, generator_tile_fn
 from terramind.scene import SceneOutput, TileLayout, scan_scene, tqdm_progress
 
-INPUTS = ("S2L2A",)
+INPUTS = ("S2L1C", "S2L2A", "S1GRD", "S1RTC")  # optical and radar inputs the generator takes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
-    if set(args.input) != set(INPUTS):
+    others = [name for name in args.input if name not in INPUTS]
+    if others:
         raise InputError(
-            f"--input {', '.join(args.input)}: zeroshot water reads the S2 L2A scene: S2L2A=PATH"
+            f"--input {', '.join(others)}: zeroshot water reads {', '.join(INPUTS[:-1])} or {INPUTS[-1]} "
+            f"(one or several on one grid, e.g. S2L2A=PATH or S2L1C=PATH --input S1GRD=PATH)"
         )
     if args.label is not None and not args.label.is_file():
         what = "is a folder" if args.label.is_dir() else "does not exist"
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.label:
         _check_grid(scene, args.label)
     with folder_lock(args.output.parent):  # a second run into this folder stops now, before loading weights
-        path = _generate(args, inputs)
+        path = _generate(args, inputs, scene)
     print(f"wrote {path}")
     if args.keep_lulc:
         print(f"wrote {lulc_path(args.output)}")
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
+def _generate(args: argparse.Namespace, inputs: dict[str, Path], scene: GeoRef) -> Path:
     """Load the generator and write the water mask (under the output folder's lock)."""
     generator = create_generator(
         args.model,
@@ -92,7 +97,6 @@ def _generate(args: argparse.Namespace, inputs: dict[str, Path]) -> Path:
         tokenizer_weights=_args.library_weights(_args.tokenizer_weights(args)),
     )
     generator.to(args.device)
-    scene = open_georef(inputs["S2L2A"])
     batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch_size)
     lulc_out = [SceneOutput.for_modality("LULC", args.output)]
     lulc_fn = generator_tile_fn(generator, lulc_out, seed=args.seed, keep_decoders=batches > 1)

@@ -203,7 +203,7 @@ def map_water(
     Args:
         lulc_fn: Tile function returning ``{"LULC": (B, 10, T, T) logits}`` for input tiles, e.g.
             :func:`terramind.generation.scene.generator_tile_fn` of a generator with output LULC.
-        inputs: Input GeoTIFF per modality (S2L2A), on one grid.
+        inputs: Input GeoTIFF per modality (any of S2L1C, S2L2A, S1GRD, S1RTC), on one grid.
         output: Water-mask GeoTIFF to write (on the inputs' grid).
         flooded_vegetation: Count *flooded vegetation* as water too.
         keep_lulc: Keep the generated LULC map as ``<output stem>_lulc.tif``.
