@@ -57,3 +57,12 @@ def test_embed_errors(tmp_path: Path, examples_dir: Path, capsys: pytest.Capture
     assert main(["embed", "--input", "S9=x", "--output", str(tmp_path / "e.npy")]) == 2
     err = capsys.readouterr().err
     assert "unknown modality 'S9'" in err and "Did you mean" not in err  # no name is close to S9
+
+
+def test_embed_s2l1c_the_papers_few_shot_input(tmp_path: Path, examples_dir: Path) -> None:
+    out = tmp_path / "emb.npy"
+    tile = examples_dir / "S2L1C" / f"{NAMES[1]}.tif"  # 13 bands, as Sen1Floods11 and the paper's few-shot
+    args = ["embed", "--input", f"S2L1C={tile}", "--output", str(out), "--model", "terramind_v1_tiny"]
+    assert main([*args, "--weights", "random"]) == 0
+    names, emb = read_embeddings(out)
+    assert names == [NAMES[1]] and emb.shape == (1, 192) and np.isfinite(emb).all()
