@@ -168,7 +168,7 @@ INPUT_PATHS = [
         ["not an embeddings file"],
     ),
     (lambda p: water(p["tmp"], "--label", p["adir"]), ["label", "is a folder"]),
-    (lambda p: [*water(p["tmp"])[:3], f"S1RTC={DEM}", "-o", p["tmp"] / "w.tif"], ["S2L2A=PATH"]),
+    (lambda p: [*water(p["tmp"])[:3], f"DEM={DEM}", "-o", p["tmp"] / "w.tif"], ["S2L2A=PATH"]),
     (lambda p: ["prepare", "--src", p["tmp"] / "nope", "-o", p["tmp"] / "s"], ["nope", "does not exist"]),
     (lambda p: ["pretrain", "-c", p["tmp"] / "none.yaml"], ["none.yaml", "does not exist"]),
     (
