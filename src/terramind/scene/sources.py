@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ShapeError
-from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_window
+from terramind.data.geotiff import GeoRef, as_path, band_positions, open_georef, read_window
 from terramind.modalities import get_modality, stats
 
 
@@ -105,7 +105,7 @@ class RasterSource:
     """
 
     def __init__(self, inputs: Mapping[str, Path]) -> None:
-        self.inputs = {get_modality(k).name: Path(v) for k, v in inputs.items()}
+        self.inputs = {get_modality(k).name: as_path(v) for k, v in inputs.items()}
         self.georef = check_scene_inputs(self.inputs)
         self.files = self.inputs
         self.nodata = {k: open_georef(p).nodata for k, p in self.inputs.items()}

@@ -1,0 +1,38 @@
+"""Scene sources users hold, failing cleanly: URLs GDAL cannot open, URL outputs, band files, STAC items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "S2L2A" / "38D_378R_2_3.tif"
+GEN = ["generate", "--to", "DEM", "--weights", "random"]
+
+
+@pytest.fixture
+def no_network_wait(monkeypatch):
+    """A URL fails in seconds: one try, a 2 s timeout (the sandbox has no network)."""
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    monkeypatch.setenv("GDAL_HTTP_CONNECTTIMEOUT", "2")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.invalid/scene.tif", "/vsicurl/https://example.invalid/s.tif"]
+)
+def test_url_gdal_cannot_open_is_one_line(run_cli, tmp_path, no_network_wait, url):
+    outcome = run_cli([*GEN, "--input", f"S2L2A={url}", "-o", tmp_path / "out"])
+    outcome.expect_failure("GDAL cannot open", url, "check the URL, the network and the credentials")
+
+
+def test_missing_file_inside_a_zip_names_the_path(run_cli, tmp_path):
+    path = f"/vsizip/{tmp_path}/absent.zip/scene.tif"
+    outcome = run_cli([*GEN, "--input", f"S2L2A={path}", "-o", tmp_path / "out"])
+    outcome.expect_failure("GDAL cannot open", path)
+
+
+@pytest.mark.parametrize("out", ["s3://bucket/out", "https://example.invalid/out", "/vsis3/bucket/out"])
+def test_output_url_is_refused(run_cli, tmp_path, out):
+    outcome = run_cli([*GEN, "--input", f"S2L2A={EXAMPLE}", "-o", out])
+    outcome.expect_failure("is a URL or GDAL virtual path", "give a local path")
