@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,23 @@ def test_missing_file_inside_a_zip_names_the_path(run_cli, tmp_path):
 def test_output_url_is_refused(run_cli, tmp_path, out):
     outcome = run_cli([*GEN, "--input", f"S2L2A={EXAMPLE}", "-o", out])
     outcome.expect_failure("is a URL or GDAL virtual path", "give a local path")
+
+
+_fspec = importlib.util.spec_from_file_location(
+    "safe_fixture", Path(__file__).parents[1] / "scene" / "safe_fixture.py"
+)
+assert _fspec is not None and _fspec.loader is not None
+safe_fixture = importlib.util.module_from_spec(_fspec)
+_fspec.loader.exec_module(safe_fixture)
+
+
+def test_band_missing_from_a_folder_is_named(run_cli, tmp_path):
+    safe = safe_fixture.make_safe(tmp_path / "in", skip=("B8A", "B11"))
+    outcome = run_cli([*GEN, "--input", f"S2L2A={safe}", "-o", tmp_path / "out"])
+    outcome.expect_failure("no file for band(s) B8A (NIR_NARROW), B11 (SWIR_1)")
+
+
+def test_band_of_another_footprint_is_refused(run_cli, tmp_path):
+    safe = safe_fixture.make_safe(tmp_path / "in", shift="B05")
+    outcome = run_cli([*GEN, "--input", f"S2L2A={safe}", "-o", tmp_path / "out"])
+    outcome.expect_failure("band RED_EDGE_1", "the band files are not one scene")

@@ -60,3 +60,50 @@ def test_generate_reads_a_scene_inside_a_zip(tmp_path, made):
     with rasterio.open(EXAMPLE) as src, rasterio.open(out / "DEM.tif") as dem:
         assert dem.crs == src.crs and dem.transform == src.transform and dem.shape == src.shape
         assert np.isfinite(dem.read(1)).all()
+
+
+# ------------------------------------------------------------------------------------ band-files folders
+_fspec = importlib.util.spec_from_file_location("safe_fixture", Path(__file__).parent / "safe_fixture.py")
+assert _fspec is not None and _fspec.loader is not None
+safe_fixture = importlib.util.module_from_spec(_fspec)
+_fspec.loader.exec_module(safe_fixture)
+S2L2A_IDS, RES, SIDE, make_safe = (
+    safe_fixture.S2L2A_IDS,
+    safe_fixture.RES,
+    safe_fixture.SIDE,
+    safe_fixture.make_safe,
+)
+
+
+def test_band_files_source_stacks_on_the_finest_grid(tmp_path):
+    from terramind.scene import BandFilesSource
+
+    source = BandFilesSource.from_folder("S2L2A", make_safe(tmp_path))
+    with rasterio.open(EXAMPLE) as src:
+        original = src.read()[:, :SIDE, :SIDE].astype(np.float32)
+        assert source.georef.transform == src.transform and source.georef.crs == src.crs
+    assert (source.georef.width, source.georef.height) == (SIDE, SIDE)
+    assert source.band_files["BLUE"].name.endswith("_B02_10m.tif")  # the 10 m file, not the 20 m copy
+    data, valid = source.read_rows(40, 50)
+    x = data["S2L2A"]
+    assert x.shape == (12, 50, SIDE) and valid.shape == (50, SIDE)
+    for i, band_id in enumerate(S2L2A_IDS):
+        if RES.get(band_id, 20) == 10:
+            np.testing.assert_array_equal(x[i], original[i, 40:90])  # on the grid: read as they are
+        else:
+            # bilinear resampling interpolates: every value lies within the coarse band's range
+            with rasterio.open(source.band_files[source.georef.band_names[i]]) as f:
+                coarse = f.read(1)
+            assert coarse.min() <= x[i].min() and x[i].max() <= coarse.max()
+            assert not np.array_equal(x[i, :, :-1], x[i, :, 1:])  # not one constant
+
+
+def test_generate_from_a_safe_folder_writes_the_10m_grid(tmp_path, made):
+    safe = make_safe(tmp_path / "in") / safe_fixture.SAFE_NAME
+    out = tmp_path / "out"
+    assert main(["generate", "--input", f"S2L2A={safe}", "--to", "DEM", "-o", str(out), *FAST]) == 0
+    with rasterio.open(EXAMPLE) as src, rasterio.open(out / "DEM.tif") as dem:
+        assert dem.crs == src.crs and dem.transform == src.transform
+        assert (dem.width, dem.height) == (SIDE, SIDE)
+        assert np.isfinite(dem.read(1)).all()
+    assert made[0]["inputs"] == ["S2L2A"]

@@ -299,6 +299,15 @@ def _open(path: PathLike) -> Iterator[rasterio.DatasetReader]:
         yield dataset
 
 
+def open_raster(path: PathLike) -> contextlib.AbstractContextManager[rasterio.DatasetReader]:
+    """Open a raster (local file, GDAL virtual path or URL) for reading, as a context manager.
+
+    Raises:
+        InputError: A missing or unreadable file, or a URL GDAL cannot open (with what to check).
+    """
+    return _open(path)
+
+
 def _georef(dataset: rasterio.DatasetReader) -> GeoRef:
     return GeoRef(
         crs=dataset.crs if dataset.crs else None,
