@@ -13,6 +13,7 @@ import rasterio
 from terramind.api import generation as api_generation
 from terramind.cli.main import main
 from terramind.data.geotiff import GdalPath, as_path, is_gdal_path
+from terramind.modalities import get_modality
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "S2L2A" / "38D_378R_2_3.tif"
 TINY = Path(__file__).parents[1] / "generation" / "tiny.py"
@@ -107,3 +108,67 @@ def test_generate_from_a_safe_folder_writes_the_10m_grid(tmp_path, made):
         assert (dem.width, dem.height) == (SIDE, SIDE)
         assert np.isfinite(dem.read(1)).all()
     assert made[0]["inputs"] == ["S2L2A"]
+
+
+# ------------------------------------------------------------------------------------------- STAC items
+def write_item(folder: Path, *, level: str = "S2MSI2A", baseline: str = "05.10", keys: str = "id") -> Path:
+    """A STAC item JSON whose assets are the SAFE fixture's band files (relative hrefs; eo:bands names)."""
+    import json
+
+    safe = make_safe(folder) / safe_fixture.SAFE_NAME
+    assets = {}
+    for path in sorted(safe.rglob("*_B*_*m.tif")):
+        band_id = path.stem.split("_")[2]
+        key = band_id if keys == "id" else f"asset{len(assets)}"
+        if key in assets:
+            key += f"_{path.stem.split('_')[3]}"
+        assets[key] = {"href": str(path.relative_to(folder)), "type": "image/tiff; application=geotiff",
+                       "roles": ["data"], "eo:bands": [{"name": band_id}]}  # fmt: skip
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "S2B_38DXX_20240101_0_L2A",
+        "stac_extensions": [], "geometry": None, "bbox": None, "links": [], "assets": assets,
+        "properties": {"datetime": "2024-01-01T10:10:10Z", "s2:product_type": level,
+                       "s2:processing_baseline": baseline},
+    }  # fmt: skip
+    path = folder / "item.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+def test_stac_item_reads_bands_level_and_baseline(tmp_path):
+    from terramind.scene.stac import read_item, stac_source
+
+    scene = read_item(write_item(tmp_path, keys="opaque"))  # matched by eo:bands names, not keys
+    assert scene.level == "L2A" and scene.baseline == "05.10" and scene.offset == 1000.0
+    assert set(scene.bands) >= set(get_modality("S2L2A").bands)
+    source = stac_source("S2L2A", tmp_path / "item.json")
+    assert source.band_files["BLUE"].name.endswith("_B02_10m.tif") and source.georef.width == SIDE
+    old = read_item(write_item(tmp_path / "old", baseline="02.14"))
+    assert old.offset == 0.0  # before baseline 04.00 DN carry no offset
+
+
+def _dem(out: Path) -> np.ndarray:
+    with rasterio.open(out / "DEM.tif") as f:
+        assert (f.width, f.height) == (SIDE, SIDE)
+        return f.read(1)
+
+
+def test_generate_from_a_stac_item_applies_the_offset(tmp_path, made, capsys):
+    item = write_item(tmp_path / "in")
+    safe = tmp_path / "in" / safe_fixture.SAFE_NAME
+    runs = {}
+    for name, inp, extra in [
+        ("item", item, []), ("folder_1000", safe, ["--offset", "S2L2A=1000"]),
+        ("folder_0", safe, ["--offset", "S2L2A=0"]), ("item_0", item, ["--offset", "S2L2A=0"]),
+    ]:  # fmt: skip
+        capsys.readouterr()
+        args = ["--input", f"S2L2A={inp}", "--to", "DEM", "-o", str(tmp_path / name), *FAST, *extra]
+        assert main(["generate", *args]) == 0
+        runs[name] = (_dem(tmp_path / name), capsys.readouterr().err)
+    assert "baseline 05.10: DN offset 1000 applied" in runs["item"][1]
+    assert "using --offset S2L2A=0 as given (the item implies 1000)" in runs["item_0"][1]
+    np.testing.assert_array_equal(runs["item"][0], runs["folder_1000"][0])  # automatic == explicit 1000
+    np.testing.assert_array_equal(runs["item_0"][0], runs["folder_0"][0])  # --offset overrides
+    assert not np.array_equal(runs["item"][0], runs["item_0"][0])  # and the offset does matter
+    with rasterio.open(EXAMPLE) as src, rasterio.open(tmp_path / "item" / "DEM.tif") as dem:
+        assert dem.crs == src.crs and dem.transform == src.transform

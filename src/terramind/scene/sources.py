@@ -4,7 +4,8 @@ A :class:`Source` knows its grid (:attr:`~Source.georef`), the files that identi
 key) and reads ``(top, height)`` row strips of every input it holds, with a (height, W) validity mask. Several
 sources on one grid combine into one (:func:`combined`); a pixel is valid only where every source is valid.
 Sources of other kinds (xarray, warped onto one grid) plug in by implementing the protocol;
-:func:`scene_source` picks the source of each input by its form (band-files folder, raster file or URL).
+:func:`scene_source` picks the source of each input by its form (band-files folder, STAC item JSON,
+raster file or URL).
 
 :class:`RasterSource` reads co-registered GeoTIFFs (COGs included) in physical units, each input's bands in
 the catalog's order.
@@ -23,6 +24,7 @@ from terramind.core.errors import InputError, ShapeError
 from terramind.data.geotiff import GeoRef, as_path, band_positions, open_georef, read_window
 from terramind.modalities import get_modality, stats
 from terramind.scene.band_files import DEFAULT_RESAMPLING, BandFilesSource
+from terramind.scene.stac import is_stac_item, stac_source
 
 
 class Source(Protocol):
@@ -103,7 +105,8 @@ def scene_source(inputs: Mapping[str, Path], *, resampling: str = DEFAULT_RESAMP
     """Return the source of a scene's inputs, each by its form: a band-files folder, or a raster/URL.
 
     Args:
-        inputs: Per modality, a GeoTIFF (local, GDAL virtual path or URL) or a folder/SAFE of band files.
+        inputs: Per modality, a GeoTIFF (local, GDAL virtual path or URL), a folder/SAFE of band files or
+            a STAC item JSON (:mod:`terramind.scene.stac`).
         resampling: How band files coarser than the finest are resampled (:mod:`terramind.scene.band_files`).
 
     Raises:
@@ -115,6 +118,8 @@ def scene_source(inputs: Mapping[str, Path], *, resampling: str = DEFAULT_RESAMP
         path = as_path(value)
         if path.is_dir():
             sources.append(BandFilesSource.from_folder(name, path, resampling=resampling))
+        elif is_stac_item(path):
+            sources.append(stac_source(name, path, resampling=resampling))
         else:
             rasters[get_modality(name).name] = path
     if rasters:
