@@ -59,18 +59,8 @@ def test_band_of_another_footprint_is_refused(run_cli, tmp_path):
     outcome.expect_failure("band RED_EDGE_1", "the band files are not one scene")
 
 
-def _item(tmp_path: Path, **kw) -> Path:
-    spec = importlib.util.spec_from_file_location(
-        "scene_sources_t", Path(__file__).parents[1] / "scene" / "test_sources.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_item(tmp_path / "in", **kw)
-
-
 def test_l1c_item_given_as_l2a_is_refused(run_cli, tmp_path):
-    item = _item(tmp_path, level="S2MSI1C")
+    item = safe_fixture.write_item(tmp_path / "in", level="S2MSI1C")
     outcome = run_cli([*GEN, "--input", f"S2L2A={item}", "-o", tmp_path / "out"])
     outcome.expect_failure("is a Sentinel-2 L1C product (s2:product_type S2MSI1C), not S2L2A", "S2L1C=")
 

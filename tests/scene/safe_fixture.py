@@ -1,7 +1,8 @@
-"""Test fixture: a SAFE-like band-files product written from the example tile (loaded by path by tests)."""
+"""Test fixtures: a SAFE-like band-files product from the example tile and a STAC item of it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,25 @@ def make_safe(root: Path, *, skip: tuple[str, ...] = (), shift: str | None = Non
     put("TCI", 10, data[3])
     put("SCL", 20, data[0])
     return root
+
+
+def write_item(folder: Path, *, level: str = "S2MSI2A", baseline: str = "05.10", keys: str = "id") -> Path:
+    """A STAC item JSON whose assets are the SAFE fixture's band files (relative hrefs; eo:bands names)."""
+    safe = make_safe(folder) / SAFE_NAME
+    assets = {}
+    for path in sorted(safe.rglob("*_B*_*m.tif")):
+        band_id = path.stem.split("_")[2]
+        key = band_id if keys == "id" else f"asset{len(assets)}"
+        if key in assets:
+            key += f"_{path.stem.split('_')[3]}"
+        assets[key] = {"href": str(path.relative_to(folder)), "type": "image/tiff; application=geotiff",
+                       "roles": ["data"], "eo:bands": [{"name": band_id}]}  # fmt: skip
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "S2B_38DXX_20240101_0_L2A",
+        "stac_extensions": [], "geometry": None, "bbox": None, "links": [], "assets": assets,
+        "properties": {"datetime": "2024-01-01T10:10:10Z", "s2:product_type": level,
+                       "s2:processing_baseline": baseline},
+    }  # fmt: skip
+    path = folder / "item.json"
+    path.write_text(json.dumps(item))
+    return path

@@ -68,12 +68,8 @@ _fspec = importlib.util.spec_from_file_location("safe_fixture", Path(__file__).p
 assert _fspec is not None and _fspec.loader is not None
 safe_fixture = importlib.util.module_from_spec(_fspec)
 _fspec.loader.exec_module(safe_fixture)
-S2L2A_IDS, RES, SIDE, make_safe = (
-    safe_fixture.S2L2A_IDS,
-    safe_fixture.RES,
-    safe_fixture.SIDE,
-    safe_fixture.make_safe,
-)
+S2L2A_IDS, RES, SIDE = safe_fixture.S2L2A_IDS, safe_fixture.RES, safe_fixture.SIDE
+make_safe, write_item = safe_fixture.make_safe, safe_fixture.write_item
 
 
 def test_band_files_source_stacks_on_the_finest_grid(tmp_path):
@@ -111,30 +107,6 @@ def test_generate_from_a_safe_folder_writes_the_10m_grid(tmp_path, made):
 
 
 # ------------------------------------------------------------------------------------------- STAC items
-def write_item(folder: Path, *, level: str = "S2MSI2A", baseline: str = "05.10", keys: str = "id") -> Path:
-    """A STAC item JSON whose assets are the SAFE fixture's band files (relative hrefs; eo:bands names)."""
-    import json
-
-    safe = make_safe(folder) / safe_fixture.SAFE_NAME
-    assets = {}
-    for path in sorted(safe.rglob("*_B*_*m.tif")):
-        band_id = path.stem.split("_")[2]
-        key = band_id if keys == "id" else f"asset{len(assets)}"
-        if key in assets:
-            key += f"_{path.stem.split('_')[3]}"
-        assets[key] = {"href": str(path.relative_to(folder)), "type": "image/tiff; application=geotiff",
-                       "roles": ["data"], "eo:bands": [{"name": band_id}]}  # fmt: skip
-    item = {
-        "type": "Feature", "stac_version": "1.0.0", "id": "S2B_38DXX_20240101_0_L2A",
-        "stac_extensions": [], "geometry": None, "bbox": None, "links": [], "assets": assets,
-        "properties": {"datetime": "2024-01-01T10:10:10Z", "s2:product_type": level,
-                       "s2:processing_baseline": baseline},
-    }  # fmt: skip
-    path = folder / "item.json"
-    path.write_text(json.dumps(item))
-    return path
-
-
 def test_stac_item_reads_bands_level_and_baseline(tmp_path):
     from terramind.scene.stac import read_item, stac_source
 
