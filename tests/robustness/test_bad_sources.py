@@ -70,3 +70,11 @@ def test_not_a_stac_item_is_refused(run_cli, tmp_path):
     bad.write_text('{"type": "FeatureCollection", "features": []}')
     outcome = run_cli([*GEN, "--input", f"S2L2A={bad}", "-o", tmp_path / "out"])
     outcome.expect_failure("is not a readable STAC item", "give an item JSON")
+
+
+def test_folder_without_band_files_is_called_a_folder(run_cli, tmp_path):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no rasters here")
+    outcome = run_cli([*GEN, "--input", f"S2L2A={folder}", "-o", tmp_path / "out"])
+    outcome.expect_failure("is a folder without Sentinel-2 band files", "give a GeoTIFF file or a folder")

@@ -130,8 +130,18 @@ class BandFilesSource:
     def from_folder(
         cls, modality: str, folder: Path, *, resampling: str = DEFAULT_RESAMPLING
     ) -> BandFilesSource:
-        """Read the band files of a folder or SAFE product (searched recursively)."""
-        return cls(modality, band_files_in(folder), resampling=resampling)
+        """Read the band files of a folder or SAFE product (searched recursively).
+
+        Raises:
+            InputError: The folder holds no band file at all (or as for the constructor).
+        """
+        files = band_files_in(folder)
+        if not any(band_of(p) for p in files):
+            raise InputError(
+                f"{str(folder)!r} is a folder without Sentinel-2 band files (*.tif/*.jp2 named with a band "
+                f"id such as *_B02_10m.jp2): give a GeoTIFF file or a folder of band files"
+            )
+        return cls(modality, files, resampling=resampling)
 
     def _check_footprints(self) -> None:
         target = _bounds(self.georef)
