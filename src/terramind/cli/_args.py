@@ -23,9 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
-from terramind.core.errors import InputError, TerraMindError
+from terramind.core.errors import InputError, OutputError, TerraMindError
 from terramind.core.files import check_output_dir, check_output_path
 from terramind.core.optional import require
+from terramind.data.geotiff import as_path, is_gdal_path
 from terramind.modalities import get_modality
 
 Check = Callable[[argparse.Namespace], None]
@@ -164,9 +165,13 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def input_pair(text: str) -> tuple[str, Path]:
-    """``MOD=PATH`` -> ``(canonical modality, path)``; the path must exist."""
+    """``MOD=PATH`` -> ``(canonical modality, path)``; a local path must exist.
+
+    A GDAL virtual path or URL (``/vsicurl/...``, ``https://``, ``s3://``, ``gs://``) is kept verbatim and
+    left to GDAL (:func:`terramind.data.geotiff.as_path`).
+    """
     name, value = _pair(text)
-    path = Path(value)
+    path = as_path(value)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{name} input {value!r} does not exist")
     return name, path
@@ -356,7 +361,16 @@ def add_output(p: argparse.ArgumentParser, what: str, *, folder: bool = False, r
     add_check(p, _check_output_folder if folder else _check_output_file)
 
 
+def _refuse_url_output(out: Path | None) -> None:
+    if out is not None and is_gdal_path(out):
+        raise OutputError(
+            f"output {str(out)!r} is a URL or GDAL virtual path: outputs are written to local files; give a "
+            f"local path and upload the result"
+        )
+
+
 def _check_output_file(args: argparse.Namespace) -> None:
+    _refuse_url_output(args.output)
     check_output_file(args.output, overwrite=getattr(args, "overwrite", True))
 
 
@@ -367,6 +381,7 @@ def check_output_file(out: Path | None, *, overwrite: bool) -> None:
 
 
 def _check_output_folder(args: argparse.Namespace) -> None:
+    _refuse_url_output(args.output)
     if args.output is not None:
         check_output_dir(args.output)
 

@@ -28,6 +28,7 @@ from terramind.generation.scene import generate_scene, generator_digest, generat
 from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
 from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
+from terramind.scene.stac import product_offsets
 from terramind.viz import save_quicklook
 
 QUICKLOOK_PIXELS = 1024  # longest side of a quicklook; larger scenes are read decimated
@@ -76,6 +77,7 @@ def plan(args: argparse.Namespace) -> None:
     for name in [*inputs, *args.to]:
         if not get_modality(name).is_image:
             raise ModalityError(f"{name} is not an image: scene generation takes and writes images only")
+    apply_product_offsets(args)
     args.georef = scan_scene(inputs)  # every window read and checked before the weights load
     outputs = [SceneOutput.for_modality(n, args.output / f"{n}.tif") for n in args.to]
     files = [o.path for o in outputs] + ([o.path.with_suffix(".png") for o in outputs] if args.png else [])
@@ -86,6 +88,22 @@ def plan(args: argparse.Namespace) -> None:
             raise OutputError(f"output file {str(path)!r} exists: pass --overwrite to replace it")
     args.outputs = outputs
     args.options = options_from_args(args)  # an out-of-range value fails here, before the weights load
+
+
+def apply_product_offsets(args: argparse.Namespace) -> None:
+    """Apply the DN offset STAC items imply (+1000 from baseline 04.00) where ``--offset`` is not given.
+
+    The choice is printed once per input given as a STAC item.
+    """
+    for name, (offset, scene) in product_offsets(args.input).items():
+        why = f"{name}: STAC item with processing baseline {scene.baseline or '(not given)'}"
+        if name in args.offset:
+            _args.note(
+                f"{why}: using --offset {name}={args.offset[name]:g} as given (the item implies {offset:g})"
+            )
+        else:
+            args.offset = {**args.offset, name: offset}
+            _args.note(f"{why}: DN offset {offset:g} applied (--offset {name}=N overrides)")
 
 
 def options_from_args(args: argparse.Namespace) -> GenerationOptions:

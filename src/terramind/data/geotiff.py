@@ -205,13 +205,84 @@ def _time_from_tags(tags: Mapping[str, str]) -> datetime | None:
     return None
 
 
+# GDAL paths that are no local file: virtual file systems (/vsicurl/, /vsizip/, /vsis3/...) and URLs
+# (https://, s3://, gs://, file://...). A pathlib.Path would merge their "//", so they are kept verbatim.
+_GDAL_PATH_RE = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Za-z][A-Za-z0-9+.-]+:/)")
+
+
+def is_gdal_path(path: PathLike | str) -> bool:
+    """Whether ``path`` names a GDAL virtual path or URL rather than a local file (not checked to exist)."""
+    return bool(_GDAL_PATH_RE.match(os.fspath(path)))
+
+
+class GdalPath(type(Path())):  # type: ignore[misc]
+    """A GDAL virtual path or URL carried where a :class:`~pathlib.Path` is expected, kept verbatim.
+
+    ``str()``/``os.fspath()`` give the text as given (``https://host/a.tif``, not ``https:/host/a.tif``) so
+    rasterio opens it; ``exists()``/``is_file()`` are left to GDAL (True), ``is_dir()`` is False.
+    """
+
+    _text: str
+
+    def __new__(cls, text: str) -> GdalPath:
+        """Wrap the GDAL path ``text``."""
+        self = super().__new__(cls, text)
+        self._text = text
+        return self
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __fspath__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"GdalPath({self._text!r})"
+
+    def exists(self, *args: object, **kwargs: object) -> bool:
+        """Return True: whether it exists is for GDAL to find out when it opens it."""
+        return True
+
+    def is_file(self) -> bool:
+        """Return True: GDAL opens it as a file."""
+        return True
+
+    def is_dir(self) -> bool:
+        """Return False: a GDAL path names a raster, not a folder."""
+        return False
+
+    def resolve(self, strict: bool = False) -> GdalPath:
+        """Return the path itself (a URL has no local absolute form)."""
+        return self
+
+
+def as_path(path: PathLike | str) -> Path:
+    """Return ``path`` as a :class:`Path`, or a :class:`GdalPath` when it is a GDAL virtual path or URL."""
+    if isinstance(path, Path):
+        return path
+    text = os.fspath(path)
+    return GdalPath(text) if is_gdal_path(text) else Path(text)
+
+
+def _gdal_error(source: Path, err: Exception) -> InputError:
+    return InputError(
+        f"GDAL cannot open {str(source)!r} ({str(err).splitlines()[0]}): check the URL, the network and the "
+        f"credentials (AWS_*/GOOGLE_APPLICATION_CREDENTIALS or GDAL_HTTP_* settings)"
+    )
+
+
 @contextlib.contextmanager
 def _open(path: PathLike) -> Iterator[rasterio.DatasetReader]:
-    """Open a raster for reading, turning a missing or unreadable file into an :class:`InputError`."""
-    source = Path(path)
-    if not source.exists():
+    """Open a raster for reading, turning a missing or unreadable file into an :class:`InputError`.
+
+    GDAL virtual paths and URLs (:func:`is_gdal_path`) go to rasterio unchecked; one GDAL cannot open fails
+    with GDAL's message and what to check.
+    """
+    source = as_path(path)
+    remote = isinstance(source, GdalPath)
+    if not remote and not source.exists():
         raise InputError(f"file {str(source)!r} does not exist: check the path")
-    if not source.is_file():
+    if not remote and not source.is_file():
         raise InputError(f"{str(source)!r} is not a file: pass a GeoTIFF file")
     try:
         with warnings.catch_warnings():
@@ -219,11 +290,22 @@ def _open(path: PathLike) -> Iterator[rasterio.DatasetReader]:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             dataset = rasterio.open(source)
     except rasterio.errors.RasterioIOError as err:
+        if remote:
+            raise _gdal_error(source, err) from err
         raise InputError(
             f"{str(source)!r} is not a readable raster ({str(err).splitlines()[0]}): pass a GeoTIFF"
         ) from err
     with dataset:
         yield dataset
+
+
+def open_raster(path: PathLike) -> contextlib.AbstractContextManager[rasterio.DatasetReader]:
+    """Open a raster (local file, GDAL virtual path or URL) for reading, as a context manager.
+
+    Raises:
+        InputError: A missing or unreadable file, or a URL GDAL cannot open (with what to check).
+    """
+    return _open(path)
 
 
 def _georef(dataset: rasterio.DatasetReader) -> GeoRef:

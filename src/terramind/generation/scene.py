@@ -17,7 +17,7 @@ import torch
 from terramind.checkpoints.digest import state_digest
 from terramind.generation.generate import Generator
 from terramind.generation.options import GenerationOptions
-from terramind.scene import GeoTiffSink, RasterSource, SceneOutput, TileFn, TileLayout, run_scene
+from terramind.scene import GeoTiffSink, SceneOutput, TileFn, TileLayout, run_scene, scene_source
 from terramind.scene.state import CHECKPOINT_SECONDS
 
 
@@ -65,7 +65,7 @@ def generate_scene(
         ResumeError: The work folder holds an interrupted run with other weights, inputs or options.
         DiskFullError: The disk filled up (the run can be resumed once space is freed).
     """
-    source = RasterSource(inputs)
+    source = scene_source(inputs)  # raster files, URLs or band-files folders
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
     return run_scene(
         fn, source, [GeoTiffSink(outputs)], layout, work_dir, fill=fill, batch=batch, settings=settings,

@@ -4,6 +4,7 @@ Generation, fine-tuned prediction and zero-shot water mapping are each only a ti
 :func:`run_scene`; see :mod:`.run` for the flow, :mod:`.sinks` for the nodata convention.
 """
 
+from terramind.scene.band_files import BandFilesSource
 from terramind.scene.engine import Carry, RowState, TileFn, TileLayout, blend_window, run_tiles
 from terramind.scene.run import WORK_DIR, Progress, run_scene, tqdm_progress, work_dir_for
 from terramind.scene.sinks import GeoTiffSink, SceneOutput, Sink, output_nodata
@@ -14,10 +15,12 @@ from terramind.scene.sources import (
     combined,
     fill_values,
     scan_scene,
+    scene_source,
 )
 
 __all__ = [
     "WORK_DIR",
+    "BandFilesSource",
     "Carry",
     "GeoTiffSink",
     "Progress",
@@ -36,6 +39,7 @@ __all__ = [
     "run_scene",
     "run_tiles",
     "scan_scene",
+    "scene_source",
     "tqdm_progress",
     "work_dir_for",
 ]

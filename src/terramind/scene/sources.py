@@ -3,8 +3,9 @@
 A :class:`Source` knows its grid (:attr:`~Source.georef`), the files that identify its content (for the resume
 key) and reads ``(top, height)`` row strips of every input it holds, with a (height, W) validity mask. Several
 sources on one grid combine into one (:func:`combined`); a pixel is valid only where every source is valid.
-Sources of other kinds (band files, STAC items, xarray, warped onto one grid) plug in by implementing the
-protocol.
+Sources of other kinds (xarray, warped onto one grid) plug in by implementing the protocol;
+:func:`scene_source` picks the source of each input by its form (band-files folder, STAC item JSON,
+raster file or URL).
 
 :class:`RasterSource` reads co-registered GeoTIFFs (COGs included) in physical units, each input's bands in
 the catalog's order.
@@ -20,8 +21,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError, ShapeError
-from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_window
+from terramind.data.geotiff import GeoRef, as_path, band_positions, open_georef, read_window
 from terramind.modalities import get_modality, stats
+from terramind.scene.band_files import DEFAULT_RESAMPLING, BandFilesSource
+from terramind.scene.stac import is_stac_item, stac_source
 
 
 class Source(Protocol):
@@ -87,7 +90,7 @@ def scan_scene(inputs: Mapping[str, Path]) -> GeoRef:
         InputError: A file that cannot be read, values the policy refuses, or no valid pixel at all.
         ShapeError: A band count that differs from the modality's.
     """
-    source = RasterSource(inputs)
+    source = scene_source(inputs)
     height = source.georef.height
     any_valid = False
     for top in range(0, height, SCAN_ROWS):  # every strip, so that a bad block anywhere is found now
@@ -98,6 +101,32 @@ def scan_scene(inputs: Mapping[str, Path]) -> GeoRef:
     return source.georef
 
 
+def scene_source(inputs: Mapping[str, Path], *, resampling: str = DEFAULT_RESAMPLING) -> Source:
+    """Return the source of a scene's inputs, each by its form: a band-files folder, or a raster/URL.
+
+    Args:
+        inputs: Per modality, a GeoTIFF (local, GDAL virtual path or URL), a folder/SAFE of band files or
+            a STAC item JSON (:mod:`terramind.scene.stac`).
+        resampling: How band files coarser than the finest are resampled (:mod:`terramind.scene.band_files`).
+
+    Raises:
+        InputError: An input that cannot be read, a band missing, or inputs on different grids.
+    """
+    rasters: dict[str, Path] = {}
+    sources: list[Source] = []
+    for name, value in inputs.items():
+        path = as_path(value)
+        if path.is_dir():
+            sources.append(BandFilesSource.from_folder(name, path, resampling=resampling))
+        elif is_stac_item(path):
+            sources.append(stac_source(name, path, resampling=resampling))
+        else:
+            rasters[get_modality(name).name] = path
+    if rasters:
+        sources.insert(0, RasterSource(rasters))
+    return combined(sources)
+
+
 class RasterSource:
     """Rows of one or several co-registered input GeoTIFFs, with their validity.
 
@@ -105,7 +134,7 @@ class RasterSource:
     """
 
     def __init__(self, inputs: Mapping[str, Path]) -> None:
-        self.inputs = {get_modality(k).name: Path(v) for k, v in inputs.items()}
+        self.inputs = {get_modality(k).name: as_path(v) for k, v in inputs.items()}
         self.georef = check_scene_inputs(self.inputs)
         self.files = self.inputs
         self.nodata = {k: open_georef(p).nodata for k, p in self.inputs.items()}

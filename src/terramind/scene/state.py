@@ -30,6 +30,7 @@ import numpy as np
 
 from terramind.core.errors import ResumeError
 from terramind.core.files import atomic_path, verify_zip
+from terramind.data.geotiff import as_path, is_gdal_path
 from terramind.scene.engine import Carry, RowState, TileLayout
 
 PROGRESS = "progress.json"
@@ -39,7 +40,12 @@ CHECKPOINT_SECONDS = 60.0  # within a row, tiles done so far are saved about thi
 
 
 def _file_record(path: Path) -> dict[str, object]:
-    """Identify an input file's content cheaply: path, size, mtime and a hash of both ends."""
+    """Identify an input file's content cheaply: path, size, mtime and a hash of both ends.
+
+    A GDAL virtual path or URL (not a local file) is identified by its text.
+    """
+    if is_gdal_path(path):
+        return {"path": str(path)}
     stat = path.stat()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -66,7 +72,7 @@ def run_key(
     opts = {"outputs": list(outputs), **options}
     return {
         "weights": weights,
-        "inputs": {k: _file_record(Path(p)) for k, p in sorted(inputs.items())},
+        "inputs": {k: _file_record(as_path(p)) for k, p in sorted(inputs.items())},
         "options": json.loads(json.dumps(opts, sort_keys=True, default=str)),
     }
 
