@@ -22,13 +22,13 @@ from terramind.modalities import LULC_CLASSES
 from terramind.scene import (
     GeoTiffSink,
     Progress,
-    RasterSource,
     SceneOutput,
     TileFn,
     TileLayout,
     fill_values,
     output_nodata,
     run_scene,
+    scene_source,
     work_dir_for,
 )
 
@@ -221,7 +221,7 @@ def map_water(
     sinks = [GeoTiffSink([water_output(output, flooded_vegetation)])]
     if keep_lulc:
         sinks.append(GeoTiffSink([SceneOutput.for_modality("LULC", lulc_path(output))]))
-    source = RasterSource(inputs)
+    source = scene_source(inputs)
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
     options = {"flooded_vegetation": flooded_vegetation, **(settings or {})}
     run_scene(
