@@ -15,7 +15,14 @@ from terramind.generation import GenerationOptions
 
 
 class _Idle:
+    def __init__(self) -> None:
+        self.kept = False
+
     def to(self, device: object) -> _Idle:
+        return self
+
+    def keep_loaded(self) -> _Idle:
+        self.kept = True
         return self
 
 

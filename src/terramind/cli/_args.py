@@ -386,6 +386,33 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         check_output_dir(args.output)
 
 
+def add_training_run(p: argparse.ArgumentParser) -> None:
+    """``-c/--config`` (a YAML run config) and ``--resume`` of the training commands."""
+    p.add_argument("-c", "--config", required=True, type=input_file, help="YAML run config")
+    p.add_argument(
+        "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
+    )
+
+
+def load_training_run(args: argparse.Namespace, module: str, config_class: str) -> Any:
+    """Import a trainer (naming the ``train`` extra if missing), read its config and check the run.
+
+    Args:
+        args: The command's namespace (``config``, ``resume``).
+        module: The trainer's module (``terramind.train.pretrain``).
+        config_class: The config dataclass's name in that module or in ``terramind.train.config``.
+
+    Returns:
+        The loaded config, checked by :func:`check_training_run`.
+    """
+    trainer = require(module, "train")
+    config_module = require("terramind.train.config", "train")
+    cls = getattr(trainer, config_class, None) or getattr(config_module, config_class)
+    config = config_module.load_yaml(cls, args.config)
+    check_training_run(config.trainer, args.resume)
+    return config
+
+
 def check_training_run(trainer: Any, resume: str | None) -> None:
     """Check before any model is built: ``out_dir`` can hold outputs, a ``--resume`` checkpoint is whole.
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import pickle
 from pathlib import Path
 
-import numpy as np
-
 from terramind.cli import _args
-from terramind.core.errors import InputError, TerraMindError
+from terramind.core.errors import InputError
 from terramind.evaluate.fewshot import few_shot
 
 
@@ -61,21 +58,11 @@ def read_labels(path: Path) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
-def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
-    """Read embeddings written by ``terramind embed``; a file that is no such output is a one-line error."""
-    from terramind.evaluate.embeddings import read_embeddings
-
-    try:
-        return read_embeddings(path)
-    except (ValueError, EOFError, pickle.UnpicklingError) as err:  # np.load on a file that is not .npy
-        if isinstance(err, TerraMindError):
-            raise
-        raise InputError(f"{str(path)!r} is not an embeddings file from `terramind embed`: {err}") from err
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the episodes and print the result."""
-    names, embeddings = _read_embeddings(args.embeddings)
+    from terramind.evaluate.embeddings import read_embeddings  # every read error is one InputError
+
+    names, embeddings = read_embeddings(args.embeddings)
     table = read_labels(args.labels)
     missing = [n for n in names if n not in table]
     if missing:

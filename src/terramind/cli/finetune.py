@@ -132,21 +132,21 @@ def scene(argv: list[str]) -> Path:
     args = scene_parser().parse_args(argv)
     _args.run_checks(args)
     require("lightning", "train")
-    from terramind.checkpoints.io import check_checkpoint, read_training_checkpoint
+    from terramind.checkpoints.io import read_training_checkpoint
     from terramind.finetune.datamodule import GeoTiffDataModule
     from terramind.finetune.scene import predict_scene
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
     from terramind.scene import scan_scene, tqdm_progress
 
     scan_scene(args.input)  # every window read and checked before the model is built
-    check_checkpoint(args.ckpt_path)  # a cut-short checkpoint fails before the model is built too
+    state = read_training_checkpoint(args.ckpt_path)  # a cut-short checkpoint fails before the model too
     built = cli([arg for c in args.config for arg in ("-c", str(c))], run=False)
     task, data = built.model, built.datamodule
     if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
         raise TerraMindError(
             "finetune scene needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
         )
-    task.load_state_dict(read_training_checkpoint(args.ckpt_path))
+    task.load_state_dict(state)
     task.model.to(args.device)
     return predict_scene(
         task.model,

@@ -140,9 +140,11 @@ def _run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     # decoders stay resident when there is more than one tile batch; one batch keeps one decoder at a time
     layout = TileLayout(args.georef.height, args.georef.width, args.tile, args.overlap)
+    keep = layout.num_batches(args.batch_size) > 1
+    if keep:  # before the weights digest, which would otherwise read every decoder once more
+        generator.keep_loaded()
     tile_fn = generator_tile_fn(
-        generator, outputs, options, seed=args.seed, offset=args.offset,
-        keep_decoders=layout.num_batches(args.batch_size) > 1,
+        generator, outputs, options, seed=args.seed, offset=args.offset, keep_decoders=keep
     )  # fmt: skip
     written = generate_scene(
         tile_fn, inputs, outputs, work_dir=args.output / WORK_DIR, tile=args.tile, overlap=args.overlap,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from terramind.cli import _args
-from terramind.core.optional import require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,25 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a tokenizer config (see configs/tokenizer/); writes tokenizer.safetensors and "
         "tokenizer.yaml into trainer.out_dir.",
     )
-    p.add_argument("-c", "--config", required=True, type=_args.input_file, help="YAML run config")
-    p.add_argument(
-        "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
-    )
+    _args.add_training_run(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the config and train."""
-    for module in (
-        "terramind.train.tokenizer",
-        "terramind.train.config",
-    ):  # names a missing extra in one line
-        require(module, "train")
-    from terramind.train.config import load_yaml
-    from terramind.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+    config = _args.load_training_run(args, "terramind.train.tokenizer", "TokenizerTrainConfig")
+    from terramind.train.tokenizer import train_tokenizer
 
-    config = load_yaml(TokenizerTrainConfig, args.config)
-    _args.check_training_run(config.trainer, args.resume)
     train_tokenizer(config, resume=args.resume)
     print(f"{config.trainer.out_dir}/tokenizer.safetensors")
     return 0

@@ -99,6 +99,8 @@ def _generate(args: argparse.Namespace, inputs: dict[str, Path], scene: GeoRef) 
     generator.to(args.device)
     batches = TileLayout(scene.height, scene.width, args.tile, args.overlap).num_batches(args.batch_size)
     lulc_out = [SceneOutput.for_modality("LULC", args.output)]
+    if batches > 1:  # before the weights digest, which would otherwise read the decoder once more
+        generator.keep_loaded()
     lulc_fn = generator_tile_fn(generator, lulc_out, seed=args.seed, keep_decoders=batches > 1)
     settings = {"model": args.model, "weights": args.weights, "seed": args.seed}
     return map_water(
