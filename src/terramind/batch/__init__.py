@@ -1,0 +1,1 @@
+"""Many scenes on a cluster: manifests, Ray actors and a results table, on the scene engine."""
