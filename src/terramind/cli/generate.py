@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import rasterio
-
 from terramind.api import generation as api_generation
 from terramind.cli import _args
 from terramind.core.errors import ModalityError, OutputError
@@ -28,10 +25,8 @@ from terramind.generation.scene import generate_scene, generator_digest, generat
 from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
 from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
+from terramind.scene.quicklook import write_quicklook
 from terramind.scene.stac import product_offsets
-from terramind.viz import save_quicklook
-
-QUICKLOOK_PIXELS = 1024  # longest side of a quicklook; larger scenes are read decimated
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -154,16 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     for out, path in zip(outputs, written, strict=True):
         print(f"wrote {path}")
         if args.png:
-            print(f"wrote {write_quicklook(out, path.with_suffix('.png'))}")
+            png = write_quicklook(
+                path, path.with_suffix(".png"), out.modality, title=f"{out.modality} (generated)"
+            )
+            print(f"wrote {png}")
     return 0
-
-
-def write_quicklook(out: SceneOutput, png: Path) -> Path:
-    """Render a PNG of an output GeoTIFF (decimated to at most 1024 px; nodata shown as gaps)."""
-    with rasterio.open(out.path) as src:
-        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PIXELS)
-        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        data = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
-    if not out.categorical:
-        data = np.where(data == out.nodata, np.nan, data.astype(np.float32))
-    return save_quicklook(png, out.modality, data, title=f"{out.modality} (generated)")
