@@ -1,41 +1,17 @@
-"""Fixtures of the serve tests: an app over a tiny random generator, and its work folder."""
+"""Fixtures of the serve tests: started test clients over a tiny random generator, and their work folder."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="terramind[serve] is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from serve_support import EXAMPLES, tiny_host
 
-from terramind.serve.app import ServeConfig, create_app  # noqa: E402
-from terramind.serve.host import ModelHost  # noqa: E402
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-S2 = EXAMPLES / "S2L2A" / "38D_378R_2_3.tif"
-TINY = Path(__file__).parents[1] / "generation" / "tiny.py"
-_spec = importlib.util.spec_from_file_location("serve_gen_tiny", TINY)
-assert _spec is not None and _spec.loader is not None
-tiny = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny)
-
-INPUTS = ("S2L2A", "S1RTC")
-OUTPUTS = ("LULC", "DEM")
-FAST = {"diffusion_steps": "1", "tile": "112", "overlap": "16"}  # 4 tiles of the 224 px example
-
-
-def tiny_host() -> ModelHost:
-    """A host over the tiny random generator (seconds to build) and a random v1-tiny encoder for embed."""
-    from terramind.api.models import create_backbone
-
-    return ModelHost(
-        lambda: tiny.tiny_generator(list(INPUTS), list(OUTPUTS)),
-        backbone_factory=lambda: create_backbone("terramind_v1_tiny", list(INPUTS)),
-    )
-
+from terramind.serve.app import ServeConfig, create_app
 
 MakeClient = Callable[..., TestClient]
 

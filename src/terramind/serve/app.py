@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import io
 import ipaddress
+import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -75,6 +76,7 @@ STATUS: dict[type[TerraMindError], int] = {
 }  # fmt: skip
 """HTTP status of each error class (the first class in this order that the error is an instance of)."""
 MB = 1 << 20
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")  # an upload keeps its file name (GDAL's messages name it) minus these
 WAIT_LIMIT_S = 300.0  # longest ?wait=true
 
 
@@ -234,10 +236,11 @@ async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 key = _input_name(name)
-                target = upload_dir / f"{key}.tif"
+                label = PurePosixPath((value.filename or "").replace("\\", "/")).name
+                target = upload_dir / key / (_SAFE.sub("_", label).lstrip(".") or f"{key}.tif")
                 inputs.uploads.append(target)
                 await _save_upload(value, target, budget, cfg.max_upload_mb)
-                inputs.add(key, target, PurePosixPath(value.filename or f"{key}.tif").name)
+                inputs.add(key, target, label or target.name)
             elif name.endswith(schemas.PATH_SUFFIX):
                 path = resolve_under(cfg.data_root, value, "a server-side path")
                 inputs.add(name.removesuffix(schemas.PATH_SUFFIX), path, value)

@@ -212,6 +212,7 @@ class JobRunner:
         self._cancel: set[str] = set()
         self._cond = threading.Condition()
         self._stop = False
+        self._stopped = threading.Event()  # the janitor's stop signal (the condition wakes workers only)
         self._threads: list[threading.Thread] = []
         self._run_seconds: deque[float] = deque(maxlen=20)  # recent run times, for Retry-After
 
@@ -238,6 +239,7 @@ class JobRunner:
         """Ask the workers to stop after their current job and wait for them (at most ``timeout``)."""
         with self._cond:
             self._stop = True
+            self._stopped.set()
             self._cancel |= {j for j, job in self.jobs.items() if job.state == "running"}
             self._cond.notify_all()
         for thread in self._threads:
@@ -335,11 +337,7 @@ class JobRunner:
 
     def _janitor(self) -> None:
         period = min(60.0, max(1.0, self.keep_hours * 360))  # a tenth of the keep time, at most a minute
-        while True:
-            with self._cond:
-                self._cond.wait(period)
-                if self._stop:
-                    return
+        while not self._stopped.wait(period):
             self.expire()
 
     def _run(self, job: Job) -> None:
@@ -412,6 +410,7 @@ def run_job(
     inputs = {m: Path(p) for m, p in job.inputs.items()}
     out_dir = store.outputs(job.id)
     out_dir.mkdir(parents=True, exist_ok=True)
+    store.inputs(job.id).mkdir(parents=True, exist_ok=True)
     for name, path in inputs.items():
         write_quicklook(path, store.inputs(job.id) / f"{name}.png", name, title=f"{name} (input)")
     outputs = [SceneOutput.for_modality(m, out_dir / f"{m}.tif") for m in job.outputs]
