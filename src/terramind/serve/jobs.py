@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import rasterio
 
 from terramind.core.errors import TerraMindError
 from terramind.core.files import atomic_path
 from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import generate_scene, generator_tile_fn
 from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values
-from terramind.scene.quicklook import write_quicklook
+from terramind.scene.quicklook import QUICKLOOK_PIXELS, write_quicklook
 from terramind.serve.host import ModelHost
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -71,6 +72,8 @@ class Job:
         started: When it last started running.
         finished: When it ended.
         error: Why it failed.
+        ranges: Per output of values (not classes), ``[min, max]`` of its valid pixels (of the quicklook's
+            sample for scenes over 1024 px).
     """
 
     id: str
@@ -86,6 +89,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     error: str | None = None
+    ranges: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[str]:
@@ -110,6 +114,7 @@ class Job:
                 "run_s": None if self.started is None else round(end - self.started, 3),
             },
             "error": self.error,
+            "ranges": self.ranges,
             "spec": self.spec,
             "options": self.options,
             "inputs": {m: f"{base}/inputs/{m}.png" for m in self.inputs},
@@ -342,7 +347,7 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         try:
-            run_job(job, self.store, self.host, self._progress(job.id))
+            ranges = run_job(job, self.store, self.host, self._progress(job.id))
         except Cancelled:
             with self._cond:
                 self._cancel.discard(job.id)
@@ -357,7 +362,7 @@ class JobRunner:
         except Exception as err:  # a bug: the job fails, the server keeps serving
             self._finish(job.id, state="failed", error=f"internal error: {err!r}; please report it")
             return
-        self._finish(job.id, state="done")
+        self._finish(job.id, state="done", ranges=ranges)
 
     def _finish(self, job_id: str, **changes: Any) -> None:
         with self._cond:
@@ -398,11 +403,11 @@ class JobRunner:
 
 def run_job(
     job: Job, store: JobStore, host: ModelHost, progress: Callable[[int, int], Callable[[int], None]]
-) -> list[Path]:
+) -> dict[str, list[float]]:
     """Run one job through the scene engine and draw the quicklooks of its inputs and outputs.
 
     Returns:
-        The written GeoTIFFs.
+        Per output of values, ``[min, max]`` of its valid pixels (:attr:`Job.ranges`).
 
     Raises:
         TerraMindError: Anything the scene engine refuses (a bad window, a full disk, ...).
@@ -426,9 +431,22 @@ def run_job(
         batch=spec["batch_size"], fill=fill_values(list(inputs), offset), settings=settings,
         weights=host.digest, progress=progress,
     )  # fmt: skip
+    ranges = {}
     for out, path in zip(outputs, written, strict=True):
         write_quicklook(path, path.with_suffix(".png"), out.modality, title=f"{out.modality} (generated)")
-    return written
+        if not out.categorical:
+            ranges[out.modality] = value_range(path)
+    return ranges
+
+
+def value_range(tif: Path) -> list[float]:
+    """``[min, max]`` of a GeoTIFF's valid pixels, read decimated like its quicklook (empty: none valid)."""
+    with rasterio.open(tif) as src:
+        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PIXELS)
+        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(out_shape=shape, masked=True)
+    valid = data.compressed()
+    return [] if valid.size == 0 else [float(valid.min()), float(valid.max())]
 
 
 def _one_at_a_time(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
