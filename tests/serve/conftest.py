@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="terramind[serve] is not installed")
 from fastapi.testclient import TestClient
-from serve_support import EXAMPLES, tiny_host
+from serve_support import EXAMPLES, MakeClient, tiny_host
 
 from terramind.serve.app import ServeConfig, create_app
-
-MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture

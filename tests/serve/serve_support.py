@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from terramind.serve.host import ModelHost
 
@@ -29,3 +31,5 @@ def tiny_host() -> ModelHost:
     )
 
 
+MakeClient = Callable[..., Any]
+"""``make_client(**config changes)`` -> a started ``TestClient`` (the ``make_client`` fixture)."""

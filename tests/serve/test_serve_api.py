@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import rasterio
 from fastapi.testclient import TestClient
-from serve_support import EXAMPLES, S2, tiny
+from serve_support import EXAMPLES, S2, MakeClient, tiny
 
-from conftest import MakeClient
 from terramind.serve.app import ServeConfig, create_app
 from terramind.serve.host import ModelHost
 from terramind.serve.jobs import Job, JobStore
@@ -25,7 +24,9 @@ def upload(path: Path = S2, name: str = "S2L2A") -> dict[str, tuple[str, bytes, 
     return {name: (path.name, path.read_bytes(), "image/tiff")}
 
 
-def wait_for(client: TestClient, job_id: str, states: tuple[str, ...] = ("done", "failed"), timeout: float = 60):
+def wait_for(
+    client: TestClient, job_id: str, states: tuple[str, ...] = ("done", "failed"), timeout: float = 60
+):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         body = client.get(f"/v1/jobs/{job_id}").json()
@@ -116,7 +117,9 @@ def test_generate_returns_202_then_progress_can_be_polled(client: TestClient) ->
 
 def test_same_request_same_output(client: TestClient) -> None:
     """Jobs are seeded like the CLI: two equal requests give byte-equal class maps."""
-    first, second = (client.post("/v1/generate?wait=true", files=upload(), data=LULC_ONLY).json() for _ in "ab")
+    first, second = (
+        client.post("/v1/generate?wait=true", files=upload(), data=LULC_ONLY).json() for _ in "ab"
+    )
     a, b = (client.get(j["outputs"]["LULC"]["tif"]).content for j in (first, second))
     with rasterio.open(io.BytesIO(a)) as ra, rasterio.open(io.BytesIO(b)) as rb:
         assert np.array_equal(ra.read(), rb.read())
@@ -152,7 +155,11 @@ def test_token_guards_every_route_but_health_and_the_page(make_client: MakeClien
 def test_request_size_pixel_and_tile_limits_are_413_with_the_limit(make_client: MakeClient) -> None:
     small = make_client(max_upload_mb=0.1)  # the example upload is about 1.2 MB
     big = small.post("/v1/generate", files=upload(), data=LULC_ONLY)
-    assert big.status_code == 413 and "0.1 MB" in big.json()["error"] and "--max-upload-mb" in big.json()["error"]
+    assert (
+        big.status_code == 413
+        and "0.1 MB" in big.json()["error"]
+        and "--max-upload-mb" in big.json()["error"]
+    )
     pixels = make_client(max_pixels=10_000, work_dir=small.app.state.cfg.work_dir.parent / "w2")
     refused = pixels.post("/v1/generate", files=upload(), data=LULC_ONLY)
     assert refused.status_code == 413
@@ -240,7 +247,9 @@ def test_bad_options_and_fields_are_422_naming_them(client: TestClient) -> None:
     no_input = client.post("/v1/generate", data=LULC_ONLY)
     assert no_input.status_code == 422 and "no input" in no_input.json()["error"]
     not_taken = client.post("/v1/generate", files=upload(EXAMPLES / "DEM" / S2.name, "DEM"), data=LULC_ONLY)
-    assert not_taken.status_code == 422 and "this server takes inputs S2L2A, S1RTC" in not_taken.json()["error"]
+    assert (
+        not_taken.status_code == 422 and "this server takes inputs S2L2A, S1RTC" in not_taken.json()["error"]
+    )
     unknown = client.post("/v1/generate", files=upload(name="S9"), data=LULC_ONLY)
     assert unknown.status_code == 422 and "form field 'S9'" in unknown.json()["error"]
 

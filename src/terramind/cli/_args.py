@@ -644,7 +644,9 @@ def _check_layer(args: argparse.Namespace) -> None:
 
 def add_serve_options(p: argparse.ArgumentParser) -> None:
     """Where ``serve`` listens, who may call it, where jobs live and what a request may ask for."""
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
     p.add_argument("--port", type=positive_int, default=8000, help="port to listen on (default 8000)")
     p.add_argument(
         "--token-file",
@@ -665,15 +667,23 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("terramind-serve"),
         metavar="DIR",
-        help="folder of the jobs: uploads, outputs, records (kept across restarts; default ./terramind-serve)",
+        help="folder of the jobs: uploads, outputs, records (kept across restarts; default "
+        "./terramind-serve)",
     )
-    p.add_argument("--workers", type=positive_int, default=1, help="jobs run at once (model calls take turns)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="jobs run at once (model calls take turns)"
+    )
     p.add_argument("--queue-size", type=positive_int, default=16, help="jobs that may wait (then 429)")
     p.add_argument(
-        "--keep-hours", type=non_negative_float, default=24.0, help="hours finished jobs are kept (default 24)"
+        "--keep-hours",
+        type=non_negative_float,
+        default=24.0,
+        help="hours finished jobs are kept (default 24)",
     )
     p.add_argument("--max-upload-mb", type=non_negative_float, default=512.0, help="largest request (413)")
-    p.add_argument("--max-pixels", type=positive_int, default=121_000_000, help="largest scene in pixels (413)")
+    p.add_argument(
+        "--max-pixels", type=positive_int, default=121_000_000, help="largest scene in pixels (413)"
+    )
     p.add_argument("--max-tiles", type=positive_int, default=4096, help="most tiles of one job (413)")
     p.add_argument(
         "--cors-origin",

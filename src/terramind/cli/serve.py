@@ -1,9 +1,9 @@
-"""``terramind serve``: an HTTP API and a web page for generation and embeddings (extra ``serve``).
+r"""``terramind serve``: an HTTP API and a web page for generation and embeddings (extra ``serve``).
 
 Example::
 
-    terramind serve --model terramind_v1_base --weights hub --tokenizer-weights hub --outputs LULC,S1RTC,DEM \\
-        --host 127.0.0.1 --port 8000
+    terramind serve --model terramind_v1_base --weights hub --tokenizer-weights hub \\
+        --outputs LULC,S1RTC,DEM --host 127.0.0.1 --port 8000
 
 One process holds the model and the decoders of the served outputs, loaded once at start-up on a background
 thread (``/readyz`` says when they are ready). Open ``http://HOST:PORT/`` for the page; the API is described
@@ -16,13 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from terramind.cli import _args
 from terramind.core.errors import InputError
 from terramind.core.optional import require
+from terramind.serve import TOKEN_ENV
 
-TOKEN_ENV = "TERRAMIND_TOKEN"
+if TYPE_CHECKING:
+    import torch
+
+    from terramind.generation.generate import Generator
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"  # the repository's tiles (source checkouts)
 
 
@@ -65,7 +72,7 @@ def _check_modalities(args: argparse.Namespace) -> None:
 
 
 def read_token(args: argparse.Namespace) -> str | None:
-    """The bearer token: the first line of ``--token-file``, else ``$TERRAMIND_TOKEN``, else None.
+    """Return the bearer token: the first line of ``--token-file``, else ``$TERRAMIND_TOKEN``, else None.
 
     Raises:
         InputError: An empty token file.
@@ -88,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     token = read_token(args)
     if token is None and not is_loopback(args.host):
         print(
-            f"terramind serve: warning: listening on {args.host} without a token: anyone who reaches this port "
-            f"can run the model and read its jobs; set --token-file or {TOKEN_ENV}",
+            f"terramind serve: warning: listening on {args.host} without a token: anyone who reaches this "
+            f"port can run the model and read its jobs; set --token-file or {TOKEN_ENV}",
             file=sys.stderr,
         )
     if args.weights == "random" or _args.tokenizer_weights(args) == "random":
@@ -98,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir, model=args.model, weights=args.weights, device=args.device,
         precision=args.precision, token=token, data_root=args.data_root,
         examples_dir=EXAMPLES if EXAMPLES.is_dir() else None, max_upload_mb=args.max_upload_mb,
-        max_pixels=args.max_pixels, max_tiles=args.max_tiles, queue_size=args.queue_size, workers=args.workers,
-        keep_hours=args.keep_hours, cors_origins=tuple(args.cors_origin or ()),
+        max_pixels=args.max_pixels, max_tiles=args.max_tiles, queue_size=args.queue_size,
+        workers=args.workers, keep_hours=args.keep_hours, cors_origins=tuple(args.cors_origin or ()),
     )  # fmt: skip
     host = ModelHost(_generator_factory(args), device=args.device, backbone_factory=_backbone_factory(args))
-    print(f"terramind serve: jobs in {args.work_dir}; page at http://{args.host}:{args.port}/", file=sys.stderr)
+    print(
+        f"terramind serve: jobs in {args.work_dir}; page at http://{args.host}:{args.port}/", file=sys.stderr
+    )
     uvicorn.run(create_app(cfg, host), host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -113,7 +122,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return list(args.inputs or default_inputs(args.outputs))
 
 
-def _generator_factory(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _generator_factory(args: argparse.Namespace) -> Callable[[], Generator]:
     from functools import partial
 
     from terramind.api.generation import create_generator
@@ -125,7 +134,7 @@ def _generator_factory(args: argparse.Namespace):  # type: ignore[no-untyped-def
     )  # fmt: skip
 
 
-def _backbone_factory(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _backbone_factory(args: argparse.Namespace) -> Callable[[], torch.nn.Module]:
     from functools import partial
 
     from terramind.api.models import create_backbone

@@ -52,17 +52,18 @@ from terramind.core.errors import (
     TerraMindError,
 )
 from terramind.data.validate import summarize_file, validate_tile
+from terramind.evaluate.embeddings import Pooling
 from terramind.generation.generate import check_modalities
 from terramind.modalities import get_modality
 from terramind.scene import check_scene_inputs, scan_scene
-from terramind.serve import schemas
+from terramind.serve import TOKEN_ENV, schemas
 from terramind.serve.host import ModelHost
 from terramind.serve.jobs import (
     FINISHED,
     Job,
     JobRunner,
     JobStore,
-    QueueFull,
+    QueueFullError,
     is_job_id,
     layout_tiles,
     new_id,
@@ -71,7 +72,7 @@ from terramind.serve.jobs import (
 STATIC = Path(__file__).parent / "static"
 PUBLIC = ("/healthz", "/readyz", "/", "/static/", "/favicon.ico")  # no token needed (the page asks for it)
 STATUS: dict[type[TerraMindError], int] = {
-    QueueFull: 429, BusyError: 409, DiskFullError: 507, CheckpointError: 503,
+    QueueFullError: 429, BusyError: 409, DiskFullError: 507, CheckpointError: 503,
     InputError: 422, ModalityError: 422, TerraMindError: 400,
 }  # fmt: skip
 """HTTP status of each error class (the first class in this order that the error is an instance of)."""
@@ -121,7 +122,7 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
     def limits(self) -> dict[str, Any]:
-        """The request limits, as ``/v1/info`` shows them."""
+        """Return the request limits, as ``/v1/info`` shows them."""
         return {
             "max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels, "max_tiles": self.max_tiles,
             "max_embed_pixels": self.max_embed_pixels, "queue_size": self.queue_size, "workers": self.workers,
@@ -140,12 +141,12 @@ def is_loopback(host: str) -> bool:
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> HTTPException:
-    """An HTTP error answered as ``{"error": message}``."""
+    """Make an HTTP error, answered as ``{"error": message}``."""
     return HTTPException(status_code=status, detail=message, headers=dict(headers or {}))
 
 
 def status_of(err: TerraMindError) -> int:
-    """The HTTP status of a library error (:data:`STATUS`)."""
+    """Return the HTTP status of a library error (:data:`STATUS`)."""
     return next(code for cls, code in STATUS.items() if isinstance(err, cls))
 
 
@@ -227,8 +228,10 @@ async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs
     limit = int(cfg.max_upload_mb * MB)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise error(413, f"request of {int(length) / MB:.1f} MB is over the limit of {cfg.max_upload_mb:g} MB "
-                         "(--max-upload-mb)")  # fmt: skip
+        size = int(length) / MB
+        raise error(
+            413, f"request of {size:.1f} MB is over the limit of {cfg.max_upload_mb:g} MB (--max-upload-mb)"
+        )
     form = await request.form()
     text: dict[str, str] = {}
     budget = [limit]
@@ -267,7 +270,10 @@ async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs
 def check_inputs(
     files: Mapping[str, Path], outputs: tuple[str, ...], cfg: ServeConfig, spec: schemas.JobSpec
 ) -> tuple[int, int, int]:
-    """Check a job's inputs as ``terramind generate`` does, and the size limits; returns (width, height, tiles).
+    """Check a job's inputs as ``terramind generate`` does, and the size limits.
+
+    Returns:
+        The scene's width and height, and its number of tiles.
 
     Raises:
         HTTPException: 413 for a scene over the pixel or tile limit.
@@ -282,7 +288,8 @@ def check_inputs(
     if pixels > cfg.max_pixels:
         raise error(
             413,
-            f"scene of {grid.width} x {grid.height} = {pixels} pixels is over the limit of {cfg.max_pixels} pixels (--max-pixels)",
+            f"scene of {grid.width} x {grid.height} = {pixels} pixels is over the limit of {cfg.max_pixels} "
+            "pixels (--max-pixels)",
         )
     tiles = layout_tiles(grid.width, grid.height, spec.tile, spec.overlap)
     if tiles > cfg.max_tiles:
@@ -347,8 +354,9 @@ def _add_security(app: FastAPI, cfg: ServeConfig) -> None:
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             what = "a wrong token" if given else "no token"
+            fix = f"send 'Authorization: Bearer TOKEN' (--token-file or {TOKEN_ENV} of the server)"
             return JSONResponse(
-                {"error": f"{what}: send 'Authorization: Bearer TOKEN' (the server's --token-file or TERRAMIND_TOKEN)"},
+                {"error": f"{what}: {fix}"},
                 status_code=401, headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
         return await call_next(request)
@@ -361,7 +369,7 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TerraMindError)
     async def library_error(request: Request, exc: TerraMindError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFullError) else None
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -427,7 +435,8 @@ def _add_routes(app: FastAPI, cfg: ServeConfig, host: ModelHost, runner: JobRunn
         if stem not in found.outputs or suffix not in ("tif", "png"):
             raise error(
                 404,
-                f"job {found.id} has no output {name!r}; it has {', '.join(f'{m}.tif, {m}.png' for m in found.outputs)}",
+                f"job {found.id} has no output {name!r}; it has "
+                + ", ".join(f"{m}.tif, {m}.png" for m in found.outputs),
             )
         if found.state != "done":
             raise error(409, f"job {found.id} is {found.state}: outputs can be downloaded once it is done")
@@ -457,7 +466,7 @@ def _file(path: Path) -> FileResponse:
 
 
 def _served(host: ModelHost) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(inputs, outputs) the host serves (empty while it loads)."""
+    """Return the (inputs, outputs) the host serves (empty while it loads)."""
     if host.state != "ready":
         return (), ()
     gen = host.generator
@@ -482,7 +491,7 @@ def _info(cfg: ServeConfig, host: ModelHost, runner: JobRunner) -> dict[str, Any
 
 
 def _examples(folder: Path | None, inputs: tuple[str, ...]) -> dict[str, list[str]]:
-    """Example tile names by input modality."""
+    """List example tile names by input modality."""
     if folder is None or not folder.is_dir():
         return {}
     return {m: sorted(p.name for p in (folder / m).glob("*.tif")) for m in inputs if (folder / m).is_dir()}
@@ -505,7 +514,7 @@ def _embed_body(host: ModelHost) -> dict[str, Any]:
 
     schema = schemas.form_schema(tuple(modality_names()))
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in schemas.ALL_FIELDS}
-    schema["properties"].update(EMBED_FIELDS)
+    schema["properties"].update({name: f.json_schema() for name, f in EMBED_FIELDS.items()})
     return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}, "required": True}}
 
 
@@ -554,41 +563,29 @@ async def _wait(runner: JobRunner, job_id: str, timeout: float) -> Job:
 
 
 # ----------------------------------------------------------------------------------------------- embed
-EMBED_FIELDS: dict[str, Any] = {
-    "pooling": {
-        "type": "string",
-        "enum": ["mean", "tokens"],
-        "default": "mean",
-        "description": "mean over tokens, or every token",
-    },
-    "layer": {"type": "integer", "default": -1, "description": "encoder block to read (-1: the last)"},
-    "format": {
-        "type": "string",
-        "enum": ["json", "npy"],
-        "default": "json",
-        "description": "JSON or a .npy file",
-    },
+EMBED_FIELDS = {
+    f.name: f
+    for f in (
+        schemas.FormField(
+            "pooling", "string", "mean", ("mean", "tokens"), "mean over tokens, or every token"
+        ),
+        schemas.FormField("layer", "integer", -1, (), "encoder block to read (-1: the last)"),
+        schemas.FormField("format", "string", "json", ("json", "npy"), "JSON or a .npy file"),
+    )
 }
+"""The fields of ``POST /v1/embed`` besides its inputs (the names of ``terramind embed``'s options)."""
 
 
-def _embed_options(text: Mapping[str, str]) -> tuple[str, int, str]:
+def _embed_options(text: Mapping[str, str]) -> tuple[Pooling, int, str]:
     unknown = sorted(set(text) - set(EMBED_FIELDS))
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(EMBED_FIELDS)}")
-    values = {}
-    for name, schema in EMBED_FIELDS.items():
-        kind = "integer" if schema["type"] == "integer" else "string"
-        value = (
-            schemas.FormField(name, kind, schema["default"], tuple(schema.get("enum", ()))).parse(text[name])
-            if name in text
-            else schema["default"]
-        )
-        values[name] = value
+    values = {name: f.parse(text[name]) if name in text else f.default for name, f in EMBED_FIELDS.items()}
     return values["pooling"], values["layer"], values["format"]
 
 
 def embed_tile(
-    host: ModelHost, files: Mapping[str, Path], pooling: str, layer: int, max_pixels: int
+    host: ModelHost, files: Mapping[str, Path], pooling: Pooling, layer: int, max_pixels: int
 ) -> np.ndarray:
     """Embed one tile (one file per modality, standardised like ``terramind embed``); returns (D,) or (N, D).
 
@@ -603,7 +600,8 @@ def embed_tile(
     if grid.width * grid.height > max_pixels:
         raise error(
             413,
-            f"tile of {grid.width} x {grid.height} pixels is over the embedding limit of {max_pixels} pixels; use terramind embed for large files",
+            f"tile of {grid.width} x {grid.height} pixels is over the embedding limit of {max_pixels} "
+            "pixels; use terramind embed for large files",
         )
     specs = modality_inputs(list(files), {}, {}, {}, {})
     checked, _ = check_tiles({"tile": dict(files)}, specs)
@@ -618,9 +616,8 @@ def embed_tile(
                 f"layer {layer} is outside the encoder's {depth} blocks: use 0..{depth - 1} (or -{depth}..-1)"
             )
         device = next(backbone.parameters()).device
-        array = embed_batches(
-            backbone, [{k: v.to(device) for k, v in batch.items()}], pooling=pooling, layer=layer
-        )  # type: ignore[arg-type]
+        inputs = [{k: v.to(device) for k, v in batch.items()}]
+        array = embed_batches(backbone, inputs, pooling=pooling, layer=layer)
     return array[0]
 
 

@@ -26,7 +26,7 @@ HostState = Literal["loading", "ready", "failed"]
 
 
 def default_inputs(outputs: Sequence[str]) -> tuple[str, ...]:
-    """The inputs a server takes by default: every pixel image modality that it does not generate.
+    """Return the inputs a server takes by default: every pixel image modality that it does not generate.
 
     Pixel inputs need no tokenizer, so accepting all of them costs nothing at start-up.
     """
@@ -93,7 +93,7 @@ class ModelHost:
 
     @property
     def generator(self) -> Generator:
-        """The loaded generator.
+        """Return the loaded generator.
 
         Raises:
             TerraMindError: The model is still loading or failed to load.
@@ -103,7 +103,7 @@ class ModelHost:
         return self._generator
 
     def view(self, inputs: Sequence[str], outputs: Sequence[str]) -> Generator:
-        """A generator for a request's inputs and outputs over the held model and tokenizers.
+        """Return a generator for a request's inputs and outputs over the held model and tokenizers.
 
         Raises:
             ModalityError: An input or output the held generator does not have.
@@ -119,7 +119,7 @@ class ModelHost:
         return Generator(held.model, tokenizers, inputs=inputs, outputs=outputs)
 
     def backbone(self) -> torch.nn.Module:
-        """The embedding encoder, built on first use (call with :attr:`lock` held).
+        """Return the embedding encoder, built on first use (call with :attr:`lock` held).
 
         Raises:
             TerraMindError: This server does not embed.

@@ -8,8 +8,8 @@ quicklooks) and ``outputs/`` (the GeoTIFFs and PNGs). A job is the same whole-sc
 job, and a new server over the same work folder requeues the unfinished ones, which resume where they were.
 
 :class:`JobRunner` holds the queue: at most ``queue_size`` jobs wait (a full queue refuses with
-:class:`QueueFull`), ``workers`` threads run jobs, and the host's lock lets one tile batch at a time onto the
-model. Cancelled jobs lose their files at once; finished ones are removed ``keep_hours`` after they ended.
+:class:`QueueFullError`), ``workers`` threads run jobs, and the host's lock lets one tile batch at a time onto
+the model. Cancelled jobs lose their files at once; finished ones are removed ``keep_hours`` after they ended.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ RECORD = "job.json"
 SAVE_SECONDS = 0.5  # progress is written at most this often while tiles finish (and at every state change)
 
 
-class QueueFull(TerraMindError):
+class QueueFullError(TerraMindError):
     """The queue holds its limit of waiting jobs; ``retry_after`` estimates when to try again (seconds)."""
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -50,7 +50,7 @@ class QueueFull(TerraMindError):
         self.retry_after = retry_after
 
 
-class Cancelled(Exception):
+class JobCancelledError(Exception):
     """Raised inside a running job when it is cancelled (stops the scene engine between tile batches)."""
 
 
@@ -93,11 +93,11 @@ class Job:
 
     @property
     def outputs(self) -> list[str]:
-        """The modalities it generates, in order."""
+        """Return the modalities it generates, in order."""
         return list(self.spec["outputs"])
 
     def public(self) -> dict[str, Any]:
-        """The job as the API shows it: state, progress in tiles, timings, error and file links."""
+        """Return the job as the API shows it: state, progress in tiles, timings, error and file links."""
         base = f"/v1/jobs/{self.id}"
         done = self.state == "done"
         end = self.finished or time.time()
@@ -131,7 +131,7 @@ def _iso(t: float | None) -> str | None:
 
 
 def new_id() -> str:
-    """A fresh job id (32 hex digits)."""
+    """Return a fresh job id (32 hex digits)."""
     return uuid.uuid4().hex
 
 
@@ -152,15 +152,15 @@ class JobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def folder(self, job_id: str) -> Path:
-        """The folder of a job."""
+        """Return the folder of a job."""
         return self.root / job_id
 
     def inputs(self, job_id: str) -> Path:
-        """Where a job's uploads and input quicklooks go."""
+        """Return where a job's uploads and input quicklooks go."""
         return self.folder(job_id) / "inputs"
 
     def outputs(self, job_id: str) -> Path:
-        """Where a job's outputs go."""
+        """Return where a job's outputs go."""
         return self.folder(job_id) / "outputs"
 
     def save(self, job: Job) -> None:
@@ -255,11 +255,11 @@ class JobRunner:
         """Queue a job.
 
         Raises:
-            QueueFull: ``queue_size`` jobs are waiting already.
+            QueueFullError: ``queue_size`` jobs are waiting already.
         """
         with self._cond:
             if len(self._pending) >= self.queue_size:
-                raise QueueFull(
+                raise QueueFullError(
                     f"the queue is full ({self.queue_size} jobs waiting, --queue-size): retry later",
                     self.retry_after(),
                 )
@@ -275,7 +275,7 @@ class JobRunner:
         return max(1, round(mean * max(1, len(self._pending)) / self.workers))
 
     def get(self, job_id: str) -> Job | None:
-        """The job with this id, or None."""
+        """Return the job with this id, or None."""
         return self.jobs.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
@@ -348,7 +348,7 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         try:
             ranges = run_job(job, self.store, self.host, self._progress(job.id))
-        except Cancelled:
+        except JobCancelledError:
             with self._cond:
                 self._cancel.discard(job.id)
                 if self._stop and self.jobs[job.id].state == "running":
@@ -375,7 +375,7 @@ class JobRunner:
                 self._run_seconds.append(job.finished - job.started)  # type: ignore[operator]
 
     def _progress(self, job_id: str) -> Callable[[int, int], Callable[[int], None]]:
-        """A scene-engine progress factory that records tiles done and stops a cancelled job."""
+        """Make a scene-engine progress factory that records tiles done and stops a cancelled job."""
 
         def start(total: int, done: int) -> Callable[[int], None]:
             last = [0.0]
@@ -383,7 +383,7 @@ class JobRunner:
 
             def update(n: int) -> None:
                 if job_id in self._cancel:
-                    raise Cancelled(job_id)
+                    raise JobCancelledError(job_id)
                 job = self.jobs[job_id]
                 now = time.time()
                 self._set_done(job_id, job.tiles_done + n, force=now - last[0] >= SAVE_SECONDS)
@@ -454,7 +454,7 @@ def _one_at_a_time(fn: Callable[..., Any], lock: threading.Lock) -> Callable[...
 
     def call(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> Mapping[str, np.ndarray]:
         with lock:
-            return fn(tiles, indices)  # type: ignore[no-any-return]
+            return fn(tiles, indices)
 
     return call
 
@@ -465,5 +465,5 @@ def layout_tiles(width: int, height: int, tile: int, overlap: int) -> int:
 
 
 def iter_jobs(runner: JobRunner) -> Iterator[Job]:
-    """The runner's jobs, newest first."""
+    """Iterate over the runner's jobs, newest first."""
     return iter(sorted(list(runner.jobs.values()), key=lambda j: j.created, reverse=True))

@@ -3,9 +3,9 @@
 A generation request is a multipart form. Its decoding options are the fields of
 :class:`~terramind.generation.options.GenerationOptions`, read off the dataclass (names, types, defaults,
 allowed literals, help from its docstring), so HTTP, Python and the CLI cannot drift apart:
-``diffusion_steps=10`` is ``--diffusion-steps 10`` is ``GenerationOptions(diffusion_steps=10)``. The job fields
-(``outputs``, ``seed``, ``offset``, ``tile``, ``overlap``, ``batch_size``) carry the CLI's names and defaults
-(``outputs`` is ``generate --to``); ``tests/serve/test_schemas.py`` compares both with the parser of
+``diffusion_steps=10`` is ``--diffusion-steps 10`` is ``GenerationOptions(diffusion_steps=10)``. The job
+fields (``outputs``, ``seed``, ``offset``, ``tile``, ``overlap``, ``batch_size``) carry the CLI's names and
+defaults (``outputs`` is ``generate --to``); ``tests/serve/test_schemas.py`` compares both with the parser of
 ``terramind generate``.
 
 Inputs are one form field per modality: an uploaded file named by the modality (``S2L2A=@tile.tif``), a
@@ -75,7 +75,7 @@ class FormField:
         return text
 
     def json_schema(self) -> dict[str, Any]:
-        """The field as an OpenAPI/JSON-schema property."""
+        """Return the field as an OpenAPI/JSON-schema property."""
         schema: dict[str, Any] = {"type": self.kind, "default": self.default, "description": self.help}
         if self.choices:
             schema["enum"] = list(self.choices)
@@ -93,7 +93,7 @@ def _attribute_help(cls: type) -> dict[str, str]:
 
 
 def _option_field(f: dataclasses.Field[Any], hint: Any, help_text: str) -> FormField:
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     if typing.get_origin(hint) is Literal:
         return FormField(f.name, "string", default, tuple(typing.get_args(hint)), help_text)
     if hint in _KINDS:
@@ -102,7 +102,7 @@ def _option_field(f: dataclasses.Field[Any], hint: Any, help_text: str) -> FormF
 
 
 def option_fields() -> tuple[FormField, ...]:
-    """The decoding options, one field per :class:`GenerationOptions` attribute, in its order."""
+    """Return the decoding options: one field per :class:`GenerationOptions` attribute, in its order."""
     hints = typing.get_type_hints(GenerationOptions)
     helps = _attribute_help(GenerationOptions)
     return tuple(
