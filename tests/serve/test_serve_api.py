@@ -212,6 +212,22 @@ def test_server_side_paths_stay_under_the_data_root(make_client: MakeClient, tmp
     assert ok.status_code == 200 and ok.json()["state"] == "done"
     example = client.post("/v1/generate", data={**LULC_ONLY, "S2L2A_example": "../S1RTC/" + S2.name})
     assert example.status_code == 403
+    (root / "item.json").write_text("{}")  # a STAC item would make the server fetch the URLs it names
+    stac = client.post("/v1/generate", data={**LULC_ONLY, "S2L2A_path": "item.json"})
+    assert stac.status_code == 422 and "is a STAC item" in stac.json()["error"]
+
+
+def test_uploads_must_be_tiffs(client: TestClient, tmp_path: Path) -> None:
+    """An uploaded VRT could make GDAL read any file the server can: only TIFF headers are accepted."""
+    vrt = tmp_path / "scene.tif"
+    vrt.write_text(f'<VRTDataset rasterXSize="224" rasterYSize="224"><!-- {S2} --></VRTDataset>')
+    refused = client.post("/v1/generate", files=upload(vrt), data=LULC_ONLY)
+    assert refused.status_code == 422
+    assert (
+        refused.json()["error"]
+        == "upload 'scene.tif' is not a GeoTIFF (no TIFF header): upload .tif files only"
+    )
+    assert files_under(client.app.state.cfg.work_dir) == set()
 
 
 def test_downloads_only_of_the_jobs_own_files(client: TestClient) -> None:

@@ -55,7 +55,8 @@ from terramind.data.validate import summarize_file, validate_tile
 from terramind.evaluate.embeddings import Pooling
 from terramind.generation.generate import check_modalities
 from terramind.modalities import get_modality
-from terramind.scene import check_scene_inputs, scan_scene
+from terramind.scene import check_scene_inputs, scan_scene, scene_source
+from terramind.scene.stac import is_stac_item
 from terramind.serve import TOKEN_ENV, schemas
 from terramind.serve.host import ModelHost
 from terramind.serve.jobs import (
@@ -77,6 +78,7 @@ STATUS: dict[type[TerraMindError], int] = {
 }  # fmt: skip
 """HTTP status of each error class (the first class in this order that the error is an instance of)."""
 MB = 1 << 20
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little/big-endian TIFF and BigTIFF
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")  # an upload keeps its file name (GDAL's messages name it) minus these
 WAIT_LIMIT_S = 300.0  # longest ?wait=true
 
@@ -166,8 +168,12 @@ def resolve_under(root: Path | None, text: str, what: str) -> Path:
     path = (base / text).resolve()
     if not path.is_relative_to(base):
         raise error(403, f"{what} {text!r} leads outside the allowed folder (absolute path or symbolic link)")
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{what} {text!r}: no such file")
+    if is_stac_item(path):  # an item makes the server fetch the URLs it names
+        raise InputError(
+            f"{what} {text!r} is a STAC item: the server takes GeoTIFFs and band-file folders only"
+        )
     return path
 
 
@@ -219,6 +225,21 @@ async def _save_upload(upload: UploadFile, target: Path, budget: list[int], limi
             out.write(chunk)
 
 
+def check_tiff(path: Path, label: str) -> None:
+    """Refuse an upload that is not a TIFF.
+
+    GDAL opens a file by its content, whatever its name: an uploaded VRT (XML) could name any file or URL that
+    the server can reach.
+
+    Raises:
+        InputError: The file does not start with a TIFF or BigTIFF header.
+    """
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head not in TIFF_MAGIC:
+        raise InputError(f"upload {label!r} is not a GeoTIFF (no TIFF header): upload .tif files only")
+
+
 async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs: Inputs) -> dict[str, str]:
     """Read a multipart request: input files go into ``inputs`` (uploads saved to ``upload_dir``).
 
@@ -243,6 +264,7 @@ async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs
                 target = upload_dir / key / (_SAFE.sub("_", label).lstrip(".") or f"{key}.tif")
                 inputs.uploads.append(target)
                 await _save_upload(value, target, budget, cfg.max_upload_mb)
+                check_tiff(target, label or target.name)
                 inputs.add(key, target, label or target.name)
             elif name.endswith(schemas.PATH_SUFFIX):
                 path = resolve_under(cfg.data_root, value, "a server-side path")
@@ -283,7 +305,7 @@ def check_inputs(
     for name in files:
         if not get_modality(name).is_image:
             raise ModalityError(f"{name} is not an image: scene generation takes and writes images only")
-    grid = check_scene_inputs(files)
+    grid = scene_source(files).georef  # GeoTIFFs and band-file folders, checked as generate checks them
     pixels = grid.width * grid.height
     if pixels > cfg.max_pixels:
         raise error(
@@ -297,7 +319,7 @@ def check_inputs(
             413,
             f"scene needs {tiles} tiles of {spec.tile} px; the limit is {cfg.max_tiles} tiles (--max-tiles)",
         )
-    for name, path in files.items():
+    for name, path in ((n, p) for n, p in files.items() if p.is_file()):
         problems = [f.message for f in validate_tile(summarize_file(path, name), name) if f.level == "error"]
         if problems:
             raise InputError(f"{name} input: {'; '.join(problems)}")
