@@ -414,3 +414,20 @@ def test_openapi_lists_the_form_fields(client: TestClient) -> None:
 def test_malformed_job_ids_are_404(client: TestClient, bad: str) -> None:
     assert client.get(f"/v1/jobs/{bad}").status_code == 404
     assert client.delete(f"/v1/jobs/{bad}").status_code == 404
+
+
+def test_a_bug_is_a_500_with_json(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a bug gives 500, and it is still one JSON line (the traceback goes to the server's log)."""
+    from terramind.serve import app as app_module
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app_module, "check_inputs", broken)
+    crashed = TestClient(client.app, raise_server_exceptions=False).post(
+        "/v1/generate", files=upload(), data=LULC_ONLY
+    )
+    assert crashed.status_code == 500
+    assert crashed.json() == {
+        "error": "internal error (RuntimeError): this is a bug in terramind; please report it"
+    }

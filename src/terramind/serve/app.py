@@ -30,6 +30,7 @@ import ipaddress
 import re
 import shutil
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -393,6 +394,12 @@ def _add_handlers(app: FastAPI) -> None:
     async def library_error(request: Request, exc: TerraMindError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFullError) else None
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc), headers=headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:  # never a user's mistake: those are 4xx
+        traceback.print_exception(exc)
+        message = f"internal error ({type(exc).__name__}): this is a bug in terramind; please report it"
+        return JSONResponse({"error": message}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
