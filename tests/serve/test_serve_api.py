@@ -320,6 +320,8 @@ def test_delete_cancels_queued_and_running_jobs_and_removes_finished_ones(client
         cancelled = client.delete(f"/v1/jobs/{queued}").json()
         assert cancelled["state"] == "cancelled" and files_under(store.folder(queued)) == {"job.json"}
         assert client.delete(f"/v1/jobs/{running}").json()["state"] == "cancelled"
+        again = client.delete(f"/v1/jobs/{running}")  # while it winds down: still there, still cancelled
+        assert again.status_code == 200 and again.json()["state"] == "cancelled"
     end = time.monotonic() + 30
     while files_under(store.folder(running)) != {"job.json"} and time.monotonic() < end:
         time.sleep(0.05)

@@ -18,9 +18,10 @@ import json
 import shutil
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -288,10 +289,12 @@ class JobRunner:
             job = self.jobs.get(job_id)
             if job is None:
                 return None
-            if job.state in FINISHED:
+            if job.state in FINISHED and job_id not in self._cancel:  # (not while a cancel winds down)
                 del self.jobs[job_id]
                 self.store.remove_files(job_id, keep_record=False)
                 return None
+            if job.state in FINISHED:
+                return job
             if job.state == "running":
                 self._cancel.add(job_id)  # the worker stops at its next tile batch and cleans up
             else:
@@ -338,7 +341,10 @@ class JobRunner:
                 if job is None or job.state != "queued":
                     continue
                 job = self._update(job, state="running", started=time.time(), error=None)
-            self._run(job)
+            try:
+                self._run(job)
+            except Exception:  # a bug in the bookkeeping: report it, keep the worker alive
+                traceback.print_exc()
 
     def _janitor(self) -> None:
         period = min(60.0, max(1.0, self.keep_hours * 360))  # a tenth of the keep time, at most a minute
@@ -351,7 +357,8 @@ class JobRunner:
         except JobCancelledError:
             with self._cond:
                 self._cancel.discard(job.id)
-                if self._stop and self.jobs[job.id].state == "running":
+                current = self.jobs.get(job.id)
+                if self._stop and current is not None and current.state == "running":
                     return  # the server stops: the job stays "running" on disk and resumes at the next start
                 self.store.remove_files(job.id, keep_record=True)
             return
@@ -367,10 +374,11 @@ class JobRunner:
     def _finish(self, job_id: str, **changes: Any) -> None:
         with self._cond:
             self._cancel.discard(job_id)
-            if self.jobs[job_id].state == "cancelled":  # cancelled after its last tile batch
-                self.store.remove_files(job_id, keep_record=True)
+            current = self.jobs.get(job_id)
+            if current is None or current.state == "cancelled":  # cancelled after its last tile batch
+                self.store.remove_files(job_id, keep_record=current is not None)
                 return
-            job = self._update(self.jobs[job_id], finished=time.time(), **changes)
+            job = self._update(current, finished=time.time(), **changes)
             if job.started is not None:
                 self._run_seconds.append(job.finished - job.started)  # type: ignore[operator]
 
@@ -382,9 +390,9 @@ class JobRunner:
             self._set_done(job_id, done, force=True)
 
             def update(n: int) -> None:
-                if job_id in self._cancel:
+                job = self.jobs.get(job_id)
+                if job_id in self._cancel or job is None:
                     raise JobCancelledError(job_id)
-                job = self.jobs[job_id]
                 now = time.time()
                 self._set_done(job_id, job.tiles_done + n, force=now - last[0] >= SAVE_SECONDS)
                 last[0] = now if now - last[0] >= SAVE_SECONDS else last[0]
@@ -395,6 +403,8 @@ class JobRunner:
 
     def _set_done(self, job_id: str, done: int, *, force: bool) -> None:
         with self._cond:
+            if job_id not in self.jobs:
+                return
             job = replace(self.jobs[job_id], tiles_done=done)
             self.jobs[job_id] = job
             if force:
@@ -462,8 +472,3 @@ def _one_at_a_time(fn: Callable[..., Any], lock: threading.Lock) -> Callable[...
 def layout_tiles(width: int, height: int, tile: int, overlap: int) -> int:
     """Tiles of a scene (for the tile-count limit)."""
     return TileLayout(height, width, tile, overlap).num_tiles
-
-
-def iter_jobs(runner: JobRunner) -> Iterator[Job]:
-    """Iterate over the runner's jobs, newest first."""
-    return iter(sorted(list(runner.jobs.values()), key=lambda j: j.created, reverse=True))
