@@ -55,7 +55,7 @@ from terramind.core.errors import (
 from terramind.data.validate import summarize_file, validate_tile
 from terramind.evaluate.embeddings import Pooling
 from terramind.generation.generate import check_modalities
-from terramind.modalities import get_modality
+from terramind.modalities import get_modality, modality_names
 from terramind.scene import check_scene_inputs, scan_scene, scene_source
 from terramind.scene.stac import is_stac_item
 from terramind.serve import TOKEN_ENV, schemas
@@ -432,7 +432,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig, host: ModelHost, runner: JobRunn
     def info() -> dict[str, Any]:
         return _info(cfg, host, runner)
 
-    @app.post("/v1/generate", status_code=202, openapi_extra=_form_body(host))
+    @app.post("/v1/generate", status_code=202, openapi_extra=_form_body())
     async def generate(request: Request, wait: bool = False, timeout: float = 60.0) -> JSONResponse:
         job = await _accept(request, cfg, host, runner, store)
         if wait:
@@ -482,7 +482,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig, host: ModelHost, runner: JobRunn
             raise error(409, f"job {found.id} is {found.state}: input quicklooks appear once it runs")
         return _file(path)
 
-    @app.post("/v1/embed", openapi_extra=_embed_body(host))
+    @app.post("/v1/embed", openapi_extra=_embed_body())
     async def embed(request: Request) -> Response:
         return await _embed(request, cfg, host, store)
 
@@ -526,22 +526,19 @@ def _examples(folder: Path | None, inputs: tuple[str, ...]) -> dict[str, list[st
     return {m: sorted(p.name for p in (folder / m).glob("*.tif")) for m in inputs if (folder / m).is_dir()}
 
 
-def _form_body(host: ModelHost) -> dict[str, Any]:
-    from terramind.modalities import modality_names
-
-    names = tuple(modality_names())
-    return {
-        "requestBody": {
-            "content": {"multipart/form-data": {"schema": schemas.form_schema(names)}},
-            "required": True,
-        }
-    }
+def _image_inputs() -> tuple[str, ...]:
+    """Every modality a scene job can take as an input (the OpenAPI form lists them all)."""
+    specs = [get_modality(n) for n in modality_names()]
+    return tuple(s.name for s in specs if s.is_image and s.input_kind is not None)
 
 
-def _embed_body(host: ModelHost) -> dict[str, Any]:
-    from terramind.modalities import modality_names
+def _form_body() -> dict[str, Any]:
+    schema = schemas.form_schema(_image_inputs())
+    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}, "required": True}}
 
-    schema = schemas.form_schema(tuple(modality_names()))
+
+def _embed_body() -> dict[str, Any]:
+    schema = schemas.form_schema(_image_inputs())
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in schemas.ALL_FIELDS}
     schema["properties"].update({name: f.json_schema() for name, f in EMBED_FIELDS.items()})
     return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}, "required": True}}
