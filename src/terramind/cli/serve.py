@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the model in the background and serve until interrupted."""
     require("fastapi", "serve")
     uvicorn = require("uvicorn", "serve")
-    from terramind.serve.app import ServeConfig, create_app, is_loopback
+    from terramind.serve.app import create_app
+    from terramind.serve.config import ServeConfig, is_loopback
     from terramind.serve.host import ModelHost
 
     token = read_token(args)

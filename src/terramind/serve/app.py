@@ -25,24 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
-import ipaddress
-import re
 import shutil
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from terramind.core.errors import (
     BusyError,
@@ -52,24 +46,13 @@ from terramind.core.errors import (
     ModalityError,
     TerraMindError,
 )
-from terramind.data.validate import summarize_file, validate_tile
-from terramind.evaluate.embeddings import Pooling
-from terramind.generation.generate import check_modalities
 from terramind.modalities import get_modality, modality_names
-from terramind.scene import check_scene_inputs, scan_scene, scene_source
-from terramind.scene.stac import is_stac_item
 from terramind.serve import TOKEN_ENV, schemas
+from terramind.serve.config import ServeConfig
+from terramind.serve.embed import EMBED_FIELDS, embed_request
 from terramind.serve.host import ModelHost
-from terramind.serve.jobs import (
-    FINISHED,
-    Job,
-    JobRunner,
-    JobStore,
-    QueueFullError,
-    is_job_id,
-    layout_tiles,
-    new_id,
-)
+from terramind.serve.jobs import FINISHED, Job, JobRunner, JobStore, QueueFullError, is_job_id, new_id
+from terramind.serve.requests import Inputs, check_inputs, error, read_form
 
 STATIC = Path(__file__).parent / "static"
 PUBLIC = ("/healthz", "/readyz", "/", "/static/", "/favicon.ico")  # no token needed (the page asks for it)
@@ -78,74 +61,7 @@ STATUS: dict[type[TerraMindError], int] = {
     InputError: 422, ModalityError: 422, TerraMindError: 400,
 }  # fmt: skip
 """HTTP status of each error class (the first class in this order that the error is an instance of)."""
-MB = 1 << 20
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little/big-endian TIFF and BigTIFF
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")  # an upload keeps its file name (GDAL's messages name it) minus these
 WAIT_LIMIT_S = 300.0  # longest ?wait=true
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """How a server runs: where jobs live, what it allows, who may call it.
-
-    Attributes:
-        work_dir: Folder of the jobs (their records, uploads and outputs survive a restart).
-        model: Model name, for ``/v1/info``.
-        weights: Weights as given (``hub``, ``random`` or a path), for ``/v1/info``.
-        device: Device of the model.
-        precision: Default ``precision`` of requests.
-        token: Bearer token every route but the health checks and the page needs (None: no token).
-        data_root: Folder whose files requests may name (``MOD_path``); None: no server-side paths.
-        examples_dir: Folder of example tiles ``<MOD>/<name>.tif`` (None: no examples).
-        max_upload_mb: Largest request body, in MiB.
-        max_pixels: Largest scene, in pixels (width x height).
-        max_tiles: Most tiles of one job.
-        max_embed_pixels: Largest tile ``/v1/embed`` takes, in pixels.
-        queue_size: Jobs that may wait.
-        workers: Jobs that run at once (model calls still take turns).
-        keep_hours: Hours finished jobs are kept.
-        cors_origins: Origins allowed to call from a browser page elsewhere (empty: CORS off).
-    """
-
-    work_dir: Path
-    model: str = "terramind_v1_base"
-    weights: str = "hub"
-    device: str = "cpu"
-    precision: str = "fp32"
-    token: str | None = None
-    data_root: Path | None = None
-    examples_dir: Path | None = None
-    max_upload_mb: float = 512.0
-    max_pixels: int = 121_000_000  # one 10980 x 10980 Sentinel-2 tile at 10 m
-    max_tiles: int = 4096
-    max_embed_pixels: int = 1024 * 1024
-    queue_size: int = 16
-    workers: int = 1
-    keep_hours: float = 24.0
-    cors_origins: tuple[str, ...] = field(default_factory=tuple)
-
-    def limits(self) -> dict[str, Any]:
-        """Return the request limits, as ``/v1/info`` shows them."""
-        return {
-            "max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels, "max_tiles": self.max_tiles,
-            "max_embed_pixels": self.max_embed_pixels, "queue_size": self.queue_size, "workers": self.workers,
-            "keep_hours": self.keep_hours,
-        }  # fmt: skip
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> HTTPException:
-    """Make an HTTP error, answered as ``{"error": message}``."""
-    return HTTPException(status_code=status, detail=message, headers=dict(headers or {}))
 
 
 def status_of(err: TerraMindError) -> int:
@@ -153,182 +69,6 @@ def status_of(err: TerraMindError) -> int:
     return next(code for cls, code in STATUS.items() if isinstance(err, cls))
 
 
-# ------------------------------------------------------------------------------------------------ inputs
-def resolve_under(root: Path | None, text: str, what: str) -> Path:
-    """Resolve a client-given path inside ``root``: no ``..``, no absolute path or symlink leading out.
-
-    Raises:
-        HTTPException: 403 for a path outside ``root`` (or no ``root``), 422 for a missing file.
-    """
-    if root is None:
-        raise error(403, f"{what} is off on this server (start terramind serve with --data-root DIR)")
-    parts = PurePosixPath(text.replace("\\", "/")).parts
-    if ".." in parts:
-        raise error(403, f"{what} {text!r} must not contain '..': give a path inside the folder")
-    base = root.resolve()
-    path = (base / text).resolve()
-    if not path.is_relative_to(base):
-        raise error(403, f"{what} {text!r} leads outside the allowed folder (absolute path or symbolic link)")
-    if not path.exists():
-        raise InputError(f"{what} {text!r}: no such file")
-    if is_stac_item(path):  # an item makes the server fetch the URLs it names
-        raise InputError(
-            f"{what} {text!r} is a STAC item: the server takes GeoTIFFs and band-file folders only"
-        )
-    return path
-
-
-@dataclass
-class Inputs:
-    """A request's input files by canonical modality, and the upload files this request made."""
-
-    files: dict[str, Path] = field(default_factory=dict)
-    uploads: list[Path] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)  # server path -> what the client called it
-
-    def add(self, name: str, path: Path, label: str) -> None:
-        """Add the file of an input modality (``label``: its name as the client gave it)."""
-        key = _input_name(name)
-        if key in self.files:
-            raise InputError(f"input {key} given twice: give one file, path or example per modality")
-        self.files[key] = path
-        self.labels[str(path)] = label
-
-    def discard(self) -> None:
-        """Remove the uploads saved so far."""
-        for path in self.uploads:
-            path.unlink(missing_ok=True)
-
-    def scrub(self, err: TerraMindError) -> TerraMindError:
-        """Put the client's names for files in place of server paths in an error's message."""
-        text = str(err)
-        for path, label in self.labels.items():
-            text = text.replace(path, label)
-        err.args = (text,)
-        return err
-
-
-def _input_name(name: str) -> str:
-    try:
-        return get_modality(name).name
-    except ModalityError as err:
-        raise ModalityError(f"form field {name!r}: {err}") from None
-
-
-async def _save_upload(upload: UploadFile, target: Path, budget: list[int], limit_mb: float) -> None:
-    """Copy an upload to ``target``, counting bytes against the request budget (413 when exceeded)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        while chunk := await upload.read(MB):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise error(413, f"request too large: the limit is {limit_mb:g} MB (--max-upload-mb)")
-            out.write(chunk)
-
-
-def check_tiff(path: Path, label: str) -> None:
-    """Refuse an upload that is not a TIFF.
-
-    GDAL opens a file by its content, whatever its name: an uploaded VRT (XML) could name any file or URL that
-    the server can reach.
-
-    Raises:
-        InputError: The file does not start with a TIFF or BigTIFF header.
-    """
-    with path.open("rb") as f:
-        head = f.read(4)
-    if head not in TIFF_MAGIC:
-        raise InputError(f"upload {label!r} is not a GeoTIFF (no TIFF header): upload .tif files only")
-
-
-async def read_form(request: Request, cfg: ServeConfig, upload_dir: Path, inputs: Inputs) -> dict[str, str]:
-    """Read a multipart request: input files go into ``inputs`` (uploads saved to ``upload_dir``).
-
-    Returns:
-        The text fields.
-    """
-    limit = int(cfg.max_upload_mb * MB)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        size = int(length) / MB
-        raise error(
-            413, f"request of {size:.1f} MB is over the limit of {cfg.max_upload_mb:g} MB (--max-upload-mb)"
-        )
-    form = await request.form()
-    text: dict[str, str] = {}
-    budget = [limit]
-    try:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                key = _input_name(name)
-                label = PurePosixPath((value.filename or "").replace("\\", "/")).name
-                target = upload_dir / key / (_SAFE.sub("_", label).lstrip(".") or f"{key}.tif")
-                inputs.uploads.append(target)
-                await _save_upload(value, target, budget, cfg.max_upload_mb)
-                check_tiff(target, label or target.name)
-                inputs.add(key, target, label or target.name)
-            elif name.endswith(schemas.PATH_SUFFIX):
-                path = resolve_under(cfg.data_root, value, "a server-side path")
-                inputs.add(name.removesuffix(schemas.PATH_SUFFIX), path, value)
-            elif name.endswith(schemas.EXAMPLE_SUFFIX):
-                key = _input_name(name.removesuffix(schemas.EXAMPLE_SUFFIX))
-                folder = None if cfg.examples_dir is None else cfg.examples_dir / key
-                inputs.add(key, resolve_under(folder, value, "example tile"), value)
-            elif name in text:
-                raise InputError(f"field {name} given twice")
-            else:
-                text[name] = value
-    except BaseException:
-        inputs.discard()
-        raise
-    finally:
-        await form.close()
-    if not inputs.files:
-        raise InputError(
-            "no input: give a file per input modality (e.g. S2L2A=@tile.tif), or S2L2A_path or S2L2A_example"
-        )
-    return text
-
-
-def check_inputs(
-    files: Mapping[str, Path], outputs: tuple[str, ...], cfg: ServeConfig, spec: schemas.JobSpec
-) -> tuple[int, int, int]:
-    """Check a job's inputs as ``terramind generate`` does, and the size limits.
-
-    Returns:
-        The scene's width and height, and its number of tiles.
-
-    Raises:
-        HTTPException: 413 for a scene over the pixel or tile limit.
-        TerraMindError: Modalities that do not fit, a file the validation or the reading policy refuses.
-    """
-    check_modalities(list(files), list(outputs))
-    for name in files:
-        if not get_modality(name).is_image:
-            raise ModalityError(f"{name} is not an image: scene generation takes and writes images only")
-    grid = scene_source(files).georef  # GeoTIFFs and band-file folders, checked as generate checks them
-    pixels = grid.width * grid.height
-    if pixels > cfg.max_pixels:
-        raise error(
-            413,
-            f"scene of {grid.width} x {grid.height} = {pixels} pixels is over the limit of {cfg.max_pixels} "
-            "pixels (--max-pixels)",
-        )
-    tiles = layout_tiles(grid.width, grid.height, spec.tile, spec.overlap)
-    if tiles > cfg.max_tiles:
-        raise error(
-            413,
-            f"scene needs {tiles} tiles of {spec.tile} px; the limit is {cfg.max_tiles} tiles (--max-tiles)",
-        )
-    for name, path in ((n, p) for n, p in files.items() if p.is_file()):
-        problems = [f.message for f in validate_tile(summarize_file(path, name), name) if f.level == "error"]
-        if problems:
-            raise InputError(f"{name} input: {'; '.join(problems)}")
-    scan_scene(files)
-    return grid.width, grid.height, tiles
-
-
-# ------------------------------------------------------------------------------------------------- app
 def create_app(cfg: ServeConfig, host: ModelHost) -> FastAPI:
     """Build the API and the page over a model host (started here) and a job runner on ``cfg.work_dir``.
 
@@ -484,7 +224,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig, host: ModelHost, runner: JobRunn
 
     @app.post("/v1/embed", openapi_extra=_embed_body())
     async def embed(request: Request) -> Response:
-        return await _embed(request, cfg, host, store)
+        return await embed_request(request, cfg, host, store)
 
 
 def _file(path: Path) -> FileResponse:
@@ -494,16 +234,8 @@ def _file(path: Path) -> FileResponse:
     return FileResponse(path, media_type=media, filename=path.name)
 
 
-def _served(host: ModelHost) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Return the (inputs, outputs) the host serves (empty while it loads)."""
-    if host.state != "ready":
-        return (), ()
-    gen = host.generator
-    return tuple(s.name for s in gen.inputs), tuple(s.name for s in gen.outputs)
-
-
 def _info(cfg: ServeConfig, host: ModelHost, runner: JobRunner) -> dict[str, Any]:
-    inputs, outputs = _served(host)
+    inputs, outputs = host.served()
     modalities = {}
     for name in (*inputs, *outputs):
         spec = get_modality(name)
@@ -559,7 +291,7 @@ async def _accept(
             raise error(
                 503, "the model is still loading: retry when /readyz says ready", {"Retry-After": "5"}
             )
-        served_in, served_out = _served(host)
+        served_in, served_out = host.served()
         spec, options = schemas.parse_request(text, served_out, precision=cfg.precision)
         refused = [n for n in inputs.files if n not in served_in]
         if refused:
@@ -586,94 +318,3 @@ async def _wait(runner: JobRunner, job_id: str, timeout: float) -> Job:
         await asyncio.sleep(0.05)
         job = runner.jobs.get(job_id, job)
     return job
-
-
-# ----------------------------------------------------------------------------------------------- embed
-EMBED_FIELDS = {
-    f.name: f
-    for f in (
-        schemas.FormField(
-            "pooling", "string", "mean", ("mean", "tokens"), "mean over tokens, or every token"
-        ),
-        schemas.FormField("layer", "integer", -1, (), "encoder block to read (-1: the last)"),
-        schemas.FormField("format", "string", "json", ("json", "npy"), "JSON or a .npy file"),
-    )
-}
-"""The fields of ``POST /v1/embed`` besides its inputs (the names of ``terramind embed``'s options)."""
-
-
-def _embed_options(text: Mapping[str, str]) -> tuple[Pooling, int, str]:
-    unknown = sorted(set(text) - set(EMBED_FIELDS))
-    if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(EMBED_FIELDS)}")
-    values = {name: f.parse(text[name]) if name in text else f.default for name, f in EMBED_FIELDS.items()}
-    return values["pooling"], values["layer"], values["format"]
-
-
-def embed_tile(
-    host: ModelHost, files: Mapping[str, Path], pooling: Pooling, layer: int, max_pixels: int
-) -> np.ndarray:
-    """Embed one tile (one file per modality, standardised like ``terramind embed``); returns (D,) or (N, D).
-
-    Raises:
-        HTTPException: 413 for a tile over ``max_pixels``.
-        TerraMindError: Unreadable files, files off one grid, a layer outside the encoder.
-    """
-    from terramind.data.tiles import GeoTiffDataset, check_tiles, modality_inputs
-    from terramind.evaluate.embeddings import embed_batches, fit_inputs
-
-    grid = check_scene_inputs(files)
-    if grid.width * grid.height > max_pixels:
-        raise error(
-            413,
-            f"tile of {grid.width} x {grid.height} pixels is over the embedding limit of {max_pixels} "
-            "pixels; use terramind embed for large files",
-        )
-    specs = modality_inputs(list(files), {}, {}, {}, {})
-    checked, _ = check_tiles({"tile": dict(files)}, specs)
-    sample = GeoTiffDataset(list(checked.values()), specs)[0]["inputs"]
-    categorical = [s.name for s in specs if s.record.classes is not None]
-    batch = fit_inputs({k: v[None] for k, v in sample.items()}, categorical=categorical)
-    with host.lock:
-        backbone = host.backbone()
-        depth = len(getattr(backbone, "encoder", ())) or None
-        if depth is not None and not -depth <= layer < depth:
-            raise InputError(
-                f"layer {layer} is outside the encoder's {depth} blocks: use 0..{depth - 1} (or -{depth}..-1)"
-            )
-        device = next(backbone.parameters()).device
-        inputs = [{k: v.to(device) for k, v in batch.items()}]
-        array = embed_batches(backbone, inputs, pooling=pooling, layer=layer)
-    return array[0]
-
-
-async def _embed(request: Request, cfg: ServeConfig, host: ModelHost, store: JobStore) -> Response:
-    if host.state != "ready":
-        raise error(
-            503, f"the model is not ready ({host.state}): retry when /readyz says ready", {"Retry-After": "5"}
-        )
-    scratch = store.root.parent / "embed" / new_id()
-    inputs = Inputs()
-    try:
-        text = await read_form(request, cfg, scratch, inputs)
-        pooling, layer, fmt = _embed_options(text)
-        served_in, _ = _served(host)
-        refused = [n for n in inputs.files if n not in served_in]
-        if refused:
-            raise ModalityError(f"{', '.join(refused)}: this server takes inputs {', '.join(served_in)}")
-        array = await run_in_threadpool(embed_tile, host, inputs.files, pooling, layer, cfg.max_embed_pixels)
-    except TerraMindError as err:
-        raise inputs.scrub(err) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, array.astype(np.float32))
-        return Response(
-            buffer.getvalue(),
-            media_type="application/octet-stream",
-            headers={"Content-Disposition": 'attachment; filename="embedding.npy"'},
-        )
-    return JSONResponse(
-        {"shape": list(array.shape), "pooling": pooling, "layer": layer, "embedding": array.tolist()}
-    )

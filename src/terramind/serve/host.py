@@ -118,6 +118,13 @@ class ModelHost:
         tokenizers = {k: v for k, v in held.tokenizers.items() if k in needed}
         return Generator(held.model, tokenizers, inputs=inputs, outputs=outputs)
 
+    def served(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return the (inputs, outputs) served: those of the held generator (empty until it is ready)."""
+        if self._generator is None:
+            return (), ()
+        gen = self._generator
+        return tuple(s.name for s in gen.inputs), tuple(s.name for s in gen.outputs)
+
     def backbone(self) -> torch.nn.Module:
         """Return the embedding encoder, built on first use (call with :attr:`lock` held).
 
