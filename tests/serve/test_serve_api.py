@@ -115,6 +115,37 @@ def test_generate_returns_202_then_progress_can_be_polled(client: TestClient) ->
     assert [j["id"] for j in listed["jobs"]] == [job["id"]] and listed["counts"]["done"] == 1
 
 
+class Gate:
+    """A stand-in for the host's model lock that lets ``free`` model calls through, then holds the next."""
+
+    def __init__(self, free: int) -> None:
+        self.free, self.calls = free, 0
+        self.opened = threading.Event()
+
+    def __enter__(self) -> None:
+        self.calls += 1
+        if self.calls > self.free:
+            self.opened.wait(60)
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_progress_is_visible_while_a_job_runs(client: TestClient) -> None:
+    gate = Gate(free=3)
+    client.app.state.host.lock = gate  # jobs take the lock when they start: 3 tile batches pass, then wait
+    data = {**LULC_ONLY, "tile": "112", "overlap": "16", "batch_size": "1"}
+    job_id = client.post("/v1/generate", files=upload(), data=data).json()["id"]
+    end = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["progress"]["tiles_done"] < 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    midway = client.get(f"/v1/jobs/{job_id}").json()
+    assert midway["state"] == "running" and midway["progress"] == {"tiles_done": 3, "tiles_total": 9}
+    assert midway["outputs"] == {} and midway["timings"]["finished"] is None
+    gate.opened.set()
+    assert wait_for(client, job_id)["progress"] == {"tiles_done": 9, "tiles_total": 9}
+
+
 def test_same_request_same_output(client: TestClient) -> None:
     """Jobs are seeded like the CLI: two equal requests give byte-equal class maps."""
     first, second = (
