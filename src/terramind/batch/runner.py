@@ -16,7 +16,6 @@ again up to ``retries`` times, then recorded as failed; the other scenes go on. 
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 import uuid
@@ -77,6 +76,7 @@ class BatchReport:
 
     Attributes:
         records: The results table's rows after the run (every scene attempted so far).
+        ran: The scenes this run attempted.
         skipped: Scenes done by an earlier run and skipped.
         seconds: Wall time of this run.
         table: The results table.
@@ -84,6 +84,7 @@ class BatchReport:
     """
 
     records: tuple[SceneRecord, ...]
+    ran: tuple[str, ...]
     skipped: int
     seconds: float
     table: Path
@@ -96,11 +97,15 @@ class BatchReport:
 
     def summary(self) -> str:
         """One line: done/failed, skipped, tiles per second, wall time."""
-        return summary(self.records, self.skipped, self.seconds)
+        return summary([r for r in self.records if r.name in self.ran], self.skipped, self.seconds)
 
 
 def check_address(address: str, timeout: float = CONNECT_SECONDS) -> None:
-    """Refuse a cluster address that is malformed or does not accept a connection within ``timeout``.
+    """Refuse a cluster address that is malformed or whose Ray client server does not answer in ``timeout``.
+
+    The check sends the Ray client protocol's ping: a host that is down, a closed port, or a port that
+    accepts connections but serves no Ray client all fail here, within ``timeout``, where ``ray.init`` would
+    retry for about a minute.
 
     Raises:
         InputError: Naming the address and what to check.
@@ -108,14 +113,31 @@ def check_address(address: str, timeout: float = CONNECT_SECONDS) -> None:
     url = urlparse(address)
     if url.scheme != "ray" or not url.hostname or not url.port:
         raise InputError(f"--address {address!r}: give the Ray client address as ray://HOST:PORT (port 10001)")
+    grpc = require("grpc", "batch")  # installed with ray
+    channel = grpc.insecure_channel(f"{url.hostname}:{url.port}")
     try:
-        with socket.create_connection((url.hostname, url.port), timeout=timeout):
-            pass
-    except OSError as err:
+        _ping(channel, timeout)
+    except (grpc.FutureTimeoutError, grpc.RpcError) as err:
+        code = err.code() if isinstance(err, grpc.RpcError) else None
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return  # a Ray client server that wants credentials: ray.init says what it needs
+        why = f"{code.name}: {err.details()}" if isinstance(err, grpc.RpcError) else f"nothing within {timeout:g} s"
         raise InputError(
-            f"Ray cluster {address!r} does not answer ({err.strerror or err} within {timeout:g} s): check that "
-            f"the cluster runs ('ray start --head --ray-client-server-port {url.port}'), the host and the port"
+            f"Ray cluster {address!r} does not answer as a Ray client server ({why}): check that the cluster "
+            f"runs ('ray start --head' serves ray://HOST:10001), the host, the port and the firewall"
         ) from None
+    finally:
+        channel.close()
+
+
+def _ping(channel: Any, timeout: float) -> None:
+    """The Ray client protocol's health check (what ``ray.init`` retries for about a minute)."""
+    grpc = require("grpc", "batch")
+    from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    request = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+    ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout)
 
 
 def connect(cluster: Cluster) -> bool:
@@ -125,7 +147,10 @@ def connect(cluster: Cluster) -> bool:
         return False
     if cluster.address is not None:
         check_address(cluster.address)
-        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            ray.init(address=cluster.address, log_to_driver=False)
+        except ConnectionError as err:
+            raise InputError(f"Ray cluster {cluster.address!r} does not answer ({err}): check it runs") from None
     else:
         ray.init(num_cpus=cluster.workers * cluster.threads_per_worker, log_to_driver=False)
     return True
@@ -219,6 +244,8 @@ def run(
     cluster = cluster or Cluster()
     if retries < 0:
         raise InputError(f"retries must be >= 0, got {retries}")
+    if cluster.address is not None:
+        check_address(cluster.address)  # before the output folder is made
     out = Path(output)
     scenes = list(manifest) if not isinstance(manifest, (str, Path)) else read_manifest(
         manifest, items_dir=out / ".terramind-batch-items"
@@ -239,7 +266,8 @@ def run(
                 if started:
                     require("ray", "batch").shutdown()
         collection = write_collection(out, list(records.values()), job.kind) if stac else None
-    return BatchReport(tuple(records.values()), skipped, time.perf_counter() - start, table, collection)
+    ran = tuple(s.name for s in todo)
+    return BatchReport(tuple(records.values()), ran, skipped, time.perf_counter() - start, table, collection)
 
 
 def _schedule(

@@ -640,3 +640,53 @@ def _check_layer(args: argparse.Namespace) -> None:
             f"--layer {args.layer} is outside {args.model}'s {depth} encoder blocks: "
             f"use 0..{depth - 1} (or -{depth}..-1 from the end)"
         )
+
+
+def ray_address(text: str) -> str:
+    """Parse a Ray cluster address ``ray://HOST:PORT``."""
+    from urllib.parse import urlparse
+
+    url = urlparse(text)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme != "ray" or not url.hostname or not port:
+        raise argparse.ArgumentTypeError(f"expected ray://HOST:PORT (Ray's client port, 10001), got {text!r}")
+    return text
+
+
+def add_cluster(p: argparse.ArgumentParser) -> None:
+    """``--address``, ``--workers``, ``--threads-per-worker``, ``--num-gpus-per-worker``, ``--retries`` (batch).
+
+    An address that does not answer is refused (within seconds) before anything is read or written.
+    """
+    p.add_argument(
+        "--address",
+        type=ray_address,
+        default=None,
+        metavar="ray://HOST:PORT",
+        help="an existing Ray cluster (default: start Ray on this machine)",
+    )
+    p.add_argument("--workers", type=positive_int, default=1, help="workers, each holding the model (default 1)")
+    p.add_argument(
+        "--threads-per-worker", type=positive_int, default=1, help="torch threads (Ray CPUs) per worker (default 1)"
+    )
+    p.add_argument(
+        "--num-gpus-per-worker",
+        type=non_negative_float,
+        default=0.0,
+        metavar="F",
+        help="GPUs per worker (fractions share a GPU; default 0)",
+    )
+    p.add_argument(
+        "--retries", type=non_negative_int, default=0, help="further attempts for a scene that failed (default 0)"
+    )
+    add_check(p, _check_address)
+
+
+def _check_address(args: argparse.Namespace) -> None:
+    if args.address is not None:
+        from terramind.batch.runner import check_address
+
+        check_address(args.address)

@@ -121,21 +121,26 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="embed one whole scene of any size as an embedding product (a vector per patch on its grid)",
     )
+    add_product_options(p)
+    _args.add_tiling(p)
+    _args.add_check(p, _check_scene)
+
+
+def add_product_options(p: argparse.ArgumentParser) -> None:
+    """``--pool`` and ``--format`` of embedding products (``embed --scene``, ``batch embed``)."""
     p.add_argument(
         "--pool",
         type=_args.positive_int,
         default=1,
         metavar="N",
-        help="with --scene: one vector per N x N patches of 16 px (default 1: per patch)",
+        help="embedding products: one vector per N x N patches of 16 px (default 1: per patch)",
     )
     p.add_argument(
         "--format",
         choices=sorted(FORMATS),
         default="cog",
-        help="with --scene: cog (GeoTIFF, a band per dimension), parquet (GeoParquet, a row per cell) or both",
+        help="embedding products: cog (GeoTIFF, a band per dimension), parquet (GeoParquet, a row per cell) or both",
     )
-    _args.add_tiling(p)
-    _args.add_check(p, _check_scene)
 
 
 def _check_scene(args: argparse.Namespace) -> None:
