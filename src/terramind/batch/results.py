@@ -141,8 +141,8 @@ def _item(pystac: Any, record: SceneRecord) -> Any:
     rasters = [Path(p) for p in record.outputs if p.endswith(".tif")]
     grid = open_georef(rasters[0]) if rasters else None
     if grid is not None and grid.crs is not None:
-        left, top = grid.transform * (0, 0)
-        right, bottom = grid.transform * (grid.width, grid.height)
+        left, top = grid.transform @ (0, 0)
+        right, bottom = grid.transform @ (grid.width, grid.height)
         west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", left, bottom, right, top)
     else:
         west, south, east, north = -180.0, -90.0, 180.0, 90.0

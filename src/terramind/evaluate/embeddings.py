@@ -257,7 +257,7 @@ class CellSource:
         grid = source.georef
         self.georef = replace(
             grid,
-            transform=grid.transform * Affine.scale(cell),
+            transform=grid.transform @ Affine.scale(cell),
             width=-(-grid.width // cell),
             height=-(-grid.height // cell),
         )
