@@ -100,16 +100,21 @@ class BatchReport:
         return summary([r for r in self.records if r.name in self.ran], self.skipped, self.seconds)
 
 
-def check_address(address: str, timeout: float = CONNECT_SECONDS) -> None:
+def check_address(address: str, timeout: float | None = None) -> None:
     """Refuse a cluster address that is malformed or whose Ray client server does not answer in ``timeout``.
 
     The check sends the Ray client protocol's ping: a host that is down, a closed port, or a port that
     accepts connections but serves no Ray client all fail here, within ``timeout``, where ``ray.init`` would
     retry for about a minute.
 
+    Args:
+        address: ``ray://HOST:PORT``.
+        timeout: Seconds to wait (default :data:`CONNECT_SECONDS`).
+
     Raises:
         InputError: Naming the address and what to check.
     """
+    timeout = CONNECT_SECONDS if timeout is None else timeout
     url = urlparse(address)
     if url.scheme != "ray" or not url.hostname or not url.port:
         raise InputError(f"--address {address!r}: give the Ray client address as ray://HOST:PORT (port 10001)")
