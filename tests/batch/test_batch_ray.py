@@ -116,12 +116,18 @@ def test_a_scene_with_a_missing_input_file_fails_alone(
 ) -> None:
     broken = _band_files(manifest.parent / f"{TILES[0]}.tif", tmp_path / "broken.SAFE", missing="B8A")
     table = tmp_path / "m.csv"
-    table.write_text(f"name,S2L2A\nbroken,{broken}\n" + "".join(f"{n},{manifest.parent / n}.tif\n" for n in TILES[1:]))
+    table.write_text(
+        f"name,S2L2A\nbroken,{broken}\n" + "".join(f"{n},{manifest.parent / n}.tif\n" for n in TILES[1:])
+    )
     out = tmp_path / "out"
     argv = ["batch", "generate", "--manifest", str(table), "-o", str(out), *CLI_JOB, "--workers", "2"]
     assert main([*argv, "--retries", "1"]) == 1  # exit 1: a scene failed
     records = read_results(out / "results.parquet")
-    assert {n: r.status for n, r in records.items()} == {"broken": "failed", TILES[1]: "done", TILES[2]: "done"}
+    assert {n: r.status for n, r in records.items()} == {
+        "broken": "failed",
+        TILES[1]: "done",
+        TILES[2]: "done",
+    }
     assert "B8A" in records["broken"].error and records["broken"].attempts == 2  # retried once
     assert "failed: broken:" in capsys.readouterr().out
     # a rerun skips the two done scenes and tries the failed one again

@@ -25,7 +25,7 @@ TINY = ["--model", "terramind_v1_tiny", "--weights", "random"]
 
 
 def crop(examples_dir: Path, out: Path, width: int, height: int, nodata_cols: int = 0) -> Path:
-    """A ``width`` x ``height`` crop of an example S2L2A tile; the first ``nodata_cols`` columns set to nodata."""
+    """Crop an example S2L2A tile to ``width`` x ``height``; the first ``nodata_cols`` columns: nodata."""
     with rasterio.open(examples_dir / "S2L2A" / f"{TILE}.tif") as src:
         window = Window(0, 0, width, height)
         data = src.read(window=window)
@@ -87,7 +87,9 @@ def test_geoparquet_cells_carry_their_footprint_and_geo_metadata(
     import pyarrow.parquet as pq
 
     scene = crop(examples_dir, tmp_path / "s.tif", 64, 48)
-    embed_scene(backbone, {"S2L2A": scene}, tmp_path / "emb.parquet", formats=("parquet",), tile=64, overlap=16)
+    embed_scene(
+        backbone, {"S2L2A": scene}, tmp_path / "emb.parquet", formats=("parquet",), tile=64, overlap=16
+    )
     table = pq.read_table(tmp_path / "emb.parquet")
     geo = json.loads(table.schema.metadata[b"geo"])
     assert geo["primary_column"] == "geometry" and geo["columns"]["geometry"]["encoding"] == "WKB"
@@ -104,7 +106,9 @@ def test_geoparquet_cells_carry_their_footprint_and_geo_metadata(
     assert bbox == pytest.approx([t.c, t.f - 48 * 10, t.c + 64 * 10, t.f])
 
 
-def test_pooled_product_averages_patches(examples_dir: Path, tmp_path: Path, backbone: torch.nn.Module) -> None:
+def test_pooled_product_averages_patches(
+    examples_dir: Path, tmp_path: Path, backbone: torch.nn.Module
+) -> None:
     # one 64 px tile, no overlap: a pooled cell is exactly the mean of its 2 x 2 patch vectors
     scene = crop(examples_dir, tmp_path / "s.tif", 64, 64)
     embed_scene(backbone, {"S2L2A": scene}, tmp_path / "p1.tif", tile=64, overlap=0)
@@ -135,7 +139,9 @@ def test_fewshot_reads_a_geoparquet_product_unchanged(
     names, _ = read_embeddings(out)
     assert len(names) == 36
     labels = tmp_path / "labels.csv"  # two classes: the left and the right half of the scene
-    labels.write_text("name,class\n" + "".join(f"{n},{'left' if int(n[-5:]) < 3 else 'right'}\n" for n in names))
+    labels.write_text(
+        "name,class\n" + "".join(f"{n},{'left' if int(n[-5:]) < 3 else 'right'}\n" for n in names)
+    )
     capsys.readouterr()
     code = main(["fewshot", "--embeddings", str(out), "--labels", str(labels), "--ways", "2", "--shots", "1",
                  "--queries", "5", "--episodes", "5", "--json"])  # fmt: skip
@@ -144,9 +150,13 @@ def test_fewshot_reads_a_geoparquet_product_unchanged(
     assert result["n_way"] == 2 and 0 <= result["mean"] <= 1
 
 
-def test_scene_options_need_scene(tmp_path: Path, examples_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scene_options_need_scene(
+    tmp_path: Path, examples_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tile = examples_dir / "S2L2A" / f"{TILE}.tif"
-    assert main(["embed", "--input", f"S2L2A={tile}", "-o", str(tmp_path / "e.npy"), "--pool", "2", *TINY]) == 2
+    assert (
+        main(["embed", "--input", f"S2L2A={tile}", "-o", str(tmp_path / "e.npy"), "--pool", "2", *TINY]) == 2
+    )
     assert "--pool: only with --scene" in capsys.readouterr().err
     argv = ["embed", "--scene", "--input", f"S2L2A={tile}", "-o", str(tmp_path / "e.npy"), *TINY]
     assert main(argv) == 2

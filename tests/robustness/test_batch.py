@@ -42,13 +42,17 @@ def test_missing_source(run_cli, tmp_path: Path, scene: Path) -> None:
 def test_duplicated_output_names(run_cli, tmp_path: Path, scene: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"S2L2A\n{scene}\n{scene}\n")  # both default to the stem 'a'
-    run_cli(_batch(manifest, tmp_path / "out")).expect_failure("'a'", "row 2 and m.csv row 3", "unique 'name'")
+    run_cli(_batch(manifest, tmp_path / "out")).expect_failure(
+        "'a'", "row 2 and m.csv row 3", "unique 'name'"
+    )
 
 
 def test_zero_workers(run_cli, tmp_path: Path, scene: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"S2L2A\n{scene}\n")
-    run_cli(_batch(manifest, tmp_path / "out", "--workers", "0")).expect_failure("--workers", "positive integer")
+    run_cli(_batch(manifest, tmp_path / "out", "--workers", "0")).expect_failure(
+        "--workers", "positive integer"
+    )
 
 
 def test_an_address_that_does_not_answer(

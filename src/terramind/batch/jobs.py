@@ -27,6 +27,7 @@ from terramind.batch.manifest import Scene
 from terramind.data.geotiff import as_path
 from terramind.generation.options import GenerationOptions
 
+
 @dataclass(frozen=True)
 class SceneDone:
     """What a job made of one scene.
@@ -116,7 +117,7 @@ class GenerateJob:
     kind: str = "generate"
 
     def check(self, scene: Scene) -> None:
-        """The input and output modalities must be images the generator takes."""
+        """Refuse inputs or outputs that are not images the generator takes."""
         from terramind.core.errors import ModalityError
         from terramind.generation.generate import check_modalities
         from terramind.modalities import get_modality
@@ -127,11 +128,11 @@ class GenerateJob:
                 raise ModalityError(f"{scene.row}: {name} is not an image: batch generate takes images only")
 
     def settings(self) -> dict[str, Any]:
-        """The job's options."""
+        """Return the job's options."""
         return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
-        """The generator (decoders resident: a worker runs many tiles) and its weights digest."""
+        """Build the generator (decoders resident: a worker runs many tiles); return it with its digest."""
         from terramind.api.generation import create_generator
         from terramind.generation.scene import generator_digest
 
@@ -208,11 +209,11 @@ class EmbedJob:
                 raise ModalityError(f"{scene.row}: {name} is a class map: embedding products take images")
 
     def settings(self) -> dict[str, Any]:
-        """The job's options."""
+        """Return the job's options."""
         return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
-        """The backbone over these modalities."""
+        """Build the backbone over these modalities."""
         from terramind.api.models import create_backbone
 
         _note_random(self.weights)
@@ -264,17 +265,17 @@ class WaterJob:
     kind: str = "zeroshot-water"
 
     def check(self, scene: Scene) -> None:
-        """The inputs must be modalities the generator turns into LULC."""
+        """Refuse inputs the generator cannot turn into LULC."""
         from terramind.generation.generate import check_modalities
 
         check_modalities(list(scene.inputs), ["LULC"])
 
     def settings(self) -> dict[str, Any]:
-        """The job's options."""
+        """Return the job's options."""
         return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
-        """The LULC generator and its weights digest."""
+        """Build the LULC generator; return it with its weights digest."""
         return GenerateJob(
             ("LULC",), self.model, self.weights, self.tokenizer_weights, device=self.device
         ).load(modalities)
@@ -343,14 +344,14 @@ class PredictJob:
     kind: str = "predict"
 
     def check(self, scene: Scene) -> None:
-        """Inputs are checked against the model's when it is loaded."""
+        """Accept every scene: its inputs are checked against the model's when it is loaded."""
 
     def settings(self) -> dict[str, Any]:
-        """The job's options."""
+        """Return the job's options."""
         return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
-        """The fine-tuned task, on the worker's device."""
+        """Build the fine-tuned task on the worker's device."""
         task = self.loader(self.config, self.ckpt_path)
         task.model.to(self.device)
         return task
@@ -374,7 +375,7 @@ class PredictJob:
 
 
 def _library(value: str | None) -> str | None:
-    """The library's spelling of a ``--weights`` value (None: random initialisation)."""
+    """Return the library's spelling of a ``--weights`` value (None: random initialisation)."""
     return None if value in (None, "random") else value
 
 

@@ -1,4 +1,4 @@
-"""Manifests: which scenes a batch runs, each one scene's sources by modality, checked before any scene starts.
+"""Manifests: the scenes of a batch, each one's sources by modality, checked before any scene starts.
 
 A manifest is one of:
 
@@ -169,8 +169,8 @@ def check_scenes(scenes: Sequence[Scene], where: str) -> list[Scene]:
     if clashes:
         name, places = next(iter(clashes.items()))
         raise InputError(
-            f"manifest {where!r}: {len(clashes)} output name(s) used twice, e.g. {name!r} by {' and '.join(places)}"
-            f": give each row a unique '{NAME}'"
+            f"manifest {where!r}: {len(clashes)} output name(s) used twice, e.g. {name!r} by "
+            f"{' and '.join(places)}: give each row a unique '{NAME}'"
         )
     return list(scenes)
 
@@ -217,7 +217,9 @@ def _stac_scenes(path: Path, items_dir: Path) -> list[Scene]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"manifest {str(path)!r} is not JSON: {err}") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not data.get("features"):
-        raise InputError(f"manifest {str(path)!r} is not a STAC ItemCollection with items (type FeatureCollection)")
+        raise InputError(
+            f"manifest {str(path)!r} is not a STAC ItemCollection with items (type FeatureCollection)"
+        )
     items_dir.mkdir(parents=True, exist_ok=True)
     scenes = []
     for i, feature in enumerate(data["features"]):
@@ -231,8 +233,8 @@ def _stac_scenes(path: Path, items_dir: Path) -> list[Scene]:
         level = read_item(target).level
         if level not in PRODUCT_MODALITY:
             raise InputError(
-                f"{path.name} item {i + 1} ({item.id}): product type unknown (not Sentinel-2 L1C/L2A): give a "
-                f"CSV manifest naming its modality"
+                f"{path.name} item {i + 1} ({item.id}): product type unknown (not Sentinel-2 L1C/L2A): "
+                f"give a CSV manifest naming its modality"
             )
         scenes.append(Scene(item.id, {PRODUCT_MODALITY[level]: str(target)}, f"{path.name} item {i + 1}"))
     return scenes

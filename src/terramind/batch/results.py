@@ -67,11 +67,14 @@ def read_results(path: Path, settings: Mapping[str, Any] | None = None) -> dict[
             f"{str(path)!r} records a run with other settings ({', '.join(changed)} differ): rerun with the "
             f"same options, choose another --output, or pass --overwrite to start afresh"
         )
-    names = {f.name for f in fields(SceneRecord)}
-    return {
-        r["name"]: SceneRecord(**{k: tuple(v) if k == "outputs" else v for k, v in r.items() if k in names})
-        for r in rows
-    }
+    return {r["name"]: _from_row(r) for r in rows}
+
+
+def _from_row(row: Mapping[str, Any]) -> SceneRecord:
+    return SceneRecord(
+        str(row["name"]), str(row["status"]), tuple(row["outputs"] or ()), int(row["tiles"]),
+        float(row["seconds"]), int(row["attempts"]), str(row["error"] or ""),
+    )  # fmt: skip
 
 
 def write_results(path: Path, records: Sequence[SceneRecord], settings: Mapping[str, Any]) -> Path:
@@ -91,14 +94,15 @@ def write_results(path: Path, records: Sequence[SceneRecord], settings: Mapping[
 
 
 def _jsonable(settings: Mapping[str, Any]) -> Any:
-    """Settings as they read back from JSON (tuples become lists), for comparison."""
+    """Return settings as they read back from JSON (tuples become lists), for comparison."""
     return json.loads(json.dumps(settings, default=str, sort_keys=True))
 
 
 def write_collection(folder: Path, records: Sequence[SceneRecord], kind: str) -> Path:
-    """Write a STAC collection of every done scene's outputs: ``folder/collection.json`` and one item per
-    scene beside its outputs (``folder/<scene>/<scene>.json``), all links relative, so the folder opens in
-    any STAC browser or QGIS wherever it is copied.
+    """Write a STAC collection of every done scene's outputs, with relative links.
+
+    ``folder/collection.json`` links one item per scene, kept beside its outputs
+    (``folder/<scene>/<scene>.json``), so the folder opens in any STAC browser or QGIS wherever it is copied.
 
     An item's geometry is the WGS84 footprint of its first raster output; it has one asset per output file.
     Needs pystac (extra ``stac``).
@@ -160,7 +164,12 @@ def _item(pystac: Any, record: SceneRecord) -> Any:
 
 
 def _union(boxes: Sequence[Sequence[float]]) -> list[float]:
-    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return [
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    ]
 
 
 def summary(records: Sequence[SceneRecord], skipped: int, seconds: float) -> str:
@@ -169,6 +178,6 @@ def summary(records: Sequence[SceneRecord], skipped: int, seconds: float) -> str
     tiles = sum(r.tiles for r in records if r.status == "done")
     rate = f"{tiles / seconds:.2f} tiles/s" if seconds > 0 else "n/a"
     return (
-        f"batch: {count['done']} done, {count['failed']} failed, {count['partial']} partial, {skipped} skipped "
-        f"(done before); {tiles} tiles, {rate}, wall {seconds:.1f} s"
+        f"batch: {count['done']} done, {count['failed']} failed, {count['partial']} partial, "
+        f"{skipped} skipped (done before); {tiles} tiles, {rate}, wall {seconds:.1f} s"
     )

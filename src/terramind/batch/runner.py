@@ -64,7 +64,8 @@ class Cluster:
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1:
             raise InputError(
-                f"workers and threads per worker must be >= 1, got {self.workers} and {self.threads_per_worker}"
+                f"workers and threads per worker must be >= 1, got {self.workers} and "
+                f"{self.threads_per_worker}"
             )
         if not self.num_gpus_per_worker >= 0:
             raise InputError(f"GPUs per worker must be >= 0, got {self.num_gpus_per_worker}")
@@ -117,7 +118,9 @@ def check_address(address: str, timeout: float | None = None) -> None:
     timeout = CONNECT_SECONDS if timeout is None else timeout
     url = urlparse(address)
     if url.scheme != "ray" or not url.hostname or not url.port:
-        raise InputError(f"--address {address!r}: give the Ray client address as ray://HOST:PORT (port 10001)")
+        raise InputError(
+            f"--address {address!r}: give the Ray client address as ray://HOST:PORT (port 10001)"
+        )
     grpc = require("grpc", "batch")  # installed with ray
     channel = grpc.insecure_channel(f"{url.hostname}:{url.port}")
     try:
@@ -126,7 +129,7 @@ def check_address(address: str, timeout: float | None = None) -> None:
         code = err.code() if isinstance(err, grpc.RpcError) else None
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return  # a Ray client server that wants credentials: ray.init says what it needs
-        why = f"{code.name}: {err.details()}" if isinstance(err, grpc.RpcError) else f"nothing within {timeout:g} s"
+        why = f"{code.name}: {err.details()}" if code is not None else f"nothing within {timeout:g} s"
         raise InputError(
             f"Ray cluster {address!r} does not answer as a Ray client server ({why}): check that the cluster "
             f"runs ('ray start --head' serves ray://HOST:10001), the host, the port and the firewall"
@@ -136,12 +139,12 @@ def check_address(address: str, timeout: float | None = None) -> None:
 
 
 def _ping(channel: Any, timeout: float) -> None:
-    """The Ray client protocol's health check (what ``ray.init`` retries for about a minute)."""
+    """Send the Ray client protocol's health check (what ``ray.init`` retries for about a minute)."""
     grpc = require("grpc", "batch")
     from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
 
     grpc.channel_ready_future(channel).result(timeout=timeout)
-    request = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+    request = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)  # type: ignore[attr-defined]
     ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout)
 
 
@@ -155,7 +158,9 @@ def connect(cluster: Cluster) -> bool:
         try:
             ray.init(address=cluster.address, log_to_driver=False)
         except ConnectionError as err:
-            raise InputError(f"Ray cluster {cluster.address!r} does not answer ({err}): check it runs") from None
+            raise InputError(
+                f"Ray cluster {cluster.address!r} does not answer ({err}): check it runs"
+            ) from None
     else:
         ray.init(num_cpus=cluster.workers * cluster.threads_per_worker, log_to_driver=False)
     return True
@@ -200,9 +205,13 @@ class _Pool:
 
     def new(self) -> Any:
         ray = require("ray", "batch")
-        remote = ray.remote(num_cpus=self.cluster.threads_per_worker, num_gpus=self.cluster.num_gpus_per_worker)
-        actor = remote(Worker).options(name=f"{self.prefix}-{self.made}").remote(
-            self.job, self.cluster.threads_per_worker
+        remote = ray.remote(
+            num_cpus=self.cluster.threads_per_worker, num_gpus=self.cluster.num_gpus_per_worker
+        )
+        actor = (
+            remote(Worker)
+            .options(name=f"{self.prefix}-{self.made}")
+            .remote(self.job, self.cluster.threads_per_worker)
         )
         self.made += 1
         self.actors.append(actor)
@@ -252,15 +261,19 @@ def run(
     if cluster.address is not None:
         check_address(cluster.address)  # before the output folder is made
     out = Path(output)
-    scenes = list(manifest) if not isinstance(manifest, (str, Path)) else read_manifest(
-        manifest, items_dir=out / ".terramind-batch-items"
+    scenes = (
+        list(manifest)
+        if not isinstance(manifest, (str, Path))
+        else read_manifest(manifest, items_dir=out / ".terramind-batch-items")
     )
     for scene in scenes:
         job.check(scene)
     with output_folder(out), folder_lock(out):
         table = out / RESULTS
         records = {} if overwrite else read_results(table, job.settings())
-        skip = {n for n, r in records.items() if r.status == "done" and all(Path(p).exists() for p in r.outputs)}
+        skip = {
+            n for n, r in records.items() if r.status == "done" and all(Path(p).exists() for p in r.outputs)
+        }
         todo = [s for s in scenes if s.name not in skip]
         skipped = sum(s.name in skip for s in scenes)
         if todo:
@@ -290,7 +303,11 @@ def _schedule(
     from tqdm import tqdm
 
     pool = _Pool(job, cluster)
-    pending, attempts, lost = deque(todo), dict.fromkeys((s.name for s in todo), 0), dict.fromkeys((s.name for s in todo), 0)
+    pending, attempts, lost = (
+        deque(todo),
+        dict.fromkeys((s.name for s in todo), 0),
+        dict.fromkeys((s.name for s in todo), 0),
+    )
     idle = [pool.new() for _ in range(min(cluster.workers, len(todo)))]
     running: dict[Any, tuple[Any, Scene]] = {}
     bar = tqdm(total=len(todo), unit="scene", desc=f"batch {job.kind}", disable=not progress, file=sys.stderr)
@@ -300,7 +317,9 @@ def _schedule(
             while idle and pending:
                 actor, scene = idle.pop(), pending.popleft()
                 attempts[scene.name] += 1
-                running[actor.run.remote(scene, str(out / scene.name), overwrite and attempts[scene.name] == 1)] = (actor, scene)
+                running[
+                    actor.run.remote(scene, str(out / scene.name), overwrite and attempts[scene.name] == 1)
+                ] = (actor, scene)
             (ref,), _ = ray.wait(list(running), num_returns=1)
             actor, scene = running.pop(ref)
             try:
@@ -312,10 +331,17 @@ def _schedule(
                 if lost[scene.name] < MAX_LOST:
                     pending.appendleft(scene)  # resumed by the engine from the state in its folder
                     continue
-                result = {"status": "failed", "error": f"its worker died {MAX_LOST} times (out of memory? see Ray's logs)"}
+                result = {
+                    "status": "failed",
+                    "error": f"its worker died {MAX_LOST} times (out of memory? see Ray's logs)",
+                }
             else:
                 idle.append(actor)
-            if result["status"] == "failed" and attempts[scene.name] <= retries and lost[scene.name] < MAX_LOST:
+            if (
+                result["status"] == "failed"
+                and attempts[scene.name] <= retries
+                and lost[scene.name] < MAX_LOST
+            ):
                 pending.append(scene)
                 continue
             records[scene.name] = _record(scene, result, attempts[scene.name])
@@ -325,7 +351,9 @@ def _schedule(
             bar.set_postfix_str(f"{tiles / max(time.perf_counter() - t0, 1e-9):.2f} tiles/s")
     except KeyboardInterrupt:
         for _, scene in running.values():  # their resume state stays in their folders
-            records[scene.name] = SceneRecord(scene.name, "partial", attempts=attempts[scene.name], error="interrupted")
+            records[scene.name] = SceneRecord(
+                scene.name, "partial", attempts=attempts[scene.name], error="interrupted"
+            )
         write_results(out / RESULTS, list(records.values()), job.settings())
         raise
     finally:

@@ -657,7 +657,7 @@ def ray_address(text: str) -> str:
 
 
 def add_cluster(p: argparse.ArgumentParser) -> None:
-    """``--address``, ``--workers``, ``--threads-per-worker``, ``--num-gpus-per-worker``, ``--retries`` (batch).
+    """Add ``--address``, ``--workers``, ``--threads-per-worker``, ``--num-gpus-per-worker``, ``--retries``.
 
     An address that does not answer is refused (within seconds) before anything is read or written.
     """
@@ -668,9 +668,14 @@ def add_cluster(p: argparse.ArgumentParser) -> None:
         metavar="ray://HOST:PORT",
         help="an existing Ray cluster (default: start Ray on this machine)",
     )
-    p.add_argument("--workers", type=positive_int, default=1, help="workers, each holding the model (default 1)")
     p.add_argument(
-        "--threads-per-worker", type=positive_int, default=1, help="torch threads (Ray CPUs) per worker (default 1)"
+        "--workers", type=positive_int, default=1, help="workers, each holding the model (default 1)"
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        default=1,
+        help="torch threads (Ray CPUs) per worker (default 1)",
     )
     p.add_argument(
         "--num-gpus-per-worker",
@@ -680,7 +685,10 @@ def add_cluster(p: argparse.ArgumentParser) -> None:
         help="GPUs per worker (fractions share a GPU; default 0)",
     )
     p.add_argument(
-        "--retries", type=non_negative_int, default=0, help="further attempts for a scene that failed (default 0)"
+        "--retries",
+        type=non_negative_int,
+        default=0,
+        help="further attempts for a scene that failed (default 0)",
     )
     add_check(p, _check_address)
 

@@ -29,14 +29,18 @@ FAILED = 1  # exit code when any scene failed (the results table says which and 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``batch`` with one subcommand per job."""
-    parser = sub.add_parser("batch", help="run generate, embed, zeroshot-water or predict over many scenes on Ray")
+    parser = sub.add_parser(
+        "batch", help="run generate, embed, zeroshot-water or predict over many scenes on Ray"
+    )
     jobs = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for name, (help_text, add) in JOB_PARSERS.items():
         p = jobs.add_parser(name, help=help_text, description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-        p.add_argument("--manifest", required=True, type=_manifest, metavar="M",
-                       help="CSV/Parquet (a column per modality, optional 'name'), a folder DIR/<MOD>/<scene>.tif "
-                       "or a STAC ItemCollection")  # fmt: skip
+        p.add_argument(
+            "--manifest", required=True, type=_manifest, metavar="M",
+            help="CSV/Parquet (a column per modality, optional 'name'), a folder DIR/<MOD>/<scene>.tif or a "
+            "STAC ItemCollection",
+        )  # fmt: skip
         _args.add_output(p, "batch folder: <scene>/ per scene, results.parquet, collection.json", folder=True)
         add(p)
         _args.add_batch_size(p)
@@ -94,7 +98,12 @@ def _water_options(p: argparse.ArgumentParser) -> None:
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "-c", "--config", action="append", required=True, type=_args.input_file, help="the task's config file(s)"
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=_args.input_file,
+        help="the task's config file(s)",
     )
     p.add_argument("--ckpt_path", required=True, type=_args.input_file, help="a checkpoint written by `fit`")
     _args.add_tiling(p)
@@ -109,10 +118,15 @@ JOB_PARSERS = {
 
 
 def build_job(args: argparse.Namespace) -> Any:
-    """The job record of the parsed command line (the one place that maps flags to a job)."""
+    """Build the job record of the parsed command line (the one place that maps flags to a job)."""
     from terramind.batch import EmbedJob, GenerateJob, PredictJob, WaterJob
 
-    common = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "device": args.device}
+    common = {
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
     if args.job_kind == "generate":
         from terramind.cli.generate import options_from_args
 
@@ -123,8 +137,9 @@ def build_job(args: argparse.Namespace) -> Any:
     if args.job_kind == "embed":
         from terramind.cli.embed import FORMATS
 
-        return EmbedJob(args.model, args.weights, FORMATS[args.format], args.pool, args.layer, dict(args.offset),
-                        **common)  # fmt: skip
+        return EmbedJob(
+            args.model, args.weights, FORMATS[args.format], args.pool, args.layer, dict(args.offset), **common
+        )
     if args.job_kind == "zeroshot-water":
         return WaterJob(args.model, args.weights, args.tokenizer_weights, args.flooded_vegetation, args.seed,
                         **common)  # fmt: skip
@@ -148,7 +163,9 @@ def load_task(config: Sequence[str], ckpt_path: str) -> Any:
     built = cli([arg for c in config for arg in ("-c", str(c))], run=False)
     task, data = built.model, built.datamodule
     if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
-        raise TerraMindError("batch predict needs a SegmentationTask or RegressionTask with a GeoTiffDataModule")
+        raise TerraMindError(
+            "batch predict needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
+        )
     task.load_state_dict(state)
     kind = "classes" if isinstance(task, SegmentationTask) else "values"
     return LoadedTask(task.model, data.inputs, task.model.out_channels, kind)

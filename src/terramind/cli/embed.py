@@ -139,7 +139,8 @@ def add_product_options(p: argparse.ArgumentParser) -> None:
         "--format",
         choices=sorted(FORMATS),
         default="cog",
-        help="embedding products: cog (GeoTIFF, a band per dimension), parquet (GeoParquet, a row per cell) or both",
+        help="embedding products: cog (GeoTIFF, a band per dimension), parquet (GeoParquet, a row per cell) "
+        "or both",
     )
 
 
@@ -171,7 +172,7 @@ def _suffix(fmt: str) -> str:
 
 
 def scene_paths(output: Path, fmt: str) -> list[Path]:
-    """The files an embedding product of ``--format fmt`` at ``-o output`` is written to."""
+    """Return the files an embedding product of ``--format fmt`` at ``-o output`` is written to."""
     return [output.with_suffix(_suffix(f)) for f in FORMATS[fmt]]
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.core.optional import require
-from terramind.data.padding import pad_to_multiple
+from terramind.data.padding import pad_to_multiple, reflect_pad
 from terramind.data.tiles import GeoTiffDataset, ModalityInput
 
 Pooling = Literal["mean", "tokens"]
@@ -276,15 +276,9 @@ class CellSource:
         first, last = top * c, min((top + height) * c, full)
         data, valid = self.source.read_rows(first, last - first)
         pad_h, pad_w = height * c - (last - first), self.georef.width * c - valid.shape[1]
-        valid = np.pad(valid, ((0, pad_h), (0, pad_w)), mode="reflect" if min(valid.shape) > 1 else "edge")
-        cells = rearrange(valid, "(h p) (w q) -> h w (p q)", p=c, q=c).all(axis=-1)
-        out = {
-            name: rearrange(
-                np.pad(x, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect" if min(x.shape[1:]) > 1 else "edge"),
-                "c (h p) (w q) -> (c p q) h w", p=c, q=c,
-            )  # fmt: skip
-            for name, x in data.items()
-        }
+        fold = "c (h p) (w q) -> (c p q) h w"  # (C, h*cell, w*cell) -> (C*cell*cell, h, w)
+        cells = np.asarray(rearrange(reflect_pad(valid[None], pad_h, pad_w), fold, p=c, q=c).all(axis=0))
+        out = {name: rearrange(reflect_pad(x, pad_h, pad_w), fold, p=c, q=c) for name, x in data.items()}
         return out, cells
 
 
@@ -319,7 +313,9 @@ def cell_tile_fn(
     def fn(tiles: Mapping[str, np.ndarray], indices: Sequence[int]) -> dict[str, np.ndarray]:
         inputs = {}
         for name, x in tiles.items():
-            pixels = rearrange(x, "b (c p q) h w -> b c (h p) (w q)", p=cell, q=cell)  # (B, C, t*cell, t*cell)
+            pixels = rearrange(
+                x, "b (c p q) h w -> b c (h p) (w q)", p=cell, q=cell
+            )  # (B, C, t*cell, t*cell)
             std = standardize(name, pixels, offset=(offset or {}).get(name, 0.0))
             inputs[name] = torch.from_numpy(np.ascontiguousarray(std, dtype=np.float32)).to(device)
         side = next(iter(tiles.values())).shape[-1] * pool  # patches per tile side
@@ -341,10 +337,14 @@ def cell_names(rows: np.ndarray, cols: np.ndarray) -> list[str]:
 
 
 def _polygons_wkb(transform: Any, rows: np.ndarray, cols: np.ndarray) -> list[bytes]:
-    """WKB polygons (little-endian, one ring of 5 points) of grid cells ``(rows, cols)`` under ``transform``."""
+    """Return WKB polygons (little-endian, one ring of 5 points) of grid cells ``(rows, cols)``."""
     corners = [(0, 0), (1, 0), (1, 1), (0, 1), (0, 0)]  # (dx, dy) in cells, closed ring
-    xs = np.stack([transform.c + (cols + dx) * transform.a + (rows + dy) * transform.b for dx, dy in corners], 1)
-    ys = np.stack([transform.f + (cols + dx) * transform.d + (rows + dy) * transform.e for dx, dy in corners], 1)
+    xs = np.stack(
+        [transform.c + (cols + dx) * transform.a + (rows + dy) * transform.b for dx, dy in corners], 1
+    )
+    ys = np.stack(
+        [transform.f + (cols + dx) * transform.d + (rows + dy) * transform.e for dx, dy in corners], 1
+    )
     header = np.frombuffer(b"\x01" + (3).to_bytes(4, "little") + (1).to_bytes(4, "little")
                            + (5).to_bytes(4, "little"), np.uint8)  # fmt: skip
     points = np.stack([xs, ys], axis=2).astype("<f8").reshape(len(rows), 10).view(np.uint8)  # (n, 80)
@@ -352,8 +352,10 @@ def _polygons_wkb(transform: Any, rows: np.ndarray, cols: np.ndarray) -> list[by
 
 
 class GeoParquetCellSink:
-    """A scene sink writing one GeoParquet row per valid cell: ``file`` (cell name), ``row``, ``col``,
-    ``geometry`` (WKB polygon in the scene's CRS) and ``embedding``.
+    """A scene sink writing one GeoParquet row per valid cell.
+
+    Columns: ``file`` (the cell's name), ``row``, ``col``, ``geometry`` (WKB polygon in the scene's CRS) and
+    ``embedding``.
 
     The table carries the ``geo`` metadata of GeoParquet 1.1 (WKB, PROJJSON CRS, bbox) and the ``shape``
     metadata of :func:`write_embeddings`, so :func:`read_embeddings` (and ``terramind fewshot``) read it as
@@ -425,15 +427,17 @@ class GeoParquetCellSink:
         pq = require("pyarrow.parquet", "embed")
         schema = self._table(np.zeros(0, int), np.zeros(0, int), np.zeros((0, self.dims))).schema
         schema = schema.with_metadata(self._metadata())
-        with atomic_path(self.path, overwrite=overwrite, verify=pq.read_metadata) as tmp:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for row, _, _ in rows:
-                    writer.write_table(pq.read_table(self._strip(row)).cast(schema))
+        with (
+            atomic_path(self.path, overwrite=overwrite, verify=pq.read_metadata) as tmp,
+            pq.ParquetWriter(tmp, schema) as writer,
+        ):
+            for row, _, _ in rows:
+                writer.write_table(pq.read_table(self._strip(row)).cast(schema))
         return [self.path]
 
 
 def embedding_outputs(path: Path, dims: int, formats: Sequence[str]) -> list[Any]:
-    """The sinks of an embedding product: a COG (``cog``) and/or GeoParquet (``parquet``) beside ``path``.
+    """Build the sinks of an embedding product: a COG and/or GeoParquet beside ``path``.
 
     Args:
         path: The product's path; each format takes its suffix (``.tif``, ``.parquet``).
@@ -533,7 +537,7 @@ def embed_scene(
 
 @torch.no_grad()
 def _dims(backbone: nn.Module, modalities: Sequence[str], cell: int, layer: int) -> int:
-    """The backbone's embedding width, read from a zero batch of one cell per input."""
+    """Return the backbone's embedding width, read from a zero batch of one cell per input."""
     from terramind.modalities import get_modality
 
     device = next(backbone.parameters()).device
