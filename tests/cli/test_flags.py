@@ -33,9 +33,9 @@ DIFFERENT = {
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
 }
 # commands that run TerraMind or a tokenizer, and the options each must have
-RUNS_MODEL = ("generate", "embed", "zeroshot water")
+RUNS_MODEL = ("generate", "embed", "zeroshot water", "batch generate", "batch embed", "batch zeroshot-water")
 RUNS_TOKENIZER = ("tokenize", "reconstruct")
-RUNS_TASK = ("finetune scene",)
+RUNS_TASK = ("finetune scene", "batch predict")
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
