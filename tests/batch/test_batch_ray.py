@@ -193,3 +193,49 @@ def test_a_killed_worker_is_replaced_and_its_scene_resumed(
     assert {r.name: (r.status, r.attempts) for r in report.records} == {n: ("done", 1) for n in TILES}
     for name in TILES:  # the resumed scene equals the run without a kill, byte for byte
         assert (out / name / "LULC.tif").read_bytes() == (reference / name / "LULC.tif").read_bytes()
+
+
+def _finetune_config(tmp_path: Path, examples: Path) -> Path:
+    """A one-step segmentation fine-tuning of the tiny model (encoder depth 1) on two example tiles."""
+    import yaml
+
+    (tmp_path / "train.txt").write_text("\n".join(TILES[:2]))
+    backbone = {"name": "terramind_v1_tiny", "modalities": ["S2L2A"], "encoder_depth": 1}
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_steps": 1, "accelerator": "cpu", "limit_val_batches": 0, "logger": False,
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "default_root_dir": str(tmp_path / "run")},
+        "model": {"class_path": "terramind.finetune.SegmentationTask", "init_args": {
+            "backbone": {"class_path": "terramind.finetune.Backbone", "init_args": backbone},
+            "num_classes": 10, "layer_indices": [0], "decoder": "fcn", "decoder_kwargs": {"channels": 16},
+            "scheduler": "none"}},
+        "data": {"class_path": "terramind.finetune.datamodule.GeoTiffDataModule", "init_args": {
+            "data_root": str(examples), "modalities": ["S2L2A"], "num_classes": 10,
+            "folders": {"label": "LULC"},
+            "splits": {"train": str(tmp_path / "train.txt"), "val": str(tmp_path / "train.txt")},
+            "augment": False, "batch_size": 2}},
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_predict_with_a_finetuned_checkpoint_equals_finetune_scene(
+    cluster: Any, manifest: Path, tmp_path: Path, examples_dir: Path
+) -> None:
+    pytest.importorskip("lightning")
+    config = _finetune_config(tmp_path, examples_dir)
+    assert main(["finetune", "fit", "-c", str(config)]) == 0
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    tiling = ["--tile", "64", "--overlap", "16"]
+    scene = manifest.parent / f"{TILES[2]}.tif"
+    single = tmp_path / "single.tif"
+    argv = ["finetune", "scene", "-c", str(config), "--ckpt_path", str(ckpt), "--input", f"S2L2A={scene}"]
+    assert main([*argv, "-o", str(single), *tiling]) == 0
+    out = tmp_path / "out"
+    argv = ["batch", "predict", "--manifest", str(manifest), "-o", str(out), "-c", str(config)]
+    assert main([*argv, "--ckpt_path", str(ckpt), *tiling]) == 0
+    records = read_results(out / "results.parquet")
+    assert {n: r.status for n, r in records.items()} == dict.fromkeys(TILES, "done")
+    assert (out / TILES[2] / "prediction.tif").read_bytes() == single.read_bytes()
