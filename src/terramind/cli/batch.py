@@ -177,7 +177,11 @@ def run(args: argparse.Namespace) -> int:
 
     require("ray", "batch")
     stac = _stac_available()
-    cluster = batch.Cluster(args.address, args.workers, args.threads_per_worker, args.num_gpus_per_worker)
+    gpus = args.num_gpus_per_worker
+    if args.device.startswith("cuda") and gpus == 0:  # Ray hides the GPUs from workers that reserve none
+        gpus = 1.0
+        _args.note(f"--device {args.device}: each worker reserves one GPU (--num-gpus-per-worker 1)")
+    cluster = batch.Cluster(args.address, args.workers, args.threads_per_worker, gpus)
     report = batch.run(
         build_job(args), args.manifest, args.output, cluster=cluster, retries=args.retries,
         overwrite=args.overwrite, stac=stac,
