@@ -177,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
 
     require("ray", "batch")
     stac = _stac_available()
+    if "random" in (getattr(args, "weights", None), getattr(args, "tokenizer_weights", None)):
+        _args.note("running with RANDOM (untrained) weights: the outputs only exercise the pipeline and "
+                   "carry no information")  # fmt: skip
     gpus = args.num_gpus_per_worker
     if args.device.startswith("cuda") and gpus == 0:  # Ray hides the GPUs from workers that reserve none
         gpus = 1.0
