@@ -213,12 +213,13 @@ class EmbedJob:
         return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
-        """Build the backbone over these modalities."""
+        """Build the backbone over these modalities; return it with its weights digest."""
         from terramind.api.models import create_backbone
+        from terramind.checkpoints.digest import state_digest
 
         _note_random(self.weights)
         backbone = create_backbone(self.model, list(modalities), weights=_library(self.weights))
-        return backbone.to(self.device)
+        return backbone.to(self.device), state_digest({"backbone": backbone})
 
     def run(self, loaded: Any, scene: Scene, folder: Path, *, overwrite: bool = False) -> SceneDone:
         """Write the scene's embedding product into ``folder``."""
@@ -226,13 +227,15 @@ class EmbedJob:
         from terramind.evaluate.embeddings import EMBEDDING, embed_scene
         from terramind.scene import scan_scene
 
+        backbone, digest = loaded
         start, inputs = time.perf_counter(), _inputs(scene)
         scan_scene(inputs)
         with output_folder(folder):
             written, tiles = embed_scene(
-                loaded, inputs, folder / f"{EMBEDDING}.tif", formats=self.formats, pool=self.pool,
+                backbone, inputs, folder / f"{EMBEDDING}.tif", formats=self.formats, pool=self.pool,
                 layer=self.layer, tile=self.tile, overlap=self.overlap, batch=self.batch_size,
-                offset=self.offset, settings=self.settings(), overwrite=overwrite, lock_dir=folder,
+                offset=self.offset, settings=self.settings(), weights=digest, overwrite=overwrite,
+                lock_dir=folder,
             )  # fmt: skip
         return SceneDone(tuple(map(str, written)), tiles, time.perf_counter() - start)
 

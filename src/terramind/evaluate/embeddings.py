@@ -477,6 +477,7 @@ def embed_scene(
     batch: int = 4,
     offset: Mapping[str, float] | None = None,
     settings: Mapping[str, object] | None = None,
+    weights: str | None = None,
     overwrite: bool = False,
     progress: Any = None,
     lock_dir: Path | None = None,
@@ -499,6 +500,8 @@ def embed_scene(
         batch: Tiles per forward pass.
         offset: Per modality, the DN offset added to the mean.
         settings: What else determines the result (model, weights), for the resume check.
+        weights: Digest of the backbone's weights (default: computed here; a caller embedding many scenes
+            with one backbone passes it once computed).
         overwrite: Replace existing outputs.
         progress: Progress display factory (:func:`terramind.scene.tqdm_progress`).
         lock_dir: Folder whose writer lock is held (default: the output's folder).
@@ -529,8 +532,8 @@ def embed_scene(
     written = run_scene(
         cell_tile_fn(backbone, cell, pool=pool, layer=layer, offset=offset), source,
         embedding_outputs(Path(path), dims, formats), layout, work_dir_for(Path(path), "embed"), fill=fill,
-        batch=batch, settings=options, weights=state_digest({"backbone": backbone}), overwrite=overwrite,
-        progress=progress, lock_dir=lock_dir or Path(path).parent,
+        batch=batch, settings=options, weights=weights or state_digest({"backbone": backbone}),
+        overwrite=overwrite, progress=progress, lock_dir=lock_dir or Path(path).parent,
     )  # fmt: skip
     return written, layout.num_tiles
 
