@@ -239,3 +239,16 @@ def test_predict_with_a_finetuned_checkpoint_equals_finetune_scene(
     records = read_results(out / "results.parquet")
     assert {n: r.status for n, r in records.items()} == dict.fromkeys(TILES, "done")
     assert (out / TILES[2] / "prediction.tif").read_bytes() == single.read_bytes()
+
+
+def test_batch_embed_equals_embed_scene(cluster: Any, manifest: Path, tmp_path: Path) -> None:
+    from terramind.batch import EmbedJob
+
+    tiny = ["--model", "terramind_v1_tiny", "--weights", "random", "--tile", "64", "--overlap", "16"]
+    scene = manifest.parent / f"{TILES[0]}.tif"
+    single = tmp_path / "single.tif"
+    assert main(["embed", "--scene", "--input", f"S2L2A={scene}", "-o", str(single), *tiny]) == 0
+    job = EmbedJob("terramind_v1_tiny", "random", tile=64, overlap=16)
+    report = run(job, manifest, tmp_path / "out", cluster=Cluster(workers=2), progress=False)
+    assert [r.status for r in report.records] == ["done"] * 3
+    assert (tmp_path / "out" / TILES[0] / "embedding.tif").read_bytes() == single.read_bytes()
