@@ -33,9 +33,17 @@ DIFFERENT = {
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
 }
 # commands that run TerraMind or a tokenizer, and the options each must have
-RUNS_MODEL = ("generate", "embed", "zeroshot water", "serve")
+RUNS_MODEL = (
+    "generate",
+    "embed",
+    "zeroshot water",
+    "serve",
+    "batch generate",
+    "batch embed",
+    "batch zeroshot-water",
+)
 RUNS_TOKENIZER = ("tokenize", "reconstruct")
-RUNS_TASK = ("finetune scene",)
+RUNS_TASK = ("finetune scene", "batch predict")
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:

@@ -703,3 +703,61 @@ def _existing_folder(text: str) -> Path:
 
 def _check_work_dir(args: argparse.Namespace) -> None:
     check_output_dir(args.work_dir)
+
+
+def ray_address(text: str) -> str:
+    """Parse a Ray cluster address ``ray://HOST:PORT``."""
+    from urllib.parse import urlparse
+
+    url = urlparse(text)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme != "ray" or not url.hostname or not port:
+        raise argparse.ArgumentTypeError(f"expected ray://HOST:PORT (Ray's client port, 10001), got {text!r}")
+    return text
+
+
+def add_cluster(p: argparse.ArgumentParser) -> None:
+    """Add ``--address``, ``--workers``, ``--threads-per-worker``, ``--num-gpus-per-worker``, ``--retries``.
+
+    An address that does not answer is refused (within seconds) before anything is read or written.
+    """
+    p.add_argument(
+        "--address",
+        type=ray_address,
+        default=None,
+        metavar="ray://HOST:PORT",
+        help="an existing Ray cluster (default: start Ray on this machine)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="workers, each holding the model (default 1)"
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        default=1,
+        help="torch threads (Ray CPUs) per worker (default 1)",
+    )
+    p.add_argument(
+        "--num-gpus-per-worker",
+        type=non_negative_float,
+        default=0.0,
+        metavar="F",
+        help="GPUs per worker (fractions share a GPU; default 0)",
+    )
+    p.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=0,
+        help="further attempts for a scene that failed (default 0)",
+    )
+    add_check(p, _check_address)
+
+
+def _check_address(args: argparse.Namespace) -> None:
+    if args.address is not None:
+        from terramind.batch.runner import check_address
+
+        check_address(args.address)

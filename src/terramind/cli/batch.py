@@ -1,0 +1,205 @@
+"""``terramind batch JOB --manifest M -o DIR [options of JOB] [--workers N] [--address ray://HOST:PORT]``.
+
+Runs one job over many scenes on Ray (extra ``batch``): ``generate``, ``embed`` (embedding products),
+``zeroshot-water`` or ``predict`` (a fine-tuned checkpoint), with the same options as the single-scene
+command. The manifest is a CSV or Parquet table with one column per input modality (``S2L2A``, ``S1RTC``,
+...) and an optional ``name`` column, a folder ``DIR/<MODALITY>/<scene>.tif``, or a STAC ItemCollection.
+Each scene's outputs go to ``DIR/<name>/``; ``DIR/results.parquet`` says per scene whether it is done or
+failed and why, and ``DIR/collection.json`` is a STAC collection of all outputs. Rerunning the command skips
+the done scenes and resumes the others. Exit code 1 when any scene failed.
+
+Example::
+
+    terramind batch generate --manifest scenes.csv -o out/ --to LULC --workers 2 --threads-per-worker 1
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from terramind.cli import _args
+from terramind.core.errors import TerraMindError
+from terramind.core.optional import require
+
+FAILED = 1  # exit code when any scene failed (the results table says which and why)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``batch`` with one subcommand per job."""
+    parser = sub.add_parser(
+        "batch", help="run generate, embed, zeroshot-water or predict over many scenes on Ray"
+    )
+    jobs = parser.add_subparsers(dest="job", metavar="JOB", required=True)
+    for name, (help_text, add) in JOB_PARSERS.items():
+        p = jobs.add_parser(name, help=help_text, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p.add_argument(
+            "--manifest", required=True, type=_manifest, metavar="M",
+            help="CSV/Parquet (a column per modality, optional 'name'), a folder DIR/<MOD>/<scene>.tif or a "
+            "STAC ItemCollection",
+        )  # fmt: skip
+        _args.add_output(p, "batch folder: <scene>/ per scene, results.parquet, collection.json", folder=True)
+        add(p)
+        _args.add_batch_size(p)
+        _args.add_device(p)
+        _args.add_cluster(p)
+        _args.add_overwrite(p)
+        p.set_defaults(func=run, job_kind=name)
+
+
+def _manifest(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"manifest {text!r} does not exist")
+    return path
+
+
+def _generate_options(p: argparse.ArgumentParser) -> None:
+    # the same spelling, default and help as `terramind generate` (tests/cli/test_flags.py checks it)
+    from terramind.generation.strategies import STRATEGIES
+
+    p.add_argument(
+        "--to", required=True, type=_args.modality_list, metavar="MOD[,MOD...]", help="outputs, in order"
+    )
+    _args.add_model(p)
+    _args.add_weights(p)
+    _args.add_seed(p)
+    p.add_argument("--steps", type=_args.positive_int, default=1, help="token decoding steps per output")
+    p.add_argument("--strategy", default="roar", choices=sorted(STRATEGIES), help="decoding strategy")
+    _args.add_diffusion_steps(p)
+    _args.add_sampling(p)
+    _args.add_offsets(p)
+    p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
+    _args.add_tiling(p)
+    _args.add_precision(p)
+
+
+def _embed_options(p: argparse.ArgumentParser) -> None:
+    from terramind.cli.embed import add_product_options
+
+    _args.add_model(p)
+    _args.add_weights(p, tokenizers=False)
+    add_product_options(p)
+    _args.add_layer(p)
+    _args.add_offsets(p)
+    _args.add_tiling(p)
+
+
+def _water_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flooded-vegetation", action="store_true", help="count flooded vegetation as water")
+    _args.add_model(p)
+    _args.add_weights(p)
+    _args.add_seed(p)
+    _args.add_tiling(p)
+
+
+def _predict_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=_args.input_file,
+        help="the task's config file(s)",
+    )
+    p.add_argument("--ckpt_path", required=True, type=_args.input_file, help="a checkpoint written by `fit`")
+    _args.add_tiling(p)
+
+
+JOB_PARSERS = {
+    "generate": ("generate modalities for every scene (as `terramind generate`)", _generate_options),
+    "embed": ("an embedding product per scene (as `terramind embed --scene`)", _embed_options),
+    "zeroshot-water": ("a water mask per scene (as `terramind zeroshot water`)", _water_options),
+    "predict": ("a fine-tuned model's map per scene (as `terramind finetune scene`)", _predict_options),
+}
+
+
+def build_job(args: argparse.Namespace) -> Any:
+    """Build the job record of the parsed command line (the one place that maps flags to a job)."""
+    from terramind.batch import EmbedJob, GenerateJob, PredictJob, WaterJob
+
+    common = {
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
+    if args.job_kind == "generate":
+        from terramind.cli.generate import options_from_args
+
+        return GenerateJob(
+            tuple(args.to), args.model, args.weights, args.tokenizer_weights, options_from_args(args),
+            args.seed, dict(args.offset), **common,
+        )  # fmt: skip
+    if args.job_kind == "embed":
+        from terramind.cli.embed import FORMATS
+
+        return EmbedJob(
+            args.model, args.weights, FORMATS[args.format], args.pool, args.layer, dict(args.offset), **common
+        )
+    if args.job_kind == "zeroshot-water":
+        return WaterJob(args.model, args.weights, args.tokenizer_weights, args.flooded_vegetation, args.seed,
+                        **common)  # fmt: skip
+    return PredictJob(tuple(map(str, args.config)), str(args.ckpt_path), load_task, **common)
+
+
+def load_task(config: Sequence[str], ckpt_path: str) -> Any:
+    """Build a fine-tuned dense task from its config and checkpoint, as ``finetune scene`` does (on a worker).
+
+    Returns:
+        A :class:`terramind.batch.LoadedTask`.
+    """
+    require("lightning", "train")
+    from terramind.batch import LoadedTask
+    from terramind.checkpoints.io import read_training_checkpoint
+    from terramind.cli.finetune import cli
+    from terramind.finetune.datamodule import GeoTiffDataModule
+    from terramind.finetune.tasks import RegressionTask, SegmentationTask
+
+    state = read_training_checkpoint(ckpt_path)
+    built = cli([arg for c in config for arg in ("-c", str(c))], run=False)
+    task, data = built.model, built.datamodule
+    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
+        raise TerraMindError(
+            "batch predict needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
+        )
+    task.load_state_dict(state)
+    kind = "classes" if isinstance(task, SegmentationTask) else "values"
+    return LoadedTask(task.model, data.inputs, task.model.out_channels, kind)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the batch; 0 when every scene is done, 1 when any failed (the table says which and why)."""
+    from terramind import batch
+
+    require("ray", "batch")
+    stac = _stac_available()
+    if "random" in (getattr(args, "weights", None), getattr(args, "tokenizer_weights", None)):
+        _args.note("running with RANDOM (untrained) weights: the outputs only exercise the pipeline and "
+                   "carry no information")  # fmt: skip
+    gpus = args.num_gpus_per_worker
+    if args.device.startswith("cuda") and gpus == 0:  # Ray hides the GPUs from workers that reserve none
+        gpus = 1.0
+        _args.note(f"--device {args.device}: each worker reserves one GPU (--num-gpus-per-worker 1)")
+    cluster = batch.Cluster(args.address, args.workers, args.threads_per_worker, gpus)
+    report = batch.run(
+        build_job(args), args.manifest, args.output, cluster=cluster, retries=args.retries,
+        overwrite=args.overwrite, stac=stac,
+    )  # fmt: skip
+    for record in report.failed:
+        print(f"failed: {record.name}: {record.error}")
+    print(f"wrote {report.table}" + (f" and {report.collection}" if report.collection else ""))
+    print(report.summary())
+    return FAILED if report.failed else 0
+
+
+def _stac_available() -> bool:
+    try:
+        require("pystac", "stac")
+    except TerraMindError as err:
+        _args.note(f"no STAC collection of the outputs: {err}")
+        return False
+    return True
