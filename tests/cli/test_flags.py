@@ -31,6 +31,10 @@ DIFFERENT = {
         "finetune scene takes several -c files, as LightningCLI does",
     ),
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
+    "--workers": (
+        {"help"},
+        "how many at once in both; serve's workers are jobs sharing one model, batch's each hold a model",
+    ),
 }
 # commands that run TerraMind or a tokenizer, and the options each must have
 RUNS_MODEL = (

@@ -671,7 +671,10 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         "./terramind-serve)",
     )
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="jobs run at once (model calls take turns)"
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="jobs run at once, sharing one model whose calls take turns (default 1)",
     )
     p.add_argument("--queue-size", type=positive_int, default=16, help="jobs that may wait (then 429)")
     p.add_argument(
