@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[dev,train,terramesh,stac,xarray,batch,serve,export]"
+.venv/bin/pip install -q -e ".[dev,train,terramesh,stac,xarray,batch,serve,export,embed]"
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
