@@ -434,7 +434,7 @@ def collate_series(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for m in names:
         steps = max(s["inputs"][m].shape[1] for s in samples)
         inputs[m] = torch.stack([_pad(s["inputs"][m], steps, 1) for s in samples])  # (B, C, T, H, W)
-        times[m] = torch.stack([_pad(s["times"][m], steps, 0) for s in samples]).float()
+        times[m] = torch.stack([_pad(s["times"][m], steps, 0) for s in samples])  # float64 days
         valid[m] = torch.stack([_pad(s["valid"][m], steps, 0) for s in samples])
     batch: dict[str, Any] = {"inputs": Series(inputs, times, valid), "path": [s["path"] for s in samples]}
     if "label" in samples[0]:
