@@ -55,7 +55,7 @@ def encoder() -> StandInEncoder:
 def _crop(path: Path) -> tuple[np.ndarray, dict]:
     with rasterio.open(path) as src:
         window = Window(0, 0, SIZE, SIZE)
-        profile = {**src.profile, "width": SIZE, "height": SIZE, "transform": src.window_transform(window)}
+        profile = {**src.profile, "width": SIZE, "height": SIZE, "transform": src.transform}  # the window starts at (0, 0)
         return src.read(window=window), profile
 
 

@@ -41,7 +41,8 @@ from torch.utils.data import Dataset
 
 from terramind.core.errors import InputError, ShapeError
 from terramind.core.optional import require
-from terramind.data.geotiff import GeoRef, read_raster
+from terramind.data.geotiff import GeoRef, Raster, band_positions, read_raster
+from terramind.data.policy import check_pixels
 from terramind.data.tiles import ModalityInput, d4, prepare_input, read_label
 
 EPOCH = date(1970, 1, 1)
@@ -243,7 +244,7 @@ def read_geotiff_series(files: Sequence[SeriesFile], mod: ModalityInput, max_ste
     check_increasing(files, what)
     steps, invalid, first = [], [], None
     for f in files:
-        raster = read_raster(f.path, mod.record, bands=mod.bands, file_bands=mod.file_bands or None, allow_nonfinite=True)
+        raster = _read_date(f.path, mod)
         if first is None:
             first = raster
         elif (problem := first.georef.same_grid(raster.georef)) is not None:
@@ -259,6 +260,15 @@ def read_geotiff_series(files: Sequence[SeriesFile], mod: ModalityInput, max_ste
         invalid.append(bad)
     return _arrays(np.stack(steps, axis=1), np.array([days(f.date) for f in files]), np.stack(invalid),
                    first.georef if first else None, str(files[0].path))  # fmt: skip
+
+
+def _read_date(path: Path, mod: ModalityInput) -> Raster:
+    """One date of a stack: the modality's bands under the reading policy, except that a date without a
+    valid pixel (a cloud-masked acquisition) is allowed: it becomes a missing date."""
+    raster = read_raster(path, allow_nonfinite=True)  # all bands; the policy is applied below
+    data = raster.data[band_positions(raster.georef, path, mod.record, mod.bands, mod.file_bands or None)]
+    data = check_pixels(data, mod.record, raster.georef.nodata, str(path), allow_nonfinite=True, require_valid=False)
+    return Raster(data, raster.georef, raster.path)
 
 
 def _arrays(x: np.ndarray, times: np.ndarray, invalid: np.ndarray, georef: GeoRef | None, source: str) -> SeriesArrays:
