@@ -118,7 +118,7 @@ class TemporalDataModule(L.LightningDataModule):
         if not len(dataset):
             raise InputError(f"the {split} split of {str(self.root)!r} is empty: add samples or splits/{split}.txt")
         return DataLoader(
-            dataset, self.batch_size, shuffle=shuffle, num_workers=self.num_workers, collate_fn=collate_series
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers, collate_fn=collate_series
         )
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
