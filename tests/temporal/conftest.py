@@ -24,7 +24,7 @@ NUM_CLASSES = 4  # label: LULC class id % 4 (any fixed mapping will do for a fit
 
 
 class StandInEncoder(nn.Module):
-    """Fine-tuning backbone surface: ``{m: (B, C, H, W)}`` -> ``depth`` tensors ``(B, N, D)``, counting calls."""
+    """Backbone surface: ``{m: (B, C, H, W)}`` -> ``depth`` tensors ``(B, N, D)``; counts its calls."""
 
     def __init__(self, channels: dict[str, int], dim: int = 16, depth: int = 2) -> None:
         super().__init__()
@@ -37,7 +37,10 @@ class StandInEncoder(nn.Module):
         self.seen.append(next(iter(inputs.values())).shape[0])
         # (B, C, H, W) -> (B, N, 256 C) -> (B, N, D), averaged over modalities
         x = torch.stack(
-            [self.embed[m](rearrange(v.float(), "b c (h p) (w q) -> b (h w) (p q c)", p=16, q=16)) for m, v in inputs.items()]
+            [
+                self.embed[m](rearrange(v.float(), "b c (h p) (w q) -> b (h w) (p q c)", p=16, q=16))
+                for m, v in inputs.items()
+            ]
         ).mean(0)
         out = []
         for block in self.blocks:
@@ -55,7 +58,12 @@ def encoder() -> StandInEncoder:
 def _crop(path: Path) -> tuple[np.ndarray, dict]:
     with rasterio.open(path) as src:
         window = Window(0, 0, SIZE, SIZE)
-        profile = {**src.profile, "width": SIZE, "height": SIZE, "transform": src.transform}  # the window starts at (0, 0)
+        profile = {
+            **src.profile,
+            "width": SIZE,
+            "height": SIZE,
+            "transform": src.transform,
+        }  # the window starts at (0, 0)
         return src.read(window=window), profile
 
 

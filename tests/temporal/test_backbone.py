@@ -49,7 +49,11 @@ def test_missing_date_equals_the_series_without_it(encoder: Any) -> None:
     series.inputs["S2L2A"][:, :, 1] = 1e4  # garbage at the missing date
     keep = [0, 2]
     shorter = Series(
-        {**series.inputs, "S2L2A": series.inputs["S2L2A"][:, :, keep], "S1RTC": series.inputs["S1RTC"][:, :, keep]},
+        {
+            **series.inputs,
+            "S2L2A": series.inputs["S2L2A"][:, :, keep],
+            "S1RTC": series.inputs["S1RTC"][:, :, keep],
+        },
         {m: t[:, keep] for m, t in series.times.items()},
         {m: v[:, keep] for m, v in series.valid.items()},
     )
@@ -87,7 +91,9 @@ def test_max_steps_is_enforced(encoder: Any) -> None:
         TemporalBackbone(encoder, "mean", max_steps=2)(_series())
 
 
-def test_frozen_encoder_gets_no_gradient_the_aggregator_does(encoder: Any, make_encoder: Callable[..., Any]) -> None:
+def test_frozen_encoder_gets_no_gradient_the_aggregator_does(
+    encoder: Any, make_encoder: Callable[..., Any]
+) -> None:
     backbone = TemporalBackbone(encoder, "attention", freeze_encoder=True)
     backbone(_series())[-1].sum().backward()
     assert all(p.grad is None for p in encoder.parameters())
@@ -120,10 +126,18 @@ def test_embeddings_per_date_and_aggregated(encoder: Any) -> None:
 
 
 def test_terramind_tiny_per_date_and_tim_per_date(examples_dir: Path) -> None:
-    encoder = Backbone("terramind_v1_tiny", ["S2L2A"], merge=None, encoder_depth=1, tim_modalities=["LULC"], tim_seed=0)
+    encoder = Backbone(
+        "terramind_v1_tiny", ["S2L2A"], merge=None, encoder_depth=1, tim_modalities=["LULC"], tim_seed=0
+    )
     backbone = TemporalBackbone(encoder, "attention", freeze_encoder=True)
     x = torch.randn(1, 12, 2, S, S)
-    out = backbone(Series({"S2L2A": x}, {"S2L2A": torch.tensor([[0.0, 30.0]])}, {"S2L2A": torch.ones(1, 2, dtype=torch.bool)}))
+    out = backbone(
+        Series(
+            {"S2L2A": x},
+            {"S2L2A": torch.tensor([[0.0, 30.0]])},
+            {"S2L2A": torch.ones(1, 2, dtype=torch.bool)},
+        )
+    )
     assert out[-1].shape == (1, 2 * 4, 192)  # 4 S2 tokens + 4 TiM LULC tokens per date, per date aggregated
 
 

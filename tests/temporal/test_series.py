@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from terramind.data.series import (

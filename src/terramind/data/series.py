@@ -6,7 +6,7 @@ in days since 1970-01-01 (:func:`days`) and a validity mask ``(T,)``; batches of
 
 Sources of one modality's series:
 
-- **GeoTIFF stack**: one file per date, the date in the name (``tile_2021-06-01.tif`` or ``tile_20210601.tif``,
+- **GeoTIFF stack**: one file per date, the date in the name (``tile_2021-06-01.tif``, ``tile_20210601.tif``;
   :func:`date_from_name`; :func:`dated_files` lists a folder) or listed in a CSV ``path,date[,modality]``
   (:func:`read_series_csv`; paths relative to the CSV; a header row is optional). Files are read with the
   GeoTIFF reader and standardised as single tiles are (:func:`terramind.data.tiles.prepare_input`). A date
@@ -28,6 +28,7 @@ refused by :func:`require_single_time`.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +79,10 @@ def as_series(data: Series | Mapping[str, torch.Tensor]) -> Series:
     """
     if not isinstance(data, Series):
         timed = {m: x for m, x in data.items() if x.ndim == 5}
-        times = {m: torch.arange(x.shape[2], device=x.device).float().expand(x.shape[0], -1) for m, x in timed.items()}
+        times = {
+            m: torch.arange(x.shape[2], device=x.device).float().expand(x.shape[0], -1)
+            for m, x in timed.items()
+        }
         data = Series(dict(data), times, {m: torch.ones_like(t, dtype=torch.bool) for m, t in times.items()})
     for m, x in data.inputs.items():
         if x.ndim not in (3, 4, 5):  # 3: token ids (B, h, w) of a static token modality
@@ -89,7 +93,9 @@ def as_series(data: Series | Mapping[str, torch.Tensor]) -> Series:
                 got = table.get(m)
                 if got is None or tuple(got.shape) != want:
                     shape = None if got is None else tuple(got.shape)
-                    raise ShapeError(f"{m} has T={want[1]} dates: {what}[{m!r}] must be (B, T) = {want}, got {shape}")
+                    raise ShapeError(
+                        f"{m} has T={want[1]} dates: {what}[{m!r}] must be (B, T) = {want}, got {shape}"
+                    )
     return data
 
 
@@ -117,7 +123,7 @@ def days(when: date | datetime) -> float:
 
 
 def parse_date(text: str) -> date | None:
-    """A date from ``YYYY-MM-DD``, ``YYYY_MM_DD`` or ``YYYYMMDD`` anywhere in ``text`` (None if none)."""
+    """Find a date (``YYYY-MM-DD``, ``YYYY_MM_DD`` or ``YYYYMMDD``) in ``text``; None if there is none."""
     for match in _DATE_RE.finditer(text):
         try:
             return date(*(int(g) for g in match.groups()))
@@ -127,7 +133,7 @@ def parse_date(text: str) -> date | None:
 
 
 def date_from_name(path: Path) -> date | None:
-    """The date in a file's name (its stem), or None."""
+    """Return the date in a file's name, or None."""
     return parse_date(path.name)
 
 
@@ -141,7 +147,7 @@ class SeriesFile:
 
 def check_increasing(files: Sequence[SeriesFile], what: str) -> None:
     """Refuse dates that are not strictly increasing, naming the first offending pair."""
-    for a, b in zip(files, files[1:], strict=False):
+    for a, b in itertools.pairwise(files):
         if b.date <= a.date:
             raise InputError(
                 f"{what}: dates are not increasing ({a.path.name} {a.date} then {b.path.name} {b.date}); "
@@ -150,7 +156,7 @@ def check_increasing(files: Sequence[SeriesFile], what: str) -> None:
 
 
 def dated_files(folder: Path) -> list[SeriesFile]:
-    """The GeoTIFFs of a folder, one per date, oldest first (dates from the names).
+    """List the GeoTIFFs of a folder, one per date, oldest first (dates from the names).
 
     Raises:
         InputError: No files, a file without a date in its name, or two files of one date.
@@ -230,7 +236,9 @@ def _check_steps(count: int, max_steps: int | None, what: str) -> None:
         raise ShapeError(f"{what} has {count} dates, more than max_steps={max_steps}: drop dates or raise it")
 
 
-def read_geotiff_series(files: Sequence[SeriesFile], mod: ModalityInput, max_steps: int | None = None) -> SeriesArrays:
+def read_geotiff_series(
+    files: Sequence[SeriesFile], mod: ModalityInput, max_steps: int | None = None
+) -> SeriesArrays:
     """Read and standardise a GeoTIFF stack of one modality.
 
     Raises:
@@ -263,18 +271,25 @@ def read_geotiff_series(files: Sequence[SeriesFile], mod: ModalityInput, max_ste
 
 
 def _read_date(path: Path, mod: ModalityInput) -> Raster:
-    """One date of a stack: the modality's bands under the reading policy, except that a date without a
-    valid pixel (a cloud-masked acquisition) is allowed: it becomes a missing date."""
+    """Read one date of a stack: the modality's bands under the reading policy.
+
+    Unlike a single tile, a date without a valid pixel (a cloud-masked acquisition) is allowed: it becomes a
+    missing date.
+    """
     raster = read_raster(path, allow_nonfinite=True)  # all bands; the policy is applied below
     data = raster.data[band_positions(raster.georef, path, mod.record, mod.bands, mod.file_bands or None)]
-    data = check_pixels(data, mod.record, raster.georef.nodata, str(path), allow_nonfinite=True, require_valid=False)
+    data = check_pixels(
+        data, mod.record, raster.georef.nodata, str(path), allow_nonfinite=True, require_valid=False
+    )
     return Raster(data, raster.georef, raster.path)
 
 
-def _arrays(x: np.ndarray, times: np.ndarray, invalid: np.ndarray, georef: GeoRef | None, source: str) -> SeriesArrays:
+def _arrays(
+    x: np.ndarray, times: np.ndarray, invalid: np.ndarray, georef: GeoRef | None, source: str
+) -> SeriesArrays:
     """Bundle a series; a date with no valid pixel is a missing date."""
-    valid = ~invalid.reshape(invalid.shape[0], -1).all(axis=1)  # (T,)
-    never = invalid[valid].all(axis=0) if valid.any() else np.ones(invalid.shape[1:], bool)
+    valid = np.asarray(~invalid.reshape(invalid.shape[0], -1).all(axis=1))  # (T,)
+    never = np.asarray(invalid[valid].all(axis=0)) if valid.any() else np.ones(invalid.shape[1:], bool)
     return SeriesArrays(x.astype(np.float32), times.astype(np.float64), valid, never, georef, source)
 
 
@@ -298,7 +313,9 @@ def zarr_days(array: Any) -> np.ndarray:
         units = str(array.attrs.get("units", "nanoseconds since 1970-01-01"))
         unit, _, origin = units.partition(" since ")
         if unit.strip() not in _UNIT_NS:
-            raise InputError(f"time units {units!r} not understood: use '<unit> since <date>' ({', '.join(_UNIT_NS)})")
+            raise InputError(
+                f"time units {units!r} not understood: use '<unit> since <date>' ({', '.join(_UNIT_NS)})"
+            )
         start = parse_date(origin) or EPOCH
         ns = values.astype(np.float64) * _UNIT_NS[unit.strip()] + days(start) * 86400e9
     return np.where(ns <= NO_TIME_NS, 0.0, ns / 86400e9)
@@ -336,7 +353,7 @@ def read_zarr_series(path: Path, mod: ModalityInput, max_steps: int | None = Non
 
 
 def read_zarr_label(path: Path) -> np.ndarray:
-    """The ``(H, W)`` class ids of an ImpactMesh-layout label zip (array ``bands``)."""
+    """Read the ``(H, W)`` class ids of an ImpactMesh-layout label zip (array ``bands``)."""
     group = _zarr_group(path)
     if "bands" not in set(group.array_keys()):
         raise InputError(f"label {str(path)!r} has no 'bands' array")
@@ -398,8 +415,10 @@ class SeriesDataset(Dataset[dict[str, Any]]):
         read = {m.name: read_series(sample.sources[m.name], m, self.max_steps) for m in self.inputs}
         sizes = {m: a.x.shape[-2:] for m, a in read.items()}
         if len(set(sizes.values())) > 1:
-            raise InputError(f"sample {sample.name!r}: modalities are on different grids {sizes}; reproject first")
-        invalid = np.stack([a.invalid for a in read.values()]).any(axis=0)
+            raise InputError(
+                f"sample {sample.name!r}: modalities are on different grids {sizes}; reproject first"
+            )
+        invalid = np.asarray(np.stack([a.invalid for a in read.values()]).any(axis=0))
         arrays = [torch.from_numpy(a.x) for a in read.values()]
         label = self._label(sample, invalid)
         if label is not None:
@@ -428,7 +447,9 @@ class SeriesDataset(Dataset[dict[str, Any]]):
             if raster.georef.nodata is not None:
                 ids[ids == raster.georef.nodata] = self.ignore_index
         if ids.shape != invalid.shape:
-            raise InputError(f"label {str(sample.label)!r} is {ids.shape}, its inputs {invalid.shape}: one grid")
+            raise InputError(
+                f"label {str(sample.label)!r} is {ids.shape}, its inputs {invalid.shape}: one grid"
+            )
         ids = np.where(invalid | ~np.isfinite(ids), self.ignore_index, ids)
         return torch.from_numpy(ids.astype(np.int64))
 
@@ -453,7 +474,7 @@ def collate_series(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _pad(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:
-    """Zero-pad ``x`` to ``steps`` along ``dim`` (padded dates are marked missing by their False ``valid``)."""
+    """Zero-pad ``x`` to ``steps`` along ``dim`` (padded dates are missing: their ``valid`` is False)."""
     missing = steps - x.shape[dim]
     if not missing:
         return x
@@ -462,9 +483,8 @@ def _pad(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
-
 def _entry_source(entry: Path) -> Source:
-    """A sample's entry in a modality folder: a folder of dated GeoTIFFs, one (static) GeoTIFF or a zarr zip."""
+    """Read a sample's entry: a folder of dated GeoTIFFs, one (static) GeoTIFF or a zarr zip."""
     if entry.is_dir():
         return dated_files(entry)
     if entry.name.endswith(ZARR_SUFFIX):
@@ -480,7 +500,9 @@ def _sample_name(entry: Path) -> str:
     return name
 
 
-def find_samples(root: Path, modalities: Sequence[str], label_folder: str | None = "label") -> list[SeriesSample]:
+def find_samples(
+    root: Path, modalities: Sequence[str], label_folder: str | None = "label"
+) -> list[SeriesSample]:
     """Pair the series of every modality folder (and labels) by sample name.
 
     Layout: ``root/<MODALITY>/<name>/`` (a folder of dated GeoTIFFs), ``root/<MODALITY>/<name>.tif`` (a
@@ -496,7 +518,9 @@ def find_samples(root: Path, modalities: Sequence[str], label_folder: str | None
     for folder in [*modalities, *([label_folder] if label_folder else [])]:
         path = root / folder
         if not path.is_dir():
-            raise InputError(f"{str(path)!r} is not a folder: give one folder per modality ({', '.join(modalities)})")
+            raise InputError(
+                f"{str(path)!r} is not a folder: give one folder per modality ({', '.join(modalities)})"
+            )
         entries[folder] = {_sample_name(p): p for p in path.iterdir() if not p.name.startswith(".")}
     names = set(entries[modalities[0]])
     for folder, found in entries.items():

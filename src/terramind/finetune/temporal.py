@@ -37,7 +37,7 @@ or trained; TiM runs per date when the encoder is a TiM backbone (``Backbone(tim
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -114,7 +114,9 @@ class MaxAggregator(nn.Module):
         return x.masked_fill(~valid[:, :, None, None], float("-inf")).amax(dim=1)
 
 
-def _time_order(x: torch.Tensor, times: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _time_order(
+    x: torch.Tensor, times: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort each sample's dates by time stamp, valid dates first; returns ``(x, valid)`` reordered."""
     key = torch.where(valid, times.double(), torch.inf)  # missing dates last
     order = key.argsort(dim=1, stable=True)  # (B, T)
@@ -343,7 +345,7 @@ class TemporalBackbone(nn.Module):
         self.out_channels = [int(a.out_width) for a in self.aggregators]  # type: ignore[arg-type]
 
     def forward(self, series: Series | Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Aggregated per-block features.
+        """Return the aggregated features of every block.
 
         Args:
             series: A :class:`terramind.data.series.Series`, or a mapping of ``(B, C, T, H, W)`` series and
@@ -377,7 +379,9 @@ class TemporalBackbone(nn.Module):
             one = torch.zeros(first.shape[0], 1, device=first.device)
             return [_Group((), static, one, one > -1)]
         if self.group == "modality":
-            return [_Group((m,), {**static, m: x}, series.times[m], series.valid[m]) for m, x in timed.items()]
+            return [
+                _Group((m,), {**static, m: x}, series.times[m], series.valid[m]) for m, x in timed.items()
+            ]
         return [_joint_group(timed, static, series, self.date_tolerance)]
 
     def _encode(self, group: _Group) -> StepFeatures:
@@ -405,8 +409,10 @@ def _flatten_dates(x: torch.Tensor, t: int) -> torch.Tensor:
 def _joint_group(
     timed: Mapping[str, torch.Tensor], static: dict[str, torch.Tensor], series: Series, tolerance: float
 ) -> _Group:
-    """All time-varying modalities on one date axis: same T, stamps within ``tolerance`` days; valid where
-    all are valid."""
+    """Put all time-varying modalities on one date axis (same T, stamps within ``tolerance`` days).
+
+    A date is valid where every modality is valid.
+    """
     names = list(timed)
     steps = {m: x.shape[2] for m, x in timed.items()}
     if len(set(steps.values())) > 1:
@@ -449,4 +455,3 @@ def embed_series(
             emb = step.layers[-1].mean(dim=2)  # (B, T, D)
             out["+".join(step.modalities) or "static"] = emb.masked_fill(~step.valid[..., None], float("nan"))
         return out
-

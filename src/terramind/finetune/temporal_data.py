@@ -76,9 +76,16 @@ class TemporalDataModule(L.LightningDataModule):
             label_folder = IMPACTMESH_LABEL if layout == "impactmesh" else "label"
         self.root, self.label_folder = Path(data_root), label_folder
         self.max_steps, self.split_ratio, self.augment = max_steps, tuple(split_ratio), augment
-        self.batch_size, self.num_workers, self.ignore_index, self.seed = batch_size, num_workers, ignore_index, seed
+        self.batch_size, self.num_workers, self.ignore_index, self.seed = (
+            batch_size,
+            num_workers,
+            ignore_index,
+            seed,
+        )
         with using_catalog(with_sensors(sensors)):
-            self.inputs = modality_inputs(modalities, bands or {}, file_bands or {}, offsets or {}, scales or {})
+            self.inputs = modality_inputs(
+                modalities, bands or {}, file_bands or {}, offsets or {}, scales or {}
+            )
         self.datasets: dict[str, SeriesDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -86,7 +93,12 @@ class TemporalDataModule(L.LightningDataModule):
         samples = find_samples(self.root, [m.name for m in self.inputs], self.label_folder)
         for split, chosen in self._split(samples).items():
             self.datasets[split] = SeriesDataset(
-                chosen, self.inputs, self.max_steps, self.ignore_index, self.augment and split == "train", self.seed
+                chosen,
+                self.inputs,
+                self.max_steps,
+                self.ignore_index,
+                self.augment and split == "train",
+                self.seed,
             )
 
     def _split(self, samples: Sequence[SeriesSample]) -> dict[str, list[SeriesSample]]:
@@ -116,23 +128,29 @@ class TemporalDataModule(L.LightningDataModule):
             self.setup()
         dataset = self.datasets[split]
         if not len(dataset):
-            raise InputError(f"the {split} split of {str(self.root)!r} is empty: add samples or splits/{split}.txt")
+            raise InputError(
+                f"the {split} split of {str(self.root)!r} is empty: add samples or splits/{split}.txt"
+            )
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers, collate_fn=collate_series
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_series,
         )
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Shuffled training batches."""
+        """Return shuffled training batches."""
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Validation batches."""
+        """Return the validation batches."""
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Test batches."""
+        """Return the test batches."""
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Every sample, for prediction."""
+        """Return every sample, for prediction."""
         return self._loader("predict")

@@ -57,7 +57,8 @@ class TemporalSegmentationTask(SegmentationTask):
         if not isinstance(backbone, TemporalBackbone):
             raise TerraMindError(
                 f"{type(self).__name__} needs a terramind.finetune.temporal.TemporalBackbone, got "
-                f"{type(backbone).__name__}: wrap the encoder (encoder: {{class_path: terramind.finetune.Backbone}})"
+                f"{type(backbone).__name__}: wrap the encoder "
+                "(encoder: {class_path: terramind.finetune.Backbone})"
             )
         super().__init__(backbone, num_classes, **options)
         self.model = SeriesDenseModel(self.model)  # type: ignore[arg-type]
@@ -79,6 +80,7 @@ class ChangeDetectionTask(TemporalSegmentationTask):
         aggregator = getattr(backbone, "aggregator_name", None)
         if aggregator not in ("difference", "concat"):
             raise TerraMindError(
-                f"change detection compares two dates: use the 'difference' or 'concat' aggregator, got {aggregator!r}"
+                "change detection compares two dates: use the 'difference' or 'concat' aggregator, "
+                f"got {aggregator!r}"
             )
         super().__init__(backbone, num_classes, **options)
