@@ -33,7 +33,7 @@ DIFFERENT = {
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
 }
 # commands that run TerraMind or a tokenizer, and the options each must have
-RUNS_MODEL = ("generate", "embed", "zeroshot water")
+RUNS_MODEL = ("generate", "embed", "embed-series", "zeroshot water")
 RUNS_TOKENIZER = ("tokenize", "reconstruct")
 RUNS_TASK = ("finetune scene",)
 

@@ -483,13 +483,32 @@ def _pad(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
-def _entry_source(entry: Path) -> Source:
-    """Read a sample's entry: a folder of dated GeoTIFFs, one (static) GeoTIFF or a zarr zip."""
-    if entry.is_dir():
-        return dated_files(entry)
-    if entry.name.endswith(ZARR_SUFFIX):
-        return entry
-    return [SeriesFile(entry, date_from_name(entry) or EPOCH)]  # one date; no date in the name: day 0
+def series_source(path: Path, modality: str | None = None) -> Source:
+    """Read where one modality's series is.
+
+    Args:
+        path: A folder of dated GeoTIFFs, a CSV ``path,date[,modality]``, a zarr zip, or one GeoTIFF (one
+            date, e.g. a static DEM; without a date in its name it is day 0).
+        modality: The modality, for the rows of a CSV without a third column (and to pick its rows).
+
+    Raises:
+        InputError: A folder or CSV that lists no dated file, or a CSV without rows of ``modality``.
+    """
+    if path.is_dir():
+        return dated_files(path)
+    if path.name.endswith(ZARR_SUFFIX):
+        return path
+    if path.suffix.lower() == ".csv":
+        listed = read_series_csv(path, default_modality=modality)
+        if modality not in listed:
+            raise InputError(f"{str(path)!r} lists no {modality} files (it lists {sorted(listed)})")
+        return listed[modality]
+    return [SeriesFile(path, date_from_name(path) or EPOCH)]
+
+
+def date_of(day: float) -> date:
+    """Return the calendar date of a time stamp in days since 1970-01-01."""
+    return EPOCH + timedelta(days=int(np.floor(day)))
 
 
 def _sample_name(entry: Path) -> str:
@@ -531,7 +550,7 @@ def find_samples(
     for name in sorted(names):
         listed_csv = root / "series" / f"{name}.csv"
         listed = read_series_csv(listed_csv) if listed_csv.is_file() else {}
-        sources = {m: listed[m] if m in listed else _entry_source(entries[m][name]) for m in modalities}
+        sources = {m: listed[m] if m in listed else series_source(entries[m][name], m) for m in modalities}
         label = entries[label_folder][name] if label_folder else None
         samples.append(SeriesSample(name, sources, label))
     return samples
