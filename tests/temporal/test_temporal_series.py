@@ -7,8 +7,12 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pytest
+import rasterio
 import torch
+from affine import Affine
 
+from terramind.core.errors import InputError
 from terramind.data.series import (
     SeriesDataset,
     collate_series,
@@ -124,3 +128,17 @@ def test_datamodule_splits_and_batches(make_series: MakeSeries) -> None:
     assert series.inputs["S2L2A"].shape == (2, 12, 4, 32, 32)
     assert series.inputs["DEM"].shape == (2, 1, 1, 32, 32)
     assert not np.isin(batch["label"].unique().numpy(), [-1, 0, 1, 2, 3], invert=True).any()
+
+
+def test_labels_outside_num_classes_and_grids_that_differ_are_refused(make_series: MakeSeries) -> None:
+    root = make_series(steps=2, masked=None)
+    inputs = modality_inputs(["S2L2A", "DEM"], {}, {}, {}, {})
+    samples = find_samples(root, ["S2L2A", "DEM"])
+    with pytest.raises(InputError, match=r"holds classes outside 0\.\.1"):
+        SeriesDataset(samples, inputs, num_classes=2)[0]
+    dem = root / "DEM" / f"{samples[0].name}.tif"
+    with rasterio.open(dem, "r+") as dst:  # the same size, shifted by one pixel
+        t = dst.transform
+        dst.transform = Affine(t.a, t.b, t.c + t.a, t.d, t.e, t.f)
+    with pytest.raises(InputError, match="DEM is not on the grid of S2L2A"):
+        SeriesDataset(samples, inputs)[0]

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from terramind.core.errors import InputError, ShapeError
 from terramind.core.optional import require
@@ -393,7 +393,9 @@ class SeriesDataset(Dataset[dict[str, Any]]):
         max_steps: Refuse series with more dates.
         ignore_index: Label value of pixels with no valid input at any date, or the label's ``nodata``.
         augment: One random D4 transform per sample, the same for every date, modality and the label.
-        seed: Seed of the transforms (one generator per dataset; the global random state is untouched).
+        seed: Seed of the transforms: each data-loading worker draws from its own generator, seeded from
+            ``seed`` and the worker id (the global random state is untouched).
+        num_classes: Refuse label values outside ``0..num_classes-1`` (``ignore_index`` aside); None: none.
     """
 
     samples: Sequence[SeriesSample]
@@ -402,10 +404,17 @@ class SeriesDataset(Dataset[dict[str, Any]]):
     ignore_index: int = -1
     augment: bool = False
     seed: int = 0
-    _generator: torch.Generator = field(init=False, repr=False)
+    num_classes: int | None = None
+    _generators: dict[int, torch.Generator] = field(default_factory=dict, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self._generator = torch.Generator().manual_seed(self.seed)
+    def _generator(self) -> torch.Generator:
+        """Return the calling worker's generator (created on first use)."""
+        info = get_worker_info()
+        worker = info.id if info is not None else -1
+        if worker not in self._generators:
+            state = np.random.SeedSequence([self.seed, worker + 1]).generate_state(1)[0]
+            self._generators[worker] = torch.Generator().manual_seed(int(state))
+        return self._generators[worker]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -413,18 +422,14 @@ class SeriesDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         read = {m.name: read_series(sample.sources[m.name], m, self.max_steps) for m in self.inputs}
-        sizes = {m: a.x.shape[-2:] for m, a in read.items()}
-        if len(set(sizes.values())) > 1:
-            raise InputError(
-                f"sample {sample.name!r}: modalities are on different grids {sizes}; reproject first"
-            )
+        _check_one_grid(sample.name, read)
         invalid = np.asarray(np.stack([a.invalid for a in read.values()]).any(axis=0))
         arrays = [torch.from_numpy(a.x) for a in read.values()]
         label = self._label(sample, invalid)
         if label is not None:
             arrays.append(label)
         if self.augment:
-            k, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=self._generator))
+            k, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=self._generator()))
             arrays = [a.contiguous() for a in d4(arrays, k, flip % 2 == 1)]  # (H, W) last: same for all dates
         out: dict[str, Any] = {
             "inputs": dict(zip(read, arrays, strict=False)),
@@ -451,7 +456,28 @@ class SeriesDataset(Dataset[dict[str, Any]]):
                 f"label {str(sample.label)!r} is {ids.shape}, its inputs {invalid.shape}: one grid"
             )
         ids = np.where(invalid | ~np.isfinite(ids), self.ignore_index, ids)
+        out = ids[ids != self.ignore_index]
+        if self.num_classes is not None and out.size and (out.min() < 0 or out.max() >= self.num_classes):
+            raise InputError(
+                f"label {str(sample.label)!r} holds classes outside 0..{self.num_classes - 1} "
+                f"(found {out.min():g}..{out.max():g}); fix num_classes or ignore_index"
+            )
         return torch.from_numpy(ids.astype(np.int64))
+
+
+def _check_one_grid(name: str, read: Mapping[str, SeriesArrays]) -> None:
+    """Refuse modalities of one sample on different grids (size; CRS and transform where known)."""
+    sizes = {m: tuple(a.x.shape[-2:]) for m, a in read.items()}
+    if len(set(sizes.values())) > 1:
+        raise InputError(f"sample {name!r}: modalities have different sizes {sizes}; reproject first")
+    located = [(m, a) for m, a in read.items() if a.georef is not None]
+    for m, a in located[1:]:
+        first, ref = located[0]
+        problem = ref.georef.same_grid(a.georef) if ref.georef and a.georef else None
+        if problem:
+            raise InputError(
+                f"sample {name!r}: {m} is not on the grid of {first} ({problem}); reproject first"
+            )
 
 
 def collate_series(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -513,7 +539,7 @@ def date_of(day: float) -> date:
 
 def _sample_name(entry: Path) -> str:
     name = entry.name
-    for suffix in (ZARR_SUFFIX, *RASTER_SUFFIXES):
+    for suffix in (ZARR_SUFFIX, *RASTER_SUFFIXES, ".csv"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -524,8 +550,9 @@ def find_samples(
 ) -> list[SeriesSample]:
     """Pair the series of every modality folder (and labels) by sample name.
 
-    Layout: ``root/<MODALITY>/<name>/`` (a folder of dated GeoTIFFs), ``root/<MODALITY>/<name>.tif`` (a
-    static modality, e.g. DEM) or ``root/<MODALITY>/<name>.zarr.zip`` (ImpactMesh), with
+    Layout: ``root/<MODALITY>/<name>/`` (a folder of dated GeoTIFFs), ``root/<MODALITY>/<name>.csv``
+    (``path,date`` rows), ``root/<MODALITY>/<name>.tif`` (a static modality, e.g. DEM) or
+    ``root/<MODALITY>/<name>.zarr.zip`` (ImpactMesh), with
     ``root/<label_folder>/<name>.tif`` or ``.zarr.zip``. A ``root/series/<name>.csv`` (``path,date,modality``)
     replaces the folders of the modalities it lists.
 

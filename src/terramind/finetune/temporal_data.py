@@ -39,6 +39,7 @@ class TemporalDataModule(L.LightningDataModule):
         file_bands: Per modality, the bands the files hold, in order, when not the modality's full set.
         offsets: Per modality, the mean offset of standardising (S2 +1000 DN products).
         scales: Per modality, a factor applied to raw values first.
+        num_classes: Refuse label values outside ``0..num_classes-1`` (``ignore_index`` aside) when read.
         max_steps: Refuse series with more dates than this.
         split_ratio: Train/val/test fractions of the seeded split of names not in ``splits/<split>.txt``.
         augment: Random D4 transforms on the training split, identical across dates.
@@ -60,6 +61,7 @@ class TemporalDataModule(L.LightningDataModule):
         file_bands: Mapping[str, Sequence[str]] | None = None,
         offsets: Mapping[str, float] | None = None,
         scales: Mapping[str, float] | None = None,
+        num_classes: int | None = None,
         max_steps: int | None = None,
         split_ratio: Sequence[float] = (0.8, 0.1, 0.1),
         augment: bool = True,
@@ -76,6 +78,7 @@ class TemporalDataModule(L.LightningDataModule):
             label_folder = IMPACTMESH_LABEL if layout == "impactmesh" else "label"
         self.root, self.label_folder = Path(data_root), label_folder
         self.max_steps, self.split_ratio, self.augment = max_steps, tuple(split_ratio), augment
+        self.num_classes = num_classes
         self.batch_size, self.num_workers, self.ignore_index, self.seed = (
             batch_size,
             num_workers,
@@ -95,10 +98,11 @@ class TemporalDataModule(L.LightningDataModule):
             self.datasets[split] = SeriesDataset(
                 chosen,
                 self.inputs,
-                self.max_steps,
-                self.ignore_index,
-                self.augment and split == "train",
-                self.seed,
+                max_steps=self.max_steps,
+                ignore_index=self.ignore_index,
+                augment=self.augment and split == "train",
+                seed=self.seed,
+                num_classes=self.num_classes,
             )
 
     def _split(self, samples: Sequence[SeriesSample]) -> dict[str, list[SeriesSample]]:
