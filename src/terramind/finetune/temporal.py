@@ -386,6 +386,7 @@ class TemporalBackbone(nn.Module):
 
     def _encode(self, group: _Group) -> StepFeatures:
         """Encode the valid dates of a group, batched over ``B x T``; rows of missing dates stay zero."""
+        _check_some_valid(group.valid)  # before the encoder runs, not after
         b, t = group.valid.shape
         keep = group.valid.reshape(-1).nonzero().flatten()  # indices into (b t)
         flat = {m: _flatten_dates(x, t)[keep] for m, x in group.inputs.items()}
