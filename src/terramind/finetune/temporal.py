@@ -394,9 +394,11 @@ class TemporalBackbone(nn.Module):
             layers = self.encoder(flat)
         out = []
         for f in layers:
-            full = f.new_zeros(b * t, *f.shape[1:])
-            full[keep] = f
-            out.append(rearrange(full, "(b t) n d -> b t n d", b=b))
+            if keep.numel() < b * t:  # scatter the encoded dates back; missing rows stay zero (masked)
+                full = f.new_zeros(b * t, *f.shape[1:])
+                full[keep] = f
+                f = full
+            out.append(rearrange(f, "(b t) n d -> b t n d", b=b))  # a view: no copy of every block
         return StepFeatures(group.modalities, out, group.times, group.valid)
 
 
