@@ -40,6 +40,7 @@ DIFFERENT = {
 RUNS_MODEL = (
     "generate",
     "embed",
+    "embed-series",
     "zeroshot water",
     "serve",
     "batch generate",
