@@ -12,12 +12,17 @@ from terramind.finetune.losses import LOSSES, build_loss
 from terramind.finetune.model import DenseModel, PooledModel
 from terramind.finetune.necks import PyramidNeck, default_layer_indices, tokens_to_map
 from terramind.finetune.tasks import ClassificationTask, RegressionTask, SegmentationTask
+from terramind.finetune.temporal import AGGREGATORS, TemporalBackbone, embed_series
+from terramind.finetune.temporal_data import TemporalDataModule
+from terramind.finetune.temporal_tasks import ChangeDetectionTask, TemporalSegmentationTask
 from terramind.finetune.writer import GeoTiffPredictionWriter
 
 __all__ = [
+    "AGGREGATORS",
     "DECODERS",
     "LOSSES",
     "Backbone",
+    "ChangeDetectionTask",
     "ClassificationTask",
     "DenseModel",
     "FCNDecoder",
@@ -29,11 +34,15 @@ __all__ = [
     "PyramidNeck",
     "RegressionTask",
     "SegmentationTask",
+    "TemporalBackbone",
+    "TemporalDataModule",
+    "TemporalSegmentationTask",
     "UNetDecoder",
     "UPerNetDecoder",
     "build_decoder",
     "build_loss",
     "default_layer_indices",
+    "embed_series",
     "model_config",
     "tokens_to_map",
 ]
