@@ -24,7 +24,15 @@ import numpy as np
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError
-from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
+from terramind.data.geotiff import (
+    GeoRef,
+    PathLike,
+    Raster,
+    band_positions,
+    open_georef,
+    open_raster,
+    read_window,
+)
 from terramind.modalities import MODALITIES, PATCH_SIZE, ModalitySpec, get_modality
 
 Level = Literal["ok", "note", "warning", "error"]
@@ -258,6 +266,44 @@ def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int =
     return out
 
 
+SAMPLE_SIDE = 512  # longest side of the decimated read that decides a scene's S1 unit
+
+
+def summarize_sample(path: PathLike, modality: str | ModalitySpec, *, side: int = SAMPLE_SIDE) -> TileSummary:
+    """Summarise a decimated read of a raster (at most ``side`` px a side; a COG reads its overviews).
+
+    Enough for scene-wide facts such as the unit of S1 backscatter (:func:`s1_power_unit`) without reading
+    a whole scene.
+
+    Raises:
+        InputError: The file cannot be opened or read.
+    """
+    spec = get_modality(modality)
+    georef = open_georef(path)
+    index = band_positions(georef, path, spec)
+    scale = max(1.0, max(georef.width, georef.height) / side)
+    shape = (len(index), max(1, round(georef.height / scale)), max(1, round(georef.width / scale)))
+    with open_raster(path) as dataset:
+        data = dataset.read([i + 1 for i in index], out_shape=shape)
+    return summarize(Raster(data, georef, Path(str(path))), spec)
+
+
+S1Unit = Literal["dB", "linear", "ambiguous"]
+
+
+def s1_power_unit(summary: TileSummary, thresholds: Thresholds = THRESHOLDS) -> S1Unit:
+    """Tell S1 backscatter in dB from linear power by its signs.
+
+    In dB almost every value is negative; linear power is never negative. At least
+    ``thresholds.linear_fraction`` positive values and none negative: ``linear``; that many positive but some
+    negative: ``ambiguous`` (neither unit explains it); otherwise ``dB``.
+    """
+    n = int(summary.valid.sum())
+    if not n or float(summary.positive.sum() / n) < thresholds.linear_fraction:
+        return "dB"
+    return "ambiguous" if bool((summary.min < 0).any()) else "linear"
+
+
 def _summary(tile: Raster | TileSummary, spec: ModalitySpec) -> TileSummary:
     return tile if isinstance(tile, TileSummary) else summarize(tile, spec)
 
@@ -422,8 +468,8 @@ def _unit_scaled(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> lis
 
 
 def _s1_linear(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    n = int(summary.valid.sum())
-    if n and (share := float(summary.positive.sum() / n)) >= t.linear_fraction:
+    if s1_power_unit(summary, t) != "dB":
+        share = float(summary.positive.sum() / summary.valid.sum())
         return [
             Finding(
                 "error",
