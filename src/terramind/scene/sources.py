@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rasterio.windows import Window
@@ -32,6 +32,7 @@ from terramind.scene.band_files import DEFAULT_RESAMPLING, BandFilesSource
 from terramind.scene.stac import is_stac_item, stac_source
 from terramind.scene.units import decibel_note, needs_decibels, to_decibels
 from terramind.scene.warp import check_overlap, check_resampling, read_warped, resampling_for
+from terramind.scene.xarray_source import XarraySource, is_xarray
 
 
 class Source(Protocol):
@@ -130,12 +131,15 @@ def notes(source: Source) -> list[str]:
     return [line for part in parts for line in getattr(part, "notes", [])]
 
 
-InputValue = Path | str | Sequence[Path]
-"""One input as given: a raster file or URL, a band-files folder/SAFE, a STAC item, or a list of band files."""
+InputValue = Path | str | Sequence[Path] | Any
+"""One input as given: a raster file or URL, a band-files folder/SAFE, a STAC item, a list of band files, or
+an xarray ``DataArray``/``Dataset`` (:mod:`.xarray_source`)."""
 
 
 def _native(name: str, value: InputValue, resampling: str) -> Source | Path:
-    """An input's own source (band files, STAC item) on its native grid, or a raster's path."""
+    """An input's own source (band files, STAC item, xarray) on its native grid, or a raster's path."""
+    if is_xarray(value):
+        return XarraySource(name, value)
     if not isinstance(value, (str, Path)):
         return BandFilesSource(name, [as_path(v) for v in value], resampling=resampling)
     path = as_path(value)
@@ -180,6 +184,14 @@ def scene_source(
             check_overlap(name, native.native, target_name, target)
             same = native.georef.same_grid(target) is None
             sources.append(native if same else _onto(native, target, target_name))
+        elif not isinstance(native, Path):  # in memory (xarray): read as it is, so it must be on the grid
+            problem = native.georef.same_grid(target)
+            if problem:
+                raise InputError(
+                    f"{name} (in memory) is not on the grid of {target_name} ({problem}): an in-memory "
+                    f"array is not warped; give it first (or as the grid) so the other inputs are warped onto it"
+                )
+            sources.append(native)
     return combined(sources)
 
 
