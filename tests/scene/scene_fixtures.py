@@ -24,7 +24,9 @@ S1_RES = 20.0
 WAVE = 50.0  # S1 field: -15 + 5 sin(x/WAVE) cos(y/WAVE) over S1 pixels; steepest slope 5*sqrt(2)/WAVE dB/px
 
 
-def write(path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: float | None = None, **tags) -> Path:
+def write(
+    path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: float | None = None, **tags
+) -> Path:
     """Write a GeoTIFF (C, H, W) with optional nodata and tags."""
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                    dtype=str(data.dtype), crs=crs, transform=transform, nodata=nodata)  # fmt: skip

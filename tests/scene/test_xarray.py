@@ -1,4 +1,4 @@
-"""The notebook form: xarray inputs (lazy, by window) and ``generate_scene`` returning an ``xarray.Dataset``."""
+"""The notebook form: xarray inputs (lazy, by window); ``generate_scene`` returns an ``xarray.Dataset``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ xr = pytest.importorskip("xarray", reason="the xarray extra is not installed")
 rioxarray = pytest.importorskip("rioxarray", reason="the xarray extra is not installed")
 dask_array = pytest.importorskip("dask.array", reason="the xarray extra is not installed")
 
-_spec = importlib.util.spec_from_file_location("scene_fixtures_x", Path(__file__).parent / "scene_fixtures.py")
+_spec = importlib.util.spec_from_file_location(
+    "scene_fixtures_x", Path(__file__).parent / "scene_fixtures.py"
+)
 assert _spec is not None and _spec.loader is not None
 fx = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fx)

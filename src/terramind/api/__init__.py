@@ -1,4 +1,4 @@
-"""The handful of public verbs: create a backbone, a full model, a tokenizer or a generator; generate a scene."""
+"""The public verbs: create a backbone, a full model, a tokenizer or a generator; generate a scene."""
 
 from terramind.api.generation import create_generator
 from terramind.api.models import create_backbone, create_model

@@ -1,4 +1,4 @@
-"""``generate_scene``: any-to-any generation over a whole scene, for notebooks, returning an ``xarray.Dataset``.
+"""``generate_scene``: any-to-any generation over a whole scene for notebooks, as an ``xarray.Dataset``.
 
     import rioxarray
     from terramind.api.scene import generate_scene

@@ -672,7 +672,7 @@ def scene_input_pair(text: str) -> tuple[str, Path | tuple[Path, ...]]:
 
 
 def add_scene_inputs(p: argparse.ArgumentParser) -> None:
-    """``--input MOD=...`` of the scene commands: a raster/URL, folder/SAFE, STAC item, band-file list or glob."""
+    """``--input MOD=...`` of scene commands: raster/URL, folder/SAFE, STAC item, band-file list or glob."""
     p.add_argument(
         "--input",
         action=PairsAction,

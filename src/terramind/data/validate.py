@@ -14,7 +14,7 @@ with the raster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -269,18 +269,25 @@ def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int =
 SAMPLE_SIDE = 512  # longest side of the decimated read that decides a scene's S1 unit
 
 
-def summarize_sample(path: PathLike, modality: str | ModalitySpec, *, side: int = SAMPLE_SIDE) -> TileSummary:
+def summarize_sample(
+    path: PathLike,
+    modality: str | ModalitySpec,
+    *,
+    side: int = SAMPLE_SIDE,
+    band_indexes: Sequence[int] | None = None,
+) -> TileSummary:
     """Summarise a decimated read of a raster (at most ``side`` px a side; a COG reads its overviews).
 
     Enough for scene-wide facts such as the unit of S1 backscatter (:func:`s1_power_unit`) without reading
-    a whole scene.
+    a whole scene. ``band_indexes`` (0-based) picks the bands; by default the modality's, by the file's band
+    names when it has them.
 
     Raises:
         InputError: The file cannot be opened or read.
     """
     spec = get_modality(modality)
     georef = open_georef(path)
-    index = band_positions(georef, path, spec)
+    index = list(band_indexes) if band_indexes is not None else band_positions(georef, path, spec)
     scale = max(1.0, max(georef.width, georef.height) / side)
     shape = (len(index), max(1, round(georef.height / scale)), max(1, round(georef.width / scale)))
     with open_raster(path) as dataset:

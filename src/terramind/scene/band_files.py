@@ -71,6 +71,7 @@ class BandFilesSource:
         native: The finest band's grid, with the modality's band names.
         georef: The grid read on: ``native``, or the target grid given.
         files: ``MOD:BAND`` -> file, for the resume key.
+        notes: What was decided for the user (a warp onto another input's grid), one line each.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class BandFilesSource:
         self._check_footprints()
         self.georef = self.native if grid is None else replace(grid, band_names=tuple(spec.bands))
         self.files = {f"{spec.name}:{b}": p for b, p in self.band_files.items()}
+        self.notes: list[str] = []
 
     @classmethod
     def from_folder(

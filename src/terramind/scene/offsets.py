@@ -53,7 +53,7 @@ class ProductOffset:
 def _from_fields(
     add_offsets: Sequence[float], baseline: str | None, where: str, kind: str = "metadata"
 ) -> ProductOffset | None:
-    """The offset from ADD_OFFSET values (they win) or the processing baseline; None when neither is given."""
+    """Read the offset from ADD_OFFSET values (they win) or the baseline; None when neither is given."""
     if add_offsets:
         values = set(add_offsets)
         if len(values) > 1:
@@ -102,7 +102,7 @@ def _from_tags(path: Path) -> ProductOffset | None:
 
 
 def product_offset(modality: str, value: Path | str | Sequence[Path]) -> ProductOffset | None:
-    """The DN offset an input's own metadata implies (None: it says nothing, or it is not Sentinel-2 optical).
+    """Return the DN offset an input's metadata implies (None: it says nothing, or it is not S2 optical).
 
     Args:
         modality: The modality the input is given as.
@@ -134,7 +134,7 @@ def product_offsets(inputs: Mapping[str, Path | str | Sequence[Path]]) -> dict[s
 
 
 def offset_note(modality: str, found: ProductOffset, given: float | None) -> str:
-    """The line that states the offset used for an input, and why."""
+    """Return the line that states the offset used for an input, and why."""
     if given is not None:
         return (
             f"{modality}: {found.source}: using --offset {modality}={given:g} as given (the {found.kind} "

@@ -53,7 +53,14 @@ class Source(Protocol):
         ...
 
 
-def check_scene_inputs(inputs: Mapping[str, Path], *, grid: GeoRef | None = None) -> GeoRef:
+BandChoice = tuple[Sequence[str], Sequence[str] | None]
+"""Of one input, the bands wanted (in this order) and the bands its files hold when they do not name them
+(None: the modality's), as a fine-tuned model reads them (:class:`terramind.data.tiles.ModalityInput`)."""
+
+
+def check_scene_inputs(
+    inputs: Mapping[str, Path], *, grid: GeoRef | None = None, bands: Mapping[str, BandChoice] | None = None
+) -> GeoRef:
     """Check input files against their modalities and the target grid; return the target grid.
 
     Inputs on other grids are fine (they are warped, :mod:`terramind.scene.warp`) as long as they overlap it.
@@ -61,6 +68,7 @@ def check_scene_inputs(inputs: Mapping[str, Path], *, grid: GeoRef | None = None
     Args:
         inputs: Per modality, a raster file (local, GDAL virtual path or URL).
         grid: The target grid (default: the first input's).
+        bands: Inputs read as a band subset (their counts are checked when the bands are looked up).
 
     Raises:
         InputError: A missing/unreadable file, or an input that does not overlap the target grid.
@@ -71,6 +79,8 @@ def check_scene_inputs(inputs: Mapping[str, Path], *, grid: GeoRef | None = None
     georefs = {get_modality(n).name: open_georef(p) for n, p in inputs.items()}
     for name, georef in georefs.items():
         spec = get_modality(name)
+        if name in (bands or {}):
+            continue
         expected = 1 if spec.classes is not None else spec.num_bands
         if georef.count != expected:
             raise ShapeError(
@@ -126,7 +136,7 @@ def scan_scene(
 
 
 def notes(source: Source) -> list[str]:
-    """What a source decided for the user (warps, unit conversions), one line each."""
+    """Return what a source decided for the user (warps, unit conversions), one line each."""
     parts = getattr(source, "sources", [source])
     return [line for part in parts for line in getattr(part, "notes", [])]
 
@@ -137,7 +147,7 @@ an xarray ``DataArray``/``Dataset`` (:mod:`.xarray_source`)."""
 
 
 def _native(name: str, value: InputValue, resampling: str) -> Source | Path:
-    """An input's own source (band files, STAC item, xarray) on its native grid, or a raster's path."""
+    """Return an input's own source (band files, STAC, xarray) on its native grid, or a raster's path."""
     if is_xarray(value):
         return XarraySource(name, value)
     if not isinstance(value, (str, Path)):
@@ -151,7 +161,11 @@ def _native(name: str, value: InputValue, resampling: str) -> Source | Path:
 
 
 def scene_source(
-    inputs: Mapping[str, InputValue], *, resampling: str = DEFAULT_RESAMPLING, grid: str | None = None
+    inputs: Mapping[str, InputValue],
+    *,
+    resampling: str = DEFAULT_RESAMPLING,
+    grid: str | None = None,
+    bands: Mapping[str, BandChoice] | None = None,
 ) -> Source:
     """Return the source of a scene's inputs, each by its form, all read on one target grid.
 
@@ -161,6 +175,7 @@ def scene_source(
         resampling: How continuous inputs are resampled onto another grid (band files coarser than the
             finest, inputs on another grid); class maps are always ``nearest`` (:mod:`terramind.scene.warp`).
         grid: The input whose grid the scene is read on (default: the first input's).
+        bands: Inputs read as a band subset (a fine-tuned model's bands): they are read in that order.
 
     Raises:
         InputError: An input that cannot be read, a band missing, an unknown ``grid`` or inputs that do
@@ -178,7 +193,10 @@ def scene_source(
     rasters = {n: v for n, v in natives.items() if isinstance(v, Path)}
     sources: list[Source] = []
     if rasters:
-        sources.append(RasterSource(rasters, grid=target, resampling=resampling, grid_name=target_name))
+        picked = {n: b for n, b in (bands or {}).items() if get_modality(n).name in rasters}
+        sources.append(
+            RasterSource(rasters, grid=target, resampling=resampling, grid_name=target_name, bands=picked)
+        )
     for name, native in natives.items():
         if isinstance(native, BandFilesSource):
             check_overlap(name, native.native, target_name, target)
@@ -189,10 +207,27 @@ def scene_source(
             if problem:
                 raise InputError(
                     f"{name} (in memory) is not on the grid of {target_name} ({problem}): an in-memory "
-                    f"array is not warped; give it first (or as the grid) so the other inputs are warped onto it"
+                    f"array is not warped; give it first (or as the grid) so the others are warped onto it"
                 )
             sources.append(native)
-    return combined(sources)
+    others = {get_modality(n).name: b[0] for n, b in (bands or {}).items()}
+    others = {n: b for n, b in others.items() if not isinstance(natives[n], Path)}
+    return combined(sources) if not others else _Selected(combined(sources), others)
+
+
+class _Selected:
+    """A source whose inputs (stacked in catalog order) are read as a band subset, in the order wanted."""
+
+    def __init__(self, source: Source, bands: Mapping[str, Sequence[str]]) -> None:
+        self.source, self.georef, self.files = source, source.georef, source.files
+        self.sources = getattr(source, "sources", [source])  # for notes()
+        self.index = {
+            n: [list(get_modality(n).bands).index(b) for b in wanted] for n, wanted in bands.items()
+        }
+
+    def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        data, valid = self.source.read_rows(top, height)
+        return {n: x[self.index[n]] if n in self.index else x for n, x in data.items()}, valid
 
 
 def _target_name(names: Sequence[str], grid: str | None) -> str:
@@ -212,7 +247,7 @@ def _onto(source: BandFilesSource, target: GeoRef, target_name: str) -> BandFile
 
 
 def warp_note(name: str, native: GeoRef, target_name: str, target: GeoRef, resampling: str) -> str:
-    """The one line that says an input is warped, from what onto what, and how."""
+    """Return the one line that says an input is warped, from what onto what, and how."""
     return (
         f"{name} ({native.crs}, {native.resolution[0]:g} m) is warped onto the grid of {target_name} "
         f"({target.crs}, {target.resolution[0]:g} m, {target.width}x{target.height} px) with {resampling} "
@@ -241,6 +276,7 @@ class RasterSource:
         grid: GeoRef | None = None,
         resampling: str = DEFAULT_RESAMPLING,
         grid_name: str | None = None,
+        bands: Mapping[str, BandChoice] | None = None,
     ) -> None:
         """Open the inputs and decide how each is read.
 
@@ -249,17 +285,21 @@ class RasterSource:
             grid: The target grid (default: the first input's).
             resampling: Resampling of continuous inputs on another grid (class maps: ``nearest``).
             grid_name: What the target grid is called in notes and messages.
+            bands: Per input read as a band subset, the bands wanted and those its file holds.
 
         Raises:
             InputError: As :func:`check_scene_inputs`, or S1 whose unit is neither dB nor linear power.
         """
         self.inputs = {get_modality(k).name: as_path(v) for k, v in inputs.items()}
-        self.georef = check_scene_inputs(self.inputs, grid=grid)
+        choice = {get_modality(k).name: v for k, v in (bands or {}).items()}
+        self.georef = check_scene_inputs(self.inputs, grid=grid, bands=choice)
         self.files = self.inputs
         georefs = {k: open_georef(p) for k, p in self.inputs.items()}
         self.nodata = {k: g.nodata for k, g in georefs.items()}
         # the modality's bands by the files' band names when they have them (reordered), else by position
-        self.bands = {k: band_positions(georefs[k], p, k) for k, p in self.inputs.items()}
+        self.bands = {
+            k: band_positions(georefs[k], p, k, *choice.get(k, (None, None))) for k, p in self.inputs.items()
+        }
         name = grid_name or next(iter(self.inputs))
         self.warped = {
             k: resampling_for(k, resampling)
@@ -267,7 +307,7 @@ class RasterSource:
             if g.same_grid(self.georef) is not None
         }
         self.notes = [warp_note(k, georefs[k], name, self.georef, r) for k, r in self.warped.items()]
-        self.decibels = {k for k, p in self.inputs.items() if needs_decibels(k, p)}
+        self.decibels = {k for k, p in self.inputs.items() if needs_decibels(k, p, self.bands[k])}
         self.notes += [decibel_note(k, self.inputs[k]) for k in sorted(self.decibels)]
 
     def _read(self, name: str, window: Window) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ def _time_of(value: Path | str | Sequence[Path]) -> datetime | None:
 
 
 def input_datetime(inputs: Mapping[str, Path | str | Sequence[Path]]) -> datetime | None:
-    """The acquisition time of the first input that states one (STAC ``datetime`` or GeoTIFF time tag)."""
+    """Return the acquisition time of the first input stating one (STAC ``datetime``, GeoTIFF tag)."""
     for value in inputs.values():
         found = _time_of(value)
         if found is not None:
@@ -56,7 +56,7 @@ def input_datetime(inputs: Mapping[str, Path | str | Sequence[Path]]) -> datetim
 
 
 def _geometry(georef: GeoRef) -> dict[str, Any]:
-    """The grid's footprint as a GeoJSON polygon in EPSG:4326 (edges densified: UTM edges are not straight)."""
+    """Return the grid's footprint as a GeoJSON polygon in EPSG:4326 (edges densified)."""
     if georef.crs is None:
         raise InputError("the scene has no CRS: a STAC item needs a georeferenced scene (drop --stac)")
     left, bottom, right, top = bounds(georef)
@@ -66,7 +66,9 @@ def _geometry(georef: GeoRef) -> dict[str, Any]:
     ring += [(right - (right - left) * i / steps, bottom) for i in range(steps)]
     ring += [(left, bottom + (top - bottom) * i / steps) for i in range(steps)]
     ring.append(ring[0])
-    geometry: dict[str, Any] = transform_geom(georef.crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
+    geometry: dict[str, Any] = transform_geom(
+        georef.crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]}
+    )
     return geometry
 
 
@@ -110,7 +112,9 @@ def write_stac_item(
     item = pystac.Item(item_id, geometry, _bbox(geometry), stamp, dict(properties))
     for out in outputs:
         href = str(out.relative_to(path.parent)) if out.parent == path.parent else str(out.resolve())
-        item.add_asset(out.stem, pystac.Asset(href, media_type=COG_MEDIA_TYPE, roles=["data"], title=out.stem))
+        item.add_asset(
+            out.stem, pystac.Asset(href, media_type=COG_MEDIA_TYPE, roles=["data"], title=out.stem)
+        )
     item.set_self_href(None)
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(item.to_dict(include_self_link=False), indent=1))

@@ -13,6 +13,7 @@ decimated read of the scene (:func:`terramind.data.validate.summarize_sample`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,20 @@ from terramind.modalities import get_modality
 BACKSCATTER = ("S1GRD", "S1RTC")  # modalities in dB whose products also come in linear power
 
 
-def needs_decibels(modality: str, path: Path) -> bool:
+def needs_decibels(modality: str, path: Path, band_indexes: Sequence[int] | None = None) -> bool:
     """Whether an S1 input holds linear power (to be converted to dB); False for other modalities.
+
+    Args:
+        modality: The input's modality.
+        path: The raster.
+        band_indexes: 0-based bands read (default: the modality's, found as the readers find them).
 
     Raises:
         InputError: Mostly positive values with some negative ones: neither dB nor linear power.
     """
     if get_modality(modality).name not in BACKSCATTER:
         return False
-    unit = s1_power_unit(summarize_sample(path, modality))
+    unit = s1_power_unit(summarize_sample(path, modality, band_indexes=band_indexes))
     if unit == "ambiguous":
         raise InputError(
             f"{modality} input {str(path)!r}: most values are positive, as in linear power, but some are "
@@ -43,7 +49,7 @@ def needs_decibels(modality: str, path: Path) -> bool:
 
 
 def decibel_note(modality: str, path: Path) -> str:
-    """The line that states the conversion of one input."""
+    """Return the line that states the conversion of one input."""
     return f"{modality} input {str(path)!r} looks like linear power: converted to dB (10*log10(x))"
 
 

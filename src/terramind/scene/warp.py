@@ -30,7 +30,7 @@ Bounds = tuple[float, float, float, float]  # (left, bottom, right, top)
 
 
 def resampling_for(modality: str, continuous: str = "bilinear") -> str:
-    """The resampling of a modality: ``nearest`` for class maps (catalog classes), else ``continuous``."""
+    """Return a modality's resampling: ``nearest`` for class maps (catalog classes), else ``continuous``."""
     return "nearest" if get_modality(modality).classes is not None else continuous
 
 
@@ -48,14 +48,14 @@ def check_resampling(name: str) -> str:
 
 
 def bounds(georef: GeoRef) -> Bounds:
-    """The footprint of a grid in its own CRS."""
+    """Return the footprint of a grid in its own CRS."""
     t = georef.transform
     xs, ys = (t.c, t.c + t.a * georef.width), (t.f, t.f + t.e * georef.height)
     return min(xs), min(ys), max(xs), max(ys)
 
 
 def footprint(georef: GeoRef, target: GeoRef) -> Bounds:
-    """The footprint of ``georef`` in the target grid's CRS (its own bounds when either has no CRS)."""
+    """Return the footprint of ``georef`` in the target's CRS (its own bounds when either has no CRS)."""
     if georef.crs is None or target.crs is None or georef.crs == target.crs:
         return bounds(georef)
     left, bottom, right, top = transform_bounds(georef.crs, target.crs, *bounds(georef), densify_pts=21)

@@ -1,4 +1,4 @@
-"""A scene held in memory as xarray (notebooks): a ``DataArray``/``Dataset`` with a CRS, read lazily by window.
+"""A scene held in memory as xarray (notebooks): a ``DataArray``/``Dataset`` with a CRS, read by window.
 
 :class:`XarraySource` takes a ``DataArray`` with dims ``(band, y, x)`` (or ``(y, x)`` for one band) whose CRS
 and transform rioxarray knows (``da.rio.crs``, e.g. from ``rioxarray.open_rasterio`` or
@@ -35,14 +35,18 @@ def is_xarray(value: object) -> bool:
 
 
 def _as_array(value: Any, modality: str) -> Any:
-    """A Dataset as one (band, y, x) DataArray: its only variable, or its 2-D variables as bands."""
+    """Return one (band, y, x) DataArray: a Dataset's only variable, or its 2-D variables as bands."""
     xr = require("xarray", "xarray")
     if isinstance(value, xr.Dataset):
         names = list(value.data_vars)
         if len(names) == 1:
             value = value[names[0]]
         else:
-            value = value.to_dataarray(dim=BAND_DIM) if hasattr(value, "to_dataarray") else value.to_array(BAND_DIM)
+            value = (
+                value.to_dataarray(dim=BAND_DIM)
+                if hasattr(value, "to_dataarray")
+                else value.to_array(BAND_DIM)
+            )
     if not isinstance(value, xr.DataArray):
         raise InputError(f"{modality} input is a {type(value).__name__}: give an xarray DataArray or Dataset")
     if value.ndim == 2:
@@ -60,7 +64,9 @@ def _band_order(array: Any, modality: str) -> list[int]:
     count = array.sizes[BAND_DIM]
     expected = 1 if spec.classes is not None else spec.num_bands
     if count != expected:
-        raise ShapeError(f"{spec.name} DataArray has {count} band(s); expected {expected}: {', '.join(spec.bands)}")
+        raise ShapeError(
+            f"{spec.name} DataArray has {count} band(s); expected {expected}: {', '.join(spec.bands)}"
+        )
     labels = [str(v) for v in array[BAND_DIM].values] if BAND_DIM in array.coords else []
     names = [catalog_band(v) for v in labels]
     if expected > 1 and all(n in spec.bands for n in names) and len(set(names)) == count:
@@ -100,7 +106,9 @@ class XarraySource:
             self.array.rio.crs, self.array.rio.transform(recalc=True), self.array.rio.width,
             self.array.rio.height, self.nodata, None, tuple(spec.bands),
         )  # fmt: skip
-        self.files: dict[str, Path] = {spec.name: as_path(f"xarray://{spec.name}/{self.array.name or 'array'}")}
+        self.files: dict[str, Path] = {
+            spec.name: as_path(f"xarray://{spec.name}/{self.array.name or 'array'}")
+        }
         self.notes: list[str] = []
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -113,4 +121,4 @@ class XarraySource:
             ok &= x != np.float32(self.nodata)
         where = f"{self.modality} DataArray, rows {top}-{top + height}"
         check_pixels(x, get_modality(self.modality), None, where, allow_nonfinite=True, require_valid=False)
-        return {self.modality: x}, ok.all(axis=0)
+        return {self.modality: x}, np.asarray(ok.all(axis=0))
