@@ -19,7 +19,7 @@ tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tiny)
 
 S2_CRS, S1_CRS = "EPSG:32632", "EPSG:32633"  # neighbouring UTM zones, meeting at 12 deg E
-S2_ORIGIN = (799_000.0, 5_000_000.0)  # near the eastern edge of zone 32: about 11.8 deg E, 45.1 deg N
+S2_ORIGIN = (799_000.0, 5_000_000.0)  # east of zone 32 (beyond 12 deg E, as UTM allows): 12.8 deg E, 45.1 N
 S1_RES = 20.0
 WAVE = 50.0  # S1 field: -15 + 5 sin(x/WAVE) cos(y/WAVE) over S1 pixels; steepest slope 5*sqrt(2)/WAVE dB/px
 
@@ -38,9 +38,11 @@ def write(
 
 
 def s2_on_zone_32(folder: Path, side: int = 224) -> Path:
-    """The example S2L2A tile (int16 DN) placed on EPSG:32632 near the zone's eastern edge."""
+    """The example S2L2A tile (int16 DN) placed on EPSG:32632 near the zone's eastern edge (mirrored past 224)."""
     with rasterio.open(EXAMPLE) as src:
-        data = src.read()[:, :side, :side]
+        data = src.read()
+    extra = max(0, side - data.shape[1])
+    data = np.pad(data, ((0, 0), (0, extra), (0, extra)), mode="reflect")[:, :side, :side]
     transform = Affine(10.0, 0.0, S2_ORIGIN[0], 0.0, -10.0, S2_ORIGIN[1])
     return write(folder / "s2_32632.tif", data, S2_CRS, transform)
 

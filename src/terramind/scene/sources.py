@@ -59,7 +59,11 @@ BandChoice = tuple[Sequence[str], Sequence[str] | None]
 
 
 def check_scene_inputs(
-    inputs: Mapping[str, Path], *, grid: GeoRef | None = None, bands: Mapping[str, BandChoice] | None = None
+    inputs: Mapping[str, Path],
+    *,
+    grid: GeoRef | None = None,
+    bands: Mapping[str, BandChoice] | None = None,
+    grid_name: str | None = None,
 ) -> GeoRef:
     """Check input files against their modalities and the target grid; return the target grid.
 
@@ -69,6 +73,7 @@ def check_scene_inputs(
         inputs: Per modality, a raster file (local, GDAL virtual path or URL).
         grid: The target grid (default: the first input's).
         bands: Inputs read as a band subset (their counts are checked when the bands are looked up).
+        grid_name: What ``grid`` is called in messages (the input it belongs to).
 
     Raises:
         InputError: A missing/unreadable file, or an input that does not overlap the target grid.
@@ -90,7 +95,9 @@ def check_scene_inputs(
     first_name, first = next(iter(georefs.items()))
     target = grid or first
     for name, georef in georefs.items():
-        check_overlap(name, georef, "the target grid" if grid is not None else first_name, target)
+        check_overlap(
+            name, georef, grid_name or ("the target grid" if grid is not None else first_name), target
+        )
     return target
 
 
@@ -292,7 +299,7 @@ class RasterSource:
         """
         self.inputs = {get_modality(k).name: as_path(v) for k, v in inputs.items()}
         choice = {get_modality(k).name: v for k, v in (bands or {}).items()}
-        self.georef = check_scene_inputs(self.inputs, grid=grid, bands=choice)
+        self.georef = check_scene_inputs(self.inputs, grid=grid, bands=choice, grid_name=grid_name)
         self.files = self.inputs
         georefs = {k: open_georef(p) for k, p in self.inputs.items()}
         self.nodata = {k: g.nodata for k, g in georefs.items()}
