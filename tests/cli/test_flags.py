@@ -32,7 +32,7 @@ DIFFERENT = {
     ),
     "--input": (
         {"type", "help"},
-        "the scene commands (generate, zeroshot water) also take band files as a list or a glob",
+        "the scene commands (generate, zeroshot water, inspect) also take band files as a list or a glob",
     ),
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
 }

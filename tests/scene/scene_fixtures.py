@@ -38,7 +38,7 @@ def write(
 
 
 def s2_on_zone_32(folder: Path, side: int = 224) -> Path:
-    """The example S2L2A tile (int16 DN) placed on EPSG:32632 near the zone's eastern edge (mirrored past 224)."""
+    """The example S2L2A tile (int16 DN) on EPSG:32632 near the zone's eastern edge (mirrored past 224)."""
     with rasterio.open(EXAMPLE) as src:
         data = src.read()
     extra = max(0, side - data.shape[1])

@@ -123,8 +123,9 @@ def test_zeroshot_water_applies_the_l1c_offset_from_its_metadata(
     with_mtd = l1c_folder(tmp_path / "mtd")
     bare = l1c_folder(tmp_path / "bare", mtd=False)
     runs = {}
-    for name, folder, extra in [("auto", with_mtd, []), ("explicit", bare, ["--offset", "S2L1C=1000"]),
-                                ("override", with_mtd, ["--offset", "S2L1C=0"]), ("zero", bare, [])]:  # fmt: skip
+    cases = [("auto", with_mtd, []), ("explicit", bare, ["--offset", "S2L1C=1000"]),
+             ("override", with_mtd, ["--offset", "S2L1C=0"]), ("zero", bare, [])]  # fmt: skip
+    for name, folder, extra in cases:
         capsys.readouterr()
         out = tmp_path / f"{name}.tif"
         args = [
@@ -218,3 +219,30 @@ def test_zeroshot_outputs_pass_cog_validation(tmp_path: Path, tiny_factory) -> N
     for path in (out, tmp_path / "water_lulc.tif"):
         valid, errors, warnings = cogeo.cog_validate(str(path), quiet=True)
         assert valid and not errors, (path, errors, warnings)
+
+
+# -------------------------------------------------------------------------------- inspect: the same sources
+def test_inspect_reads_band_files_stac_items_and_lists(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _sf = importlib.util.spec_from_file_location("safe_fixture_p", Path(__file__).parent / "safe_fixture.py")
+    assert _sf is not None and _sf.loader is not None
+    safe_fixture = importlib.util.module_from_spec(_sf)
+    _sf.loader.exec_module(safe_fixture)
+    item = safe_fixture.write_item(tmp_path)
+    safe = tmp_path / safe_fixture.SAFE_NAME
+    files = sorted(p for p in safe.rglob("*_B*_*m.tif"))
+    reports = {}
+    for name, argv in [("safe", [str(safe), "-m", "S2L2A"]), ("item", [str(item), "-m", "S2L2A"]),
+                       ("list", ["--input", "S2L2A=" + ",".join(map(str, files))])]:  # fmt: skip
+        capsys.readouterr()
+        assert main(["inspect", *argv, "--json"]) == 0
+        reports[name] = json.loads(capsys.readouterr().out)
+    for report in reports.values():
+        assert (report["width"], report["height"], report["bands"]) == (safe_fixture.SIDE, safe_fixture.SIDE, 12)
+        assert report["errors"] == 0
+        assert any(f["level"] == "note" and "not a multiple of the 16-pixel patch" in f["message"]
+                   for f in report["findings"])  # 216 px: a note, not an error  # fmt: skip
+    assert reports["safe"]["band_stats"] == reports["item"]["band_stats"] == reports["list"]["band_stats"]
+    with rasterio.open(fx.EXAMPLE) as src:  # 10 m bands are read as they are: BLUE's mean is the file's
+        blue = src.read(2)[: safe_fixture.SIDE, : safe_fixture.SIDE].astype(np.float64)
+    assert reports["safe"]["band_stats"][1]["band"] == "BLUE"
+    assert abs(reports["safe"]["band_stats"][1]["mean"] - blue.mean()) < 1e-6 * blue.mean()

@@ -646,6 +646,10 @@ def _check_layer(args: argparse.Namespace) -> None:
 # scenes: inputs in the forms users hold them, the target grid, resampling, the product offset
 
 _GLOB_CHARS = frozenset("*?[")
+SCENE_INPUT_HELP = (
+    "an input modality and its scene: a GeoTIFF/COG or URL, a folder or .SAFE of band files, a STAC item "
+    "JSON, or band files as a comma-separated list or a quoted glob (repeat per modality)"
+)
 
 
 def scene_input_pair(text: str) -> tuple[str, Path | tuple[Path, ...]]:
@@ -679,8 +683,7 @@ def add_scene_inputs(p: argparse.ArgumentParser) -> None:
         type=scene_input_pair,
         required=True,
         metavar="MOD=PATH",
-        help="an input modality and its scene: a GeoTIFF/COG or URL, a folder or .SAFE of band files, a "
-        "STAC item JSON, or band files as a comma-separated list or a quoted glob (repeat per modality)",
+        help=SCENE_INPUT_HELP,
     )
 
 
@@ -765,3 +768,40 @@ def write_stac(
     if when is None:
         note(f"no input states its acquisition time: the STAC item {str(path)!r} is dated now")
     print(f"wrote {path}")
+
+
+def add_scene_tile_input(p: argparse.ArgumentParser) -> None:
+    """One scene in any form (``inspect``): ``FILE --modality M`` or ``--input M=...`` -> ``args.input``.
+
+    As :func:`add_tile_input`, but FILE may also be a URL, a band-files folder/SAFE or a STAC item, and
+    ``--input`` also takes band files as a list or glob (:func:`scene_input_pair`).
+    """
+    p.add_argument(
+        "file", type=as_path, nargs="?", help="input GeoTIFF/COG, URL, band-files folder or STAC item"
+    )
+    p.add_argument(
+        "-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC"
+    )
+    p.add_argument(
+        "--input",
+        action=PairsAction,
+        type=scene_input_pair,
+        required=False,
+        metavar="MOD=PATH",
+        help=SCENE_INPUT_HELP,
+    )
+    add_check(p, _check_scene_tile_input)
+
+
+def _check_scene_tile_input(args: argparse.Namespace) -> None:
+    if args.input is not None and (args.file is not None or args.modality is not None):
+        raise InputError("give the scene either as FILE --modality M or as --input M=FILE, not both")
+    if args.input is None:
+        if args.file is None or args.modality is None:
+            raise InputError("give the scene as FILE --modality M (or --input M=FILE)")
+        if not args.file.exists():
+            raise InputError(f"input {str(args.file)!r} does not exist")
+        args.input = {args.modality: args.file}
+    if len(args.input) != 1:
+        raise InputError(f"this command takes one scene, got --input {', '.join(args.input)}")
+    ((args.modality, args.file),) = args.input.items()

@@ -14,7 +14,7 @@ with the raster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -220,6 +220,33 @@ def windows(width: int, height: int, block: int) -> Iterator[Window]:
     for row in range(0, height, block):
         for col in range(0, width, block):
             yield Window(col, row, min(block, width - col), min(block, height - row))
+
+
+def summarize_strips(
+    path: PathLike, georef: GeoRef, strips: Iterable[np.ndarray], modality: str | ModalitySpec
+) -> TileSummary:
+    """Summarise a scene read strip by strip by another reader (band files, a STAC item, a URL).
+
+    Args:
+        path: What the scene is (for the report).
+        georef: Its grid; pixels equal to ``georef.nodata`` are counted as nodata.
+        strips: ``(C, h, W)`` float32 strips of the modality's bands, top to bottom.
+        modality: Catalog name or record.
+
+    Raises:
+        InputError: No valid pixel at all.
+    """
+    spec = get_modality(modality)
+    out: TileSummary | None = None
+    for strip in strips:
+        if out is None:
+            out = _empty(Path(str(path)), georef, strip.dtype, strip.shape[0], spec.classes is not None)
+        out.add(strip)
+    if out is None or not out.valid.any():
+        raise InputError(
+            f"{str(path)!r} has no valid pixels: every value is nodata or NaN; pass a scene with data"
+        )
+    return out
 
 
 def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int = 1024) -> TileSummary:
