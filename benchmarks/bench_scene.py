@@ -169,6 +169,8 @@ def per_tile(work: Path, repeats: int) -> dict[str, dict[str, float]]:
         for name, case in cases.items():
             wall, cpu, tiles = _run(case, work, make)
             times[name].append((wall / tiles, cpu / tiles))
+            print(f"{name}: {wall / tiles * 1000:.1f} ms/tile wall, {cpu / tiles * 1000:.1f} ms/tile cpu",
+                  file=sys.stderr, flush=True)  # fmt: skip
     return {
         name: {
             "wall_s_per_tile": statistics.median(w for w, _ in t),

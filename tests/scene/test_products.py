@@ -237,7 +237,8 @@ def test_inspect_reads_band_files_stac_items_and_lists(tmp_path: Path, capsys) -
         assert main(["inspect", *argv, "--json"]) == 0
         reports[name] = json.loads(capsys.readouterr().out)
     for report in reports.values():
-        assert (report["width"], report["height"], report["bands"]) == (safe_fixture.SIDE, safe_fixture.SIDE, 12)
+        side = safe_fixture.SIDE
+        assert (report["width"], report["height"], report["bands"]) == (side, side, 12)
         assert report["errors"] == 0
         assert any(f["level"] == "note" and "not a multiple of the 16-pixel patch" in f["message"]
                    for f in report["findings"])  # 216 px: a note, not an error  # fmt: skip

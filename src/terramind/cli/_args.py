@@ -795,13 +795,13 @@ def add_scene_tile_input(p: argparse.ArgumentParser) -> None:
 
 def _check_scene_tile_input(args: argparse.Namespace) -> None:
     if args.input is not None and (args.file is not None or args.modality is not None):
-        raise InputError("give the scene either as FILE --modality M or as --input M=FILE, not both")
+        raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
     if args.input is None:
         if args.file is None or args.modality is None:
-            raise InputError("give the scene as FILE --modality M (or --input M=FILE)")
+            raise InputError("give the tile as FILE --modality M (or --input M=FILE)")
         if not args.file.exists():
             raise InputError(f"input {str(args.file)!r} does not exist")
         args.input = {args.modality: args.file}
     if len(args.input) != 1:
-        raise InputError(f"this command takes one scene, got --input {', '.join(args.input)}")
+        raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
     ((args.modality, args.file),) = args.input.items()

@@ -24,20 +24,10 @@ from terramind.core.files import output_folder
 from terramind.core.lock import folder_lock
 from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
-from terramind.generation.scene import generator_digest, generator_tile_fn
+from terramind.generation.scene import generate_scene, generator_digest, generator_tile_fn
 from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
-from terramind.scene import (
-    WORK_DIR,
-    GeoTiffSink,
-    SceneOutput,
-    TileLayout,
-    fill_values,
-    run_scene,
-    scan_scene,
-    scene_source,
-    tqdm_progress,
-)
+from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
 from terramind.scene.stac_item import item_path
 from terramind.viz import save_quicklook
 
@@ -145,11 +135,11 @@ def _run(args: argparse.Namespace) -> int:
     tile_fn = generator_tile_fn(
         generator, outputs, options, seed=args.seed, offset=args.offset, keep_decoders=keep
     )  # fmt: skip
-    source = scene_source(inputs, grid=args.grid, resampling=args.resampling)
-    written = run_scene(
-        tile_fn, source, [GeoTiffSink(outputs)], layout, args.output / WORK_DIR, batch=args.batch_size,
-        fill=fill_values(list(inputs), args.offset), settings=settings, weights=generator_digest(generator),
-        overwrite=args.overwrite, progress=tqdm_progress("generate"),
+    written = generate_scene(
+        tile_fn, inputs, outputs, work_dir=args.output / WORK_DIR, tile=args.tile, overlap=args.overlap,
+        batch=args.batch_size, fill=fill_values(list(inputs), args.offset), settings=settings,
+        weights=generator_digest(generator), overwrite=args.overwrite, progress=tqdm_progress("generate"),
+        grid=args.grid, resampling=args.resampling,
     )  # fmt: skip
     for out, path in zip(outputs, written, strict=True):
         print(f"wrote {path}")
@@ -157,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {write_quicklook(out, path.with_suffix('.png'))}")
     if args.stac:
         item = item_path(args.output, folder=True)
-        _args.write_stac(args, item, written, source.georef, {**settings, "outputs": list(args.to)})
+        _args.write_stac(args, item, written, args.georef, {**settings, "outputs": list(args.to)})
     return 0
 
 
