@@ -1,11 +1,11 @@
 """Per-tile cost of the scene sources; peak memory of a 10980 px wide band-files scene read strip by strip.
 
-Run (about 3-5 min on 2 busy cores; writes its fixtures to a temporary folder)::
+Run (writes its fixtures to a temporary folder; with --side 1020 about 5-10 min on 2 busy cores)::
 
-    PYTHONPATH=src python benchmarks/bench_scene.py --out benchmarks/scene_results.json
+    PYTHONPATH=src python benchmarks/bench_scene.py --side 1020 --repeats 2 --out benchmarks/scene_results.json
 
-Part 1, per-tile cost, one process, interleaved repeats (A B C D A B C D ...), median: the same 2048 x 2048 px
-S2L2A scene (the example tile mirrored) run through :func:`terramind.scene.run_scene` with the tiny random
+Part 1, per-tile cost, one process, interleaved repeats (A B C D A B C D ...), median: the same S2L2A scene
+(``--side`` px, the example tile mirrored) run through :func:`terramind.scene.run_scene` with the tiny random
 generator of the tests (LULC, 224 px tiles, 32 px overlap, batch 4, COG output), read as
 
   stacked        one 12-band GeoTIFF (the reference path)
@@ -147,13 +147,13 @@ def _run(case: Mapping[str, object], work: Path, make) -> tuple[float, float, in
     return time.perf_counter() - t0, _cpu() - c0, layout.num_tiles
 
 
-def per_tile(work: Path, repeats: int) -> dict[str, dict[str, float]]:
+def per_tile(work: Path, repeats: int, side: int = SIDE) -> dict[str, dict[str, float]]:
     """Part 1: interleaved runs of the four cases; median seconds per tile."""
     transform = Affine(10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1])
-    data = _scene(SIDE)
+    data = _scene(side)
     stacked = _write(work / "stacked.tif", data, CRS, transform)
     bands = _band_files(work / "bands", data, transform)
-    same, other = _s1(work, SIDE, transform)
+    same, other = _s1(work, side, transform)
     cases = {
         "stacked": {"inputs": {"S2L2A": stacked}},
         "band_files": {"inputs": {"S2L2A": bands}},
@@ -229,6 +229,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--side", type=int, default=SIDE, help="scene side in px (a multiple of 6)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)  # the subprocess
     args = parser.parse_args()
@@ -236,7 +237,7 @@ def main() -> None:
         if args.memory_only:
             print(json.dumps(memory(Path(folder))))
             return
-        results: dict[str, object] = {"per_tile": per_tile(Path(folder), args.repeats)}
+        results: dict[str, object] = {"per_tile": per_tile(Path(folder), args.repeats, args.side)}
     done = subprocess.run(
         [sys.executable, __file__, "--memory-only"], capture_output=True, text=True, check=True
     )
