@@ -2,7 +2,7 @@
 
 Run (writes its fixtures to a temporary folder; with --side 1020 about 5-10 min on 2 busy cores)::
 
-    PYTHONPATH=src python benchmarks/bench_scene.py --side 1020 --repeats 2 --out benchmarks/scene_results.json
+    PYTHONPATH=src python benchmarks/bench_scene.py --side 1020 --repeats 2 --out scene_results.json
 
 Part 1, per-tile cost, one process, interleaved repeats (A B C D A B C D ...), median: the same S2L2A scene
 (``--side`` px, the example tile mirrored) run through :func:`terramind.scene.run_scene` with the tiny random
