@@ -19,11 +19,19 @@ if TYPE_CHECKING:
         create_generator,
         create_model,
         create_tokenizer,
+        generate_scene,
     )
 
 __version__ = "0.1.0"
 
-_LAZY = ("create_backbone", "create_coords_tokenizer", "create_generator", "create_model", "create_tokenizer")
+_LAZY = (
+    "create_backbone",
+    "create_coords_tokenizer",
+    "create_generator",
+    "create_model",
+    "create_tokenizer",
+    "generate_scene",
+)
 
 __all__ = [
     "CheckpointError",
@@ -38,6 +46,7 @@ __all__ = [
     "create_model",
     "create_tokenizer",
     "destandardize",
+    "generate_scene",
     "get_modality",
     "modality_names",
     "standardize",

@@ -30,6 +30,10 @@ DIFFERENT = {
         {"action", "default", "help"},
         "finetune scene takes several -c files, as LightningCLI does",
     ),
+    "--input": (
+        {"type", "help"},
+        "the scene commands (generate, zeroshot water, inspect) also take band files as a list or a glob",
+    ),
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
     "--workers": (
         {"help"},

@@ -169,10 +169,11 @@ def test_bad_requests_fail_with_one_line(tmp_path, made, capsys, extra, message)
     assert not made  # nothing was loaded
 
 
-def test_mismatched_grids_are_named(tmp_path, made, capsys):
+def test_mismatched_grids_are_warped_and_named(tmp_path, made, capsys):
+    # inputs on different grids are no longer refused (issue 12): the second is warped onto the first's grid
     s2 = s2_scene(tmp_path)
     shifted = Affine(10, 0, 500100, 0, -10, 6000000)
-    s1 = write(tmp_path / "s1.tif", np.zeros((2, 96, 120), np.float32), transform=shifted)
+    s1 = write(tmp_path / "s1.tif", np.full((2, 96, 120), -12.0, np.float32), transform=shifted)
     code = main(
         [
             "generate",
@@ -188,7 +189,9 @@ def test_mismatched_grids_are_named(tmp_path, made, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "transform differs" in err and "S1RTC" in err
+    assert code == 0 and "S1RTC" in err and "is warped onto the grid of S2L2A" in err
+    with rasterio.open(s2) as src, rasterio.open(tmp_path / "o" / "DEM.tif") as dem:
+        assert (dem.crs, dem.transform, dem.shape) == (src.crs, src.transform, src.shape)
 
 
 def test_existing_output_is_kept_without_overwrite(tmp_path, made, capsys):

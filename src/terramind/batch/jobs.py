@@ -151,11 +151,11 @@ class GenerateJob:
         from terramind.core.files import output_folder
         from terramind.generation.scene import generate_scene, generator_tile_fn
         from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene
-        from terramind.scene.stac import product_offsets
+        from terramind.scene.offsets import resolve_offsets
 
         generator, digest = loaded
         start, inputs = time.perf_counter(), _inputs(scene)
-        offset = {name: o for name, (o, _) in product_offsets(inputs).items()} | dict(self.offset)
+        offset = resolve_offsets(inputs, self.offset)
         grid = scan_scene(inputs)  # a bad block anywhere fails now, before any tile
         outputs = [SceneOutput.for_modality(n, folder / f"{n}.tif") for n in self.to]
         fn = generator_tile_fn(generator, outputs, self.options, seed=self.seed, offset=offset)
@@ -226,15 +226,17 @@ class EmbedJob:
         from terramind.core.files import output_folder
         from terramind.evaluate.embeddings import EMBEDDING, embed_scene
         from terramind.scene import scan_scene
+        from terramind.scene.offsets import resolve_offsets
 
         backbone, digest = loaded
         start, inputs = time.perf_counter(), _inputs(scene)
         scan_scene(inputs)
+        offset = resolve_offsets(inputs, self.offset)
         with output_folder(folder):
             written, tiles = embed_scene(
                 backbone, inputs, folder / f"{EMBEDDING}.tif", formats=self.formats, pool=self.pool,
                 layer=self.layer, tile=self.tile, overlap=self.overlap, batch=self.batch_size,
-                offset=self.offset, settings=self.settings(), weights=digest, overwrite=overwrite,
+                offset=offset, settings=self.settings(), weights=digest, overwrite=overwrite,
                 lock_dir=folder,
             )  # fmt: skip
         return SceneDone(tuple(map(str, written)), tiles, time.perf_counter() - start)
@@ -289,17 +291,21 @@ class WaterJob:
         from terramind.evaluate.zeroshot import map_water
         from terramind.generation.scene import generator_tile_fn
         from terramind.scene import SceneOutput, TileLayout, scan_scene
+        from terramind.scene.offsets import resolve_offsets
 
         generator, digest = loaded
         start, inputs = time.perf_counter(), _inputs(scene)
         grid = scan_scene(inputs)
+        offset = resolve_offsets(inputs)
         out = folder / "water.tif"
-        fn = generator_tile_fn(generator, [SceneOutput.for_modality("LULC", out)], seed=self.seed)
+        fn = generator_tile_fn(
+            generator, [SceneOutput.for_modality("LULC", out)], seed=self.seed, offset=offset
+        )
         with output_folder(folder):
             map_water(
                 fn, inputs, out, flooded_vegetation=self.flooded_vegetation, tile=self.tile,
                 overlap=self.overlap, batch=self.batch_size, settings=self.settings(), weights=digest,
-                overwrite=overwrite,
+                overwrite=overwrite, offset=offset,
             )  # fmt: skip
         tiles = TileLayout(grid.height, grid.width, self.tile, self.overlap).num_tiles
         return SceneDone((str(out),), tiles, time.perf_counter() - start)

@@ -764,3 +764,164 @@ def _check_address(args: argparse.Namespace) -> None:
         from terramind.batch.runner import check_address
 
         check_address(args.address)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scenes: inputs in the forms users hold them, the target grid, resampling, the product offset
+
+_GLOB_CHARS = frozenset("*?[")
+SCENE_INPUT_HELP = (
+    "an input modality and its scene: a GeoTIFF/COG or URL, a folder or .SAFE of band files, a STAC item "
+    "JSON, or band files as a comma-separated list or a quoted glob (repeat per modality)"
+)
+
+
+def scene_input_pair(text: str) -> tuple[str, Path | tuple[Path, ...]]:
+    """``MOD=PATH``, ``MOD=B02.tif,B03.tif,...`` or ``MOD='folder/*_B??_*.jp2'`` -> modality and input.
+
+    A single path is checked as :func:`input_pair` does; a comma-separated list or a glob pattern becomes
+    the band files of one input (:class:`terramind.scene.BandFilesSource`), each of which must exist.
+    """
+    name, value = _pair(text)
+    if "," not in value and not _GLOB_CHARS & set(value):
+        return input_pair(text)
+    if "," in value:
+        paths = [Path(v.strip()) for v in value.split(",") if v.strip()]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise argparse.ArgumentTypeError(f"{name} band file(s) {', '.join(missing)} do not exist")
+    else:
+        pattern = Path(value)
+        anchor = Path(pattern.anchor or ".")
+        paths = sorted(p for p in anchor.glob(str(pattern.relative_to(anchor))) if p.is_file())
+        if not paths:
+            raise argparse.ArgumentTypeError(f"{name} pattern {value!r} matches no file")
+    return name, tuple(paths)
+
+
+def add_scene_inputs(p: argparse.ArgumentParser) -> None:
+    """``--input MOD=...`` of scene commands: raster/URL, folder/SAFE, STAC item, band-file list or glob."""
+    p.add_argument(
+        "--input",
+        action=PairsAction,
+        type=scene_input_pair,
+        required=True,
+        metavar="MOD=PATH",
+        help=SCENE_INPUT_HELP,
+    )
+
+
+def add_grid(p: argparse.ArgumentParser) -> None:
+    """``--grid MOD``: the input whose grid the outputs are on (the others are warped onto it)."""
+    p.add_argument(
+        "--grid",
+        type=modality,
+        default=None,
+        metavar="MOD",
+        help="write the outputs on this input's grid; inputs on other grids are warped onto it "
+        "(default: the first input's)",
+    )
+    add_check(p, _check_grid)
+
+
+def _check_grid(args: argparse.Namespace) -> None:
+    if args.grid is not None and args.grid not in (args.input or {}):
+        raise InputError(f"--grid {args.grid}: no such input; give one of {', '.join(args.input or {})}")
+
+
+def add_resampling(p: argparse.ArgumentParser) -> None:
+    """``--resampling``: how continuous inputs are resampled (coarser band files, other grids)."""
+    from rasterio.enums import Resampling
+
+    p.add_argument(
+        "--resampling",
+        default="bilinear",
+        choices=sorted(Resampling.__members__),
+        metavar="METHOD",
+        help="resampling of 20/60 m band files and of inputs on another grid (default bilinear; class "
+        "maps are always nearest)",
+    )
+
+
+def apply_product_offsets(args: argparse.Namespace) -> None:
+    """Use the +1000 DN offset that each input's product metadata implies, unless ``--offset`` gives one.
+
+    Reads STAC items, ``MTD_MSIL*.xml`` of band-files folders and GeoTIFF tags
+    (:mod:`terramind.scene.offsets`); the choice is printed once per input whose metadata says something.
+    Sets ``args.offset``.
+    """
+    from terramind.scene.offsets import resolve_offsets
+
+    args.offset = resolve_offsets(args.input, getattr(args, "offset", None), say=note)
+
+
+def add_stac(p: argparse.ArgumentParser) -> None:
+    """``--stac``: also write a STAC item describing the outputs (needs ``terramind[stac]``)."""
+    p.add_argument(
+        "--stac",
+        action="store_true",
+        help="also write a STAC item JSON describing the outputs beside them (needs terramind[stac])",
+    )
+    add_check(p, _check_stac)
+
+
+def _check_stac(args: argparse.Namespace) -> None:
+    if args.stac:
+        require("pystac", "stac")
+
+
+def write_stac(
+    args: argparse.Namespace, item: Path, outputs: Sequence[Path], georef: Any, settings: dict[str, Any]
+) -> None:
+    """Write the ``--stac`` item of a scene run (:mod:`terramind.scene.stac_item`) and say where it went.
+
+    The item's datetime is the input's; when no input states one, now, and a note says so.
+    """
+    from terramind.scene.stac_item import input_datetime, write_stac_item
+
+    properties = {f"terramind:{k}": v for k, v in json.loads(json.dumps(settings, default=str)).items()}
+    when = input_datetime(args.input)
+    path, _ = write_stac_item(
+        item, outputs, georef, item_id=f"terramind-{item.parent.name}-{item.stem}", when=when,
+        properties=properties, overwrite=True,
+    )  # fmt: skip
+    if when is None:
+        note(f"no input states its acquisition time: the STAC item {str(path)!r} is dated now")
+    print(f"wrote {path}")
+
+
+def add_scene_tile_input(p: argparse.ArgumentParser) -> None:
+    """One scene in any form (``inspect``): ``FILE --modality M`` or ``--input M=...`` -> ``args.input``.
+
+    As :func:`add_tile_input`, but FILE may also be a URL, a band-files folder/SAFE or a STAC item, and
+    ``--input`` also takes band files as a list or glob (:func:`scene_input_pair`).
+    """
+    p.add_argument(
+        "file", type=as_path, nargs="?", help="input GeoTIFF/COG, URL, band-files folder or STAC item"
+    )
+    p.add_argument(
+        "-m", "--modality", type=modality, help="the tile's modality, e.g. S2L2A, S1RTC, DEM, LULC"
+    )
+    p.add_argument(
+        "--input",
+        action=PairsAction,
+        type=scene_input_pair,
+        required=False,
+        metavar="MOD=PATH",
+        help=SCENE_INPUT_HELP,
+    )
+    add_check(p, _check_scene_tile_input)
+
+
+def _check_scene_tile_input(args: argparse.Namespace) -> None:
+    if args.input is not None and (args.file is not None or args.modality is not None):
+        raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
+    if args.input is None:
+        if args.file is None or args.modality is None:
+            raise InputError("give the tile as FILE --modality M (or --input M=FILE)")
+        if not args.file.exists():
+            raise InputError(f"input {str(args.file)!r} does not exist")
+        args.input = {args.modality: args.file}
+    if len(args.input) != 1:
+        raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
+    ((args.modality, args.file),) = args.input.items()

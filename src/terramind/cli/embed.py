@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="resample every tile to PX x PX (bilinear; nearest for class maps), e.g. 224 for small "
         "patches; default: mirror-pad sides to a multiple of 16",
     )
+    _args.add_offsets(p)
     _args.add_layer(p)
     _args.add_batch_size(p)
     _args.add_device(p)
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from terramind.evaluate.embeddings import embed_batches, fit_inputs, write_embeddings
 
     inputs: dict[str, Path] = args.input
-    specs = modality_inputs(list(inputs), {}, {}, {}, {})
+    _args.apply_product_offsets(args)  # the +1000 DN offset the product metadata implies; --offset wins
+    specs = modality_inputs(list(inputs), {}, {}, args.offset, {})
     # every tile's files readable and on one grid, before the model loads
     files, _ = check_tiles(tile_files(inputs, skip_bad=args.skip_bad), specs, skip_bad=args.skip_bad)
     loader = DataLoader(GeoTiffDataset(list(files.values()), specs), batch_size=args.batch_size)

@@ -26,7 +26,7 @@ from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
 from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
 from terramind.scene.quicklook import write_quicklook
-from terramind.scene.stac import product_offsets
+from terramind.scene.stac_item import item_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _args.add_inputs(p)
+    _args.add_scene_inputs(p)
     p.add_argument(
         "--to", required=True, type=_args.modality_list, metavar="MOD[,MOD...]", help="outputs, in order"
     )
@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _args.add_offsets(p)
     p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
     _args.add_tiling(p)
+    _args.add_grid(p)
+    _args.add_resampling(p)
+    _args.add_stac(p)
     _args.add_batch_size(p)
     _args.add_precision(p)
     _args.add_device(p)
@@ -72,10 +75,12 @@ def plan(args: argparse.Namespace) -> None:
     for name in [*inputs, *args.to]:
         if not get_modality(name).is_image:
             raise ModalityError(f"{name} is not an image: scene generation takes and writes images only")
-    apply_product_offsets(args)
-    args.georef = scan_scene(inputs)  # every window read and checked before the weights load
+    _args.apply_product_offsets(args)
+    # every window read and checked before the weights load; warps and unit conversions are said once
+    args.georef = scan_scene(inputs, grid=args.grid, resampling=args.resampling, say=_args.note)
     outputs = [SceneOutput.for_modality(n, args.output / f"{n}.tif") for n in args.to]
     files = [o.path for o in outputs] + ([o.path.with_suffix(".png") for o in outputs] if args.png else [])
+    files += [item_path(args.output, folder=True)] if args.stac else []
     for path in files:
         if path.is_dir():
             raise OutputError(f"output {str(path)!r} is a folder: move it away or choose another --output")
@@ -83,22 +88,6 @@ def plan(args: argparse.Namespace) -> None:
             raise OutputError(f"output file {str(path)!r} exists: pass --overwrite to replace it")
     args.outputs = outputs
     args.options = options_from_args(args)  # an out-of-range value fails here, before the weights load
-
-
-def apply_product_offsets(args: argparse.Namespace) -> None:
-    """Apply the DN offset STAC items imply (+1000 from baseline 04.00) where ``--offset`` is not given.
-
-    The choice is printed once per input given as a STAC item.
-    """
-    for name, (offset, scene) in product_offsets(args.input).items():
-        why = f"{name}: STAC item with processing baseline {scene.baseline or '(not given)'}"
-        if name in args.offset:
-            _args.note(
-                f"{why}: using --offset {name}={args.offset[name]:g} as given (the item implies {offset:g})"
-            )
-        else:
-            args.offset = {**args.offset, name: offset}
-            _args.note(f"{why}: DN offset {offset:g} applied (--offset {name}=N overrides)")
 
 
 def options_from_args(args: argparse.Namespace) -> GenerationOptions:
@@ -131,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     generator.to(args.device)
     settings = {
         "model": args.model, "weights": args.weights, "tokenizers": tok_weights, "seed": args.seed,
-        "offset": args.offset, **options.as_dict(),
+        "offset": args.offset, "grid": args.grid, "resampling": args.resampling, **options.as_dict(),
     }  # fmt: skip
     # decoders stay resident when there is more than one tile batch; one batch keeps one decoder at a time
     layout = TileLayout(args.georef.height, args.georef.width, args.tile, args.overlap)
@@ -145,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         tile_fn, inputs, outputs, work_dir=args.output / WORK_DIR, tile=args.tile, overlap=args.overlap,
         batch=args.batch_size, fill=fill_values(list(inputs), args.offset), settings=settings,
         weights=generator_digest(generator), overwrite=args.overwrite, progress=tqdm_progress("generate"),
+        grid=args.grid, resampling=args.resampling,
     )  # fmt: skip
     for out, path in zip(outputs, written, strict=True):
         print(f"wrote {path}")
@@ -153,4 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                 path, path.with_suffix(".png"), out.modality, title=f"{out.modality} (generated)"
             )
             print(f"wrote {png}")
+    if args.stac:
+        item = item_path(args.output, folder=True)
+        _args.write_stac(args, item, written, args.georef, {**settings, "outputs": list(args.to)})
     return 0

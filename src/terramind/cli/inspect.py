@@ -1,5 +1,10 @@
 """``terramind inspect FILE --modality M``: check a tile against the catalog and draw its quicklook.
 
+FILE is anything the scene commands read: a GeoTIFF/COG (local or a URL), a band-files folder or ``.SAFE``,
+a STAC item, or (``--input M=...``) band files as a list or glob; the size of a scene that is not a multiple
+of the patch is a note (the commands pad it), not an error. Sources other than one raster file are read
+through :func:`terramind.scene.scene_source` strip by strip (bands stacked on the finest grid).
+
 Exit codes: 0 when the tile has no validation errors, 1 when it has some (they are listed), 2 for usage
 errors (missing or unreadable file, wrong band count, non-finite values, unknown modality, missing output
 folder), which ``terramind.cli.main`` prints as one line.
@@ -10,14 +15,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from terramind.cli import _args
 from terramind.core.errors import InputError
-from terramind.data.geotiff import read_raster
-from terramind.data.validate import BandStats, Finding, TileSummary, band_stats, summarize_file, validate_tile
+from terramind.data.geotiff import MAX_READ_BYTES, Raster, read_raster
+from terramind.data.validate import (
+    BandStats,
+    Finding,
+    TileSummary,
+    band_stats,
+    summarize_file,
+    summarize_strips,
+    validate_tile,
+)
 from terramind.modalities import ModalitySpec, get_modality
+from terramind.scene import scene_source
+from terramind.scene.stac import is_stac_item
 from terramind.viz import save_quicklook
 from terramind.viz.quicklook import DEFAULT_RESOLUTION
 
@@ -33,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and problems (wrong bands, +1000 S2 offset, 0-1 scaling, ...). Exit 0: no errors, 1: the tile has "
         "validation errors, 2: usage error.",
     )
-    _args.add_tile_input(parser)
+    _args.add_scene_tile_input(parser)
     parser.add_argument("--png", type=Path, metavar="OUT.png", help="write a quicklook PNG here")
     _args.add_json(parser)
     _args.add_sensors(parser)
@@ -49,6 +68,19 @@ def _check_png(args: argparse.Namespace) -> None:
     if path.suffix.lower() != ".png":
         raise InputError(f"--png {str(path)!r}: the quicklook is a PNG, name it *.png")
     _args.check_output_file(path, overwrite=True)
+
+
+def _read_whole(source: Any, spec: ModalitySpec, summary: TileSummary) -> Raster:
+    """Read a scene source whole for its quicklook (refused above the whole-read limit)."""
+    georef = summary.georef
+    size = georef.width * georef.height * summary.bands * 4
+    if size > MAX_READ_BYTES:
+        raise InputError(
+            f"{str(summary.path)!r} is {georef.width}x{georef.height} px: too large for a quicklook; "
+            f"drop --png"
+        )
+    data, valid = source.read_rows(0, georef.height)
+    return Raster(np.where(valid[None], data[spec.name], np.nan), georef, summary.path)
 
 
 def _finite(value: float) -> float | None:
@@ -129,19 +161,45 @@ def _text(report: dict[str, Any], spec: ModalitySpec) -> str:
     return "\n".join(lines)
 
 
+STRIP_ROWS = 256  # rows per read of a scene source (as the scene pre-scan reads)
+INVALID = -9999.0  # what an invalid pixel of a scene source is counted as (nodata)
+
+
+def _is_raster(value: object) -> bool:
+    return isinstance(value, Path) and not value.is_dir() and not is_stac_item(value)
+
+
+def _source_summary(args: argparse.Namespace, spec: ModalitySpec) -> tuple[TileSummary, Any]:
+    """Summarise a band-files folder, band list or STAC item strip by strip; return it and its source."""
+    source = scene_source({spec.name: args.file})
+    georef = replace(source.georef, nodata=INVALID)
+
+    def strips() -> Iterator[np.ndarray]:
+        for top in range(0, georef.height, STRIP_ROWS):
+            data, valid = source.read_rows(top, min(STRIP_ROWS, georef.height - top))
+            yield np.where(valid[None], data[spec.name], np.float32(INVALID))
+
+    label = args.file if isinstance(args.file, Path) else Path(str(args.file[0])).parent
+    return summarize_strips(label, georef, strips(), spec), source
+
+
 def run(args: argparse.Namespace) -> int:
     """Inspect one tile; return 0 (no errors), 1 (validation errors)."""
     spec = get_modality(args.modality)
-    summary = summarize_file(args.file, spec)  # window by window: memory does not grow with the file
+    if _is_raster(args.file):
+        summary = summarize_file(args.file, spec)  # window by window: memory does not grow with the file
+        source = None
+    else:
+        summary, source = _source_summary(args, spec)
     findings = validate_tile(summary, spec)
     report = _report(summary, spec, band_stats(summary, spec), findings)
     if args.png is not None:
-        raster = read_raster(args.file, spec)
+        raster = read_raster(args.file, spec) if source is None else _read_whole(source, spec, summary)
         crs = raster.georef.crs
         resolution = (
             raster.georef.resolution[0] if crs is not None and crs.is_projected else DEFAULT_RESOLUTION
         )
-        title = f"{Path(args.file).name} ({spec.name})"
+        title = f"{summary.path.name} ({spec.name})"
         report["quicklook"] = str(
             save_quicklook(args.png, spec, raster.data, title=title, resolution=resolution)
         )

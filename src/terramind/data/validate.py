@@ -14,7 +14,7 @@ with the raster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -24,7 +24,15 @@ import numpy as np
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError
-from terramind.data.geotiff import GeoRef, PathLike, Raster, band_positions, open_georef, read_window
+from terramind.data.geotiff import (
+    GeoRef,
+    PathLike,
+    Raster,
+    band_positions,
+    open_georef,
+    open_raster,
+    read_window,
+)
 from terramind.modalities import MODALITIES, PATCH_SIZE, ModalitySpec, get_modality
 
 Level = Literal["ok", "note", "warning", "error"]
@@ -214,6 +222,33 @@ def windows(width: int, height: int, block: int) -> Iterator[Window]:
             yield Window(col, row, min(block, width - col), min(block, height - row))
 
 
+def summarize_strips(
+    path: PathLike, georef: GeoRef, strips: Iterable[np.ndarray], modality: str | ModalitySpec
+) -> TileSummary:
+    """Summarise a scene read strip by strip by another reader (band files, a STAC item, a URL).
+
+    Args:
+        path: What the scene is (for the report).
+        georef: Its grid; pixels equal to ``georef.nodata`` are counted as nodata.
+        strips: ``(C, h, W)`` float32 strips of the modality's bands, top to bottom.
+        modality: Catalog name or record.
+
+    Raises:
+        InputError: No valid pixel at all.
+    """
+    spec = get_modality(modality)
+    out: TileSummary | None = None
+    for strip in strips:
+        if out is None:
+            out = _empty(Path(str(path)), georef, strip.dtype, strip.shape[0], spec.classes is not None)
+        out.add(strip)
+    if out is None or not out.valid.any():
+        raise InputError(
+            f"{str(path)!r} has no valid pixels: every value is nodata or NaN; pass a scene with data"
+        )
+    return out
+
+
 def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int = 1024) -> TileSummary:
     """Summarise a raster file window by window: memory stays bounded by one window, whatever its size.
 
@@ -256,6 +291,51 @@ def summarize_file(path: PathLike, modality: str | ModalitySpec, *, block: int =
             f"tile with data"
         )
     return out
+
+
+SAMPLE_SIDE = 512  # longest side of the decimated read that decides a scene's S1 unit
+
+
+def summarize_sample(
+    path: PathLike,
+    modality: str | ModalitySpec,
+    *,
+    side: int = SAMPLE_SIDE,
+    band_indexes: Sequence[int] | None = None,
+) -> TileSummary:
+    """Summarise a decimated read of a raster (at most ``side`` px a side; a COG reads its overviews).
+
+    Enough for scene-wide facts such as the unit of S1 backscatter (:func:`s1_power_unit`) without reading
+    a whole scene. ``band_indexes`` (0-based) picks the bands; by default the modality's, by the file's band
+    names when it has them.
+
+    Raises:
+        InputError: The file cannot be opened or read.
+    """
+    spec = get_modality(modality)
+    georef = open_georef(path)
+    index = list(band_indexes) if band_indexes is not None else band_positions(georef, path, spec)
+    scale = max(1.0, max(georef.width, georef.height) / side)
+    shape = (len(index), max(1, round(georef.height / scale)), max(1, round(georef.width / scale)))
+    with open_raster(path) as dataset:
+        data = dataset.read([i + 1 for i in index], out_shape=shape)
+    return summarize(Raster(data, georef, Path(str(path))), spec)
+
+
+S1Unit = Literal["dB", "linear", "ambiguous"]
+
+
+def s1_power_unit(summary: TileSummary, thresholds: Thresholds = THRESHOLDS) -> S1Unit:
+    """Tell S1 backscatter in dB from linear power by its signs.
+
+    In dB almost every value is negative; linear power is never negative. At least
+    ``thresholds.linear_fraction`` positive values and none negative: ``linear``; that many positive but some
+    negative: ``ambiguous`` (neither unit explains it); otherwise ``dB``.
+    """
+    n = int(summary.valid.sum())
+    if not n or float(summary.positive.sum() / n) < thresholds.linear_fraction:
+        return "dB"
+    return "ambiguous" if bool((summary.min < 0).any()) else "linear"
 
 
 def _summary(tile: Raster | TileSummary, spec: ModalitySpec) -> TileSummary:
@@ -422,8 +502,8 @@ def _unit_scaled(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> lis
 
 
 def _s1_linear(summary: TileSummary, spec: ModalitySpec, t: Thresholds) -> list[Finding]:
-    n = int(summary.valid.sum())
-    if n and (share := float(summary.positive.sum() / n)) >= t.linear_fraction:
+    if s1_power_unit(summary, t) != "dB":
+        share = float(summary.positive.sum() / summary.valid.sum())
         return [
             Finding(
                 "error",

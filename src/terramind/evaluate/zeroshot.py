@@ -20,7 +20,9 @@ from terramind.core.errors import InputError, ShapeError
 from terramind.data.tiles import read_label
 from terramind.modalities import LULC_CLASSES
 from terramind.scene import (
+    DEFAULT_RESAMPLING,
     GeoTiffSink,
+    InputValue,
     Progress,
     SceneOutput,
     TileFn,
@@ -180,10 +182,13 @@ def water_output(path: Path, flooded_vegetation: bool = False) -> SceneOutput:
 
 def map_water(
     lulc_fn: TileFn,
-    inputs: Mapping[str, Path],
+    inputs: Mapping[str, InputValue],
     output: Path,
     *,
     flooded_vegetation: bool = False,
+    grid: str | None = None,
+    resampling: str = DEFAULT_RESAMPLING,
+    offset: Mapping[str, float] | None = None,
     keep_lulc: bool = False,
     tile: int = 224,
     overlap: int = 32,
@@ -203,9 +208,14 @@ def map_water(
     Args:
         lulc_fn: Tile function returning ``{"LULC": (B, 10, T, T) logits}`` for input tiles, e.g.
             :func:`terramind.generation.scene.generator_tile_fn` of a generator with output LULC.
-        inputs: Input GeoTIFF per modality (any of S2L1C, S2L2A, S1GRD, S1RTC), on one grid.
-        output: Water-mask GeoTIFF to write (on the inputs' grid).
+        inputs: Input per modality (any of S2L1C, S2L2A, S1GRD, S1RTC), in any form
+            :func:`terramind.scene.scene_source` reads.
+        output: Water-mask GeoTIFF to write (on the target grid).
         flooded_vegetation: Count *flooded vegetation* as water too.
+        grid: The input whose grid the mask is on (default: the first input's; others are warped).
+        resampling: Resampling of continuous inputs onto the grid.
+        offset: Per modality, the DN offset added to the mean; invalid pixels are filled with the offset
+            mean (pass the same offsets to ``lulc_fn``).
         keep_lulc: Keep the generated LULC map as ``<output stem>_lulc.tif``.
         tile: Tile size of the generation.
         overlap: Overlap of neighbouring tiles (blended).
@@ -221,11 +231,13 @@ def map_water(
     sinks = [GeoTiffSink([water_output(output, flooded_vegetation)])]
     if keep_lulc:
         sinks.append(GeoTiffSink([SceneOutput.for_modality("LULC", lulc_path(output))]))
-    source = scene_source(inputs)
+    source = scene_source(inputs, grid=grid, resampling=resampling)
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
-    options = {"flooded_vegetation": flooded_vegetation, **(settings or {})}
+    options = {"flooded_vegetation": flooded_vegetation, "grid": grid, "resampling": resampling,
+               "offset": dict(offset or {}), **(settings or {})}  # fmt: skip
+    fill = fill_values(list(inputs), offset)
     run_scene(
-        lulc_fn, source, sinks, layout, work_dir_for(output, "zeroshot"), fill=fill_values(list(inputs)),
+        lulc_fn, source, sinks, layout, work_dir_for(output, "zeroshot"), fill=fill,
         batch=batch, settings=options, weights=weights, overwrite=overwrite, progress=progress,
         lock_dir=output.parent,
     )  # fmt: skip

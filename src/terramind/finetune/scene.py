@@ -10,27 +10,31 @@ are nodata (:func:`terramind.scene.output_nodata`: class maps 255, values -9999)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from rasterio.windows import Window
 from torch import nn
 
 from terramind.checkpoints.digest import state_digest
 from terramind.core.errors import InputError
-from terramind.data.geotiff import GeoRef, band_positions, open_georef, read_window
 from terramind.data.tiles import ModalityInput, prepare_input
 from terramind.scene import (
+    DEFAULT_RESAMPLING,
     GeoTiffSink,
+    InputValue,
     Progress,
     SceneOutput,
     TileLayout,
+    notes,
     output_nodata,
     run_scene,
+    scene_source,
     work_dir_for,
 )
+from terramind.scene.offsets import offset_note, product_offsets
 from terramind.scene.sinks import OutputKind
 from terramind.scene.state import CHECKPOINT_SECONDS
 
@@ -39,55 +43,66 @@ VALUE_NODATA = output_nodata("values")
 
 
 class StandardisedSource:
-    """Rows of the input scenes, standardised as the datamodule does (a :class:`terramind.scene.Source`)."""
+    """Rows of the input scenes, standardised as the datamodule does (a :class:`terramind.scene.Source`).
 
-    def __init__(self, inputs: Mapping[str, Path], specs: Sequence[ModalityInput]) -> None:
+    The scene is read by :func:`terramind.scene.scene_source` (any input form, other grids warped, S1 in
+    linear power converted), as the model's band subset; each strip is then standardised with the model's
+    statistics and offsets.
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, InputValue],
+        specs: Sequence[ModalityInput],
+        *,
+        grid: str | None = None,
+        resampling: str = DEFAULT_RESAMPLING,
+    ) -> None:
         missing = [m.name for m in specs if m.name not in inputs]
         if missing:
             raise InputError(f"the model needs input(s) {missing}; give them as MODALITY=PATH")
-        self.paths = {m.name: Path(inputs[m.name]) for m in specs}
-        self.files = self.paths
         self.specs = list(specs)
-        self.georefs = {name: open_georef(path) for name, path in self.paths.items()}
-        self.georef = _shared_grid(self.georefs, self.specs)
-        self.bands = {
-            m.name: band_positions(
-                self.georefs[m.name], self.paths[m.name], m.name, m.bands, m.file_bands or None
-            )
-            for m in self.specs
-        }  # by the files' band names when they have them, else by position
+        bands = {m.name: (m.bands, m.file_bands or None) for m in self.specs}
+        self.source = scene_source(
+            {m.name: inputs[m.name] for m in self.specs}, grid=grid, resampling=resampling, bands=bands
+        )
+        self.georef, self.files = self.source.georef, self.source.files
+        self.sources = getattr(self.source, "sources", [self.source])  # for terramind.scene.notes
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Read rows ``[top, top + height)`` of every input, standardised, with their combined validity."""
-        window = Window(0, top, self.georef.width, height)
-        valid = np.ones((height, self.georef.width), dtype=bool)
+        data, valid = self.source.read_rows(top, height)
         out = {}
         for mod in self.specs:
-            raw = read_window(
-                self.paths[mod.name], window, band_indexes=self.bands[mod.name], modality=mod.name
-            )
-            out[mod.name], invalid = prepare_input(mod, raw, self.georefs[mod.name].nodata)
+            raw = np.where(valid[None], data[mod.name], np.nan)  # invalid anywhere: invalid for the model
+            out[mod.name], invalid = prepare_input(mod, raw, None)
             valid &= ~invalid
         return out, valid
 
 
-def _shared_grid(georefs: Mapping[str, GeoRef], specs: Sequence[ModalityInput]) -> GeoRef:
-    first_name, first = next(iter(georefs.items()))
+def with_product_offsets(
+    inputs: Mapping[str, InputValue], specs: Sequence[ModalityInput], say: Callable[[str], None] | None = None
+) -> list[ModalityInput]:
+    """Apply the DN offset each input's product metadata implies where the model's config sets none.
+
+    A config's own non-zero offset wins (as ``--offset`` does on the other commands); the choice is said
+    either way (:mod:`terramind.scene.offsets`).
+    """
+    found = product_offsets({m.name: inputs[m.name] for m in specs if m.name in inputs})
+    out = []
     for mod in specs:
-        georef = georefs[mod.name]
-        if georef.count != mod.file_band_count:
-            raise InputError(
-                f"the {mod.name} scene has {georef.count} bands, the model's files {mod.file_band_count}"
-            )
-        problem = first.same_grid(georef)
-        if problem:
-            raise InputError(f"the {mod.name} scene is not on the grid of the {first_name} scene: {problem}")
-    return first
+        if mod.name in found:
+            given = mod.offset if mod.offset != 0.0 else None
+            if say is not None:
+                say(offset_note(mod.name, found[mod.name], given).replace("--offset", "the config's offset"))
+            mod = mod if given is not None else replace(mod, offset=found[mod.name].offset)
+        out.append(mod)
+    return out
 
 
 def predict_scene(
     model: nn.Module,
-    inputs: Mapping[str, Path],
+    inputs: Mapping[str, InputValue],
     specs: Sequence[ModalityInput],
     output: Path,
     *,
@@ -99,12 +114,15 @@ def predict_scene(
     overwrite: bool = False,
     progress: Progress | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    grid: str | None = None,
+    resampling: str = DEFAULT_RESAMPLING,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Predict a whole scene with a dense model and write the GeoTIFF.
 
     Args:
         model: Maps ``{modality: (B, C, T, T)}`` standardised tiles to ``(B, out_channels, T, T)``.
-        inputs: Scene GeoTIFF per modality (one grid).
+        inputs: Scene per modality, in any form :func:`terramind.scene.scene_source` reads.
         specs: How each modality is read and standardised (as in training).
         output: GeoTIFF to write.
         out_channels: Classes (``kind="classes"``) or output values per pixel.
@@ -116,6 +134,9 @@ def predict_scene(
         overwrite: Replace an existing output (and the state of an interrupted run that differs).
         progress: Progress display factory (e.g. :func:`terramind.scene.tqdm_progress`).
         checkpoint_seconds: Within a row of tiles, save the tiles done at most this often (for resuming).
+        grid: The input whose grid the output is on (default: the first input's; others are warped).
+        resampling: Resampling of continuous inputs onto the grid (class maps: nearest).
+        say: Receives one line per decision made for the user (warps, S1 converted to dB, the DN offset).
 
     Returns:
         The written path.
@@ -124,7 +145,11 @@ def predict_scene(
         ResumeError: An interrupted run with other weights, inputs or options left its state (rerun it as
             it was, or pass ``overwrite``).
     """
-    source = StandardisedSource(inputs, specs)
+    specs = with_product_offsets(inputs, specs, say)
+    source = StandardisedSource(inputs, specs, grid=grid, resampling=resampling)
+    for line in notes(source):
+        if say is not None:
+            say(line)
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
     device = next(model.parameters()).device
     was_training = model.training
@@ -141,7 +166,8 @@ def predict_scene(
         SceneOutput(output.stem, output, "out", out_channels, classes, "uint8" if classes else "float32",
                     output_nodata(kind))
     ])  # fmt: skip
-    settings = {"kind": kind, "out_channels": out_channels, "inputs": [repr(m) for m in specs]}
+    settings = {"kind": kind, "out_channels": out_channels, "inputs": [repr(m) for m in specs], "grid": grid,
+                "resampling": resampling}  # fmt: skip
     fill = {m.name: np.zeros(len(m.bands), np.float32) for m in specs}  # already standardised: 0 = mean
     try:
         run_scene(

@@ -17,7 +17,15 @@ import torch
 from terramind.checkpoints.digest import state_digest
 from terramind.generation.generate import Generator
 from terramind.generation.options import GenerationOptions
-from terramind.scene import GeoTiffSink, SceneOutput, TileFn, TileLayout, run_scene, scene_source
+from terramind.scene import (
+    DEFAULT_RESAMPLING,
+    GeoTiffSink,
+    SceneOutput,
+    TileFn,
+    TileLayout,
+    run_scene,
+    scene_source,
+)
 from terramind.scene.state import CHECKPOINT_SECONDS
 
 
@@ -37,12 +45,14 @@ def generate_scene(
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
     lock_dir: Path | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    grid: str | None = None,
+    resampling: str = DEFAULT_RESAMPLING,
 ) -> list[Path]:
     """Generate whole-scene outputs tile by tile, resumably.
 
     Args:
         fn: Tile function returning, per output modality, ``(B, channels, T, T)`` (LULC: logits).
-        inputs: Input GeoTIFF per modality (same grid).
+        inputs: Input per modality, in any form :func:`terramind.scene.scene_source` reads.
         outputs: The GeoTIFFs to write.
         work_dir: Folder for strips and progress (created; removed after success).
         tile: Tile side in pixels.
@@ -55,6 +65,8 @@ def generate_scene(
         progress: Factory ``(total tiles, tiles already done) -> update(n)`` for a progress display.
         lock_dir: Folder whose writer lock is held during the run (default: the work folder's parent).
         checkpoint_seconds: Within a row, save the tiles done at most this often (0: after every batch).
+        grid: The input whose grid the outputs are on (default: the first's; others are warped onto it).
+        resampling: Resampling of continuous inputs onto the grid (class maps: nearest).
 
     Returns:
         The written output paths.
@@ -65,7 +77,7 @@ def generate_scene(
         ResumeError: The work folder holds an interrupted run with other weights, inputs or options.
         DiskFullError: The disk filled up (the run can be resumed once space is freed).
     """
-    source = scene_source(inputs)  # raster files, URLs or band-files folders
+    source = scene_source(inputs, grid=grid, resampling=resampling)  # any input form, warped onto one grid
     layout = TileLayout(source.georef.height, source.georef.width, tile, overlap)
     return run_scene(
         fn, source, [GeoTiffSink(outputs)], layout, work_dir, fill=fill, batch=batch, settings=settings,

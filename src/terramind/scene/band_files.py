@@ -9,6 +9,8 @@ catalog order on the **finest grid present**. Coarser bands are resampled window
 be given), so memory stays at one strip of rows.
 
 A band the modality needs that no file holds is refused naming it; so are bands on another CRS or footprint.
+Given a target ``grid`` (another input's, :mod:`terramind.scene.warp`), every band is warped straight onto it
+instead, in one resampling step.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from terramind.core.errors import InputError
 from terramind.data.geotiff import S2_BAND_IDS, GeoRef, as_path, open_georef, open_raster
 from terramind.data.policy import check_pixels
 from terramind.modalities import get_modality
+from terramind.scene.warp import bounds, check_resampling, read_warped
 
 DEFAULT_RESAMPLING = "bilinear"  # reflectance varies smoothly; nearest would leave 20/60 m blocks
 BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -60,12 +61,6 @@ def _finest(paths: Iterable[Path]) -> tuple[Path, GeoRef]:
     return min(found, key=lambda pg: pg[1].resolution[0] * pg[1].resolution[1])
 
 
-def _bounds(georef: GeoRef) -> tuple[float, float, float, float]:
-    t = georef.transform
-    xs, ys = (t.c, t.c + t.a * georef.width), (t.f, t.f + t.e * georef.height)
-    return min(xs), min(ys), max(xs), max(ys)
-
-
 class BandFilesSource:
     """One input modality stacked from single-band files, on the finest grid among them.
 
@@ -73,8 +68,10 @@ class BandFilesSource:
         modality: Canonical modality name.
         band_files: Catalog band name -> the file read for it, in catalog order.
         resampling: Rasterio resampling name used for bands coarser than the grid.
-        georef: The grid (the finest band's), with the modality's band names.
+        native: The finest band's grid, with the modality's band names.
+        georef: The grid read on: ``native``, or the target grid given.
         files: ``MOD:BAND`` -> file, for the resume key.
+        notes: What was decided for the user (a warp onto another input's grid), one line each.
     """
 
     def __init__(
@@ -83,6 +80,7 @@ class BandFilesSource:
         paths: Iterable[Path | str] | Mapping[str, Path | str],
         *,
         resampling: str = DEFAULT_RESAMPLING,
+        grid: GeoRef | None = None,
     ) -> None:
         """Recognise the bands of ``paths`` (files whose names carry no band id are ignored).
 
@@ -90,17 +88,14 @@ class BandFilesSource:
             modality: The modality the bands make up (e.g. ``S2L2A``).
             paths: Files recognised by name, or ``band -> file`` (band as a catalog name or an S2 id).
             resampling: Rasterio resampling name for bands coarser than the finest.
+            grid: Read on this grid instead of the finest band's (an input's on another grid).
 
         Raises:
             InputError: A band of the modality missing, an unknown resampling, or bands whose CRS or
                 footprint differ.
         """
         spec = get_modality(modality)
-        if resampling not in Resampling.__members__:
-            raise InputError(
-                f"unknown resampling {resampling!r}: use one of {', '.join(sorted(Resampling.__members__))}"
-            )
-        self.modality, self.resampling = spec.name, resampling
+        self.modality, self.resampling = spec.name, check_resampling(resampling)
         by_band: dict[str, list[Path]] = {}
         named: list[tuple[str | None, Path]]
         if isinstance(paths, Mapping):
@@ -122,13 +117,15 @@ class BandFilesSource:
         self.band_files = {b: pg[0] for b, pg in chosen.items()}
         self._georefs = {b: pg[1] for b, pg in chosen.items()}
         finest = min(spec.bands, key=lambda b: self._georefs[b].resolution[0])
-        self.georef = replace(self._georefs[finest], band_names=tuple(spec.bands))
+        self.native = replace(self._georefs[finest], band_names=tuple(spec.bands))
         self._check_footprints()
+        self.georef = self.native if grid is None else replace(grid, band_names=tuple(spec.bands))
         self.files = {f"{spec.name}:{b}": p for b, p in self.band_files.items()}
+        self.notes: list[str] = []
 
     @classmethod
     def from_folder(
-        cls, modality: str, folder: Path, *, resampling: str = DEFAULT_RESAMPLING
+        cls, modality: str, folder: Path, *, resampling: str = DEFAULT_RESAMPLING, grid: GeoRef | None = None
     ) -> BandFilesSource:
         """Read the band files of a folder or SAFE product (searched recursively).
 
@@ -141,31 +138,29 @@ class BandFilesSource:
                 f"{str(folder)!r} is a folder without Sentinel-2 band files (*.tif/*.jp2 named with a band "
                 f"id such as *_B02_10m.jp2): give a GeoTIFF file or a folder of band files"
             )
-        return cls(modality, files, resampling=resampling)
+        return cls(modality, files, resampling=resampling, grid=grid)
 
     def _check_footprints(self) -> None:
-        target = _bounds(self.georef)
+        target = bounds(self.native)
         for band, georef in self._georefs.items():
             where = f"{self.modality} band {band} ({str(self.band_files[band])!r})"
-            if georef.crs != self.georef.crs:
-                raise InputError(f"{where} is in {georef.crs}, the other bands in {self.georef.crs}")
+            if georef.crs != self.native.crs:
+                raise InputError(f"{where} is in {georef.crs}, the other bands in {self.native.crs}")
             # edges may differ by less than one of the band's own pixels (a 60 m grid over a 10 m one)
             slack = max(georef.resolution)
-            if any(abs(a - b) >= slack for a, b in zip(_bounds(georef), target, strict=True)):
+            if any(abs(a - b) >= slack for a, b in zip(bounds(georef), target, strict=True)):
                 raise InputError(
-                    f"{where} covers {_bounds(georef)}, the {self.georef.resolution[0]:g} m bands cover "
+                    f"{where} covers {bounds(georef)}, the {self.native.resolution[0]:g} m bands cover "
                     f"{target}: the band files are not one scene"
                 )
 
     def _read_band(self, band: str, window: Window) -> tuple[np.ndarray, float | None]:
-        with open_raster(self.band_files[band]) as dataset:
-            if self._georefs[band].same_grid(self.georef) is None:
+        """One band's window on the grid and its nodata (warped bands: NaN where there is none)."""
+        path = self.band_files[band]
+        if self._georefs[band].same_grid(self.georef) is None:
+            with open_raster(path) as dataset:
                 return dataset.read(1, window=window), dataset.nodata
-            with WarpedVRT(
-                dataset, crs=self.georef.crs, transform=self.georef.transform, width=self.georef.width,
-                height=self.georef.height, resampling=Resampling[self.resampling], nodata=dataset.nodata,
-            ) as vrt:  # fmt: skip
-                return vrt.read(1, window=window), dataset.nodata
+        return read_warped(path, self.georef, window, [0], self.resampling)[0], None
 
     def read_rows(self, top: int, height: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Read rows ``[top, top + height)`` of every band on the grid, stacked (C, height, W) float32."""

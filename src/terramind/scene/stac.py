@@ -7,23 +7,23 @@ reads them through :class:`~terramind.scene.band_files.BandFilesSource`. The ite
 an L1C item given as S2L2A is refused, saying which it is.
 
 **The +1000 DN offset.** From processing baseline 04.00 (``s2:processing_baseline``), Sentinel-2 digital
-numbers carry a +1000 offset. :func:`product_offsets` returns it per input whose item says so (and has not
-had it removed: ``earthsearch:boa_offset_applied``), for the caller to use as the generation offset unless
-the user gave ``--offset``.
+numbers carry a +1000 offset. :attr:`StacScene.offset` says it for an item that has not had it removed
+(``earthsearch:boa_offset_applied``), for the caller to use as the offset unless
+the user gave ``--offset`` (:mod:`terramind.scene.offsets`, the rule for every kind of input).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from terramind.core.errors import InputError
 from terramind.core.optional import require
-from terramind.data.geotiff import as_path
+from terramind.data.geotiff import GeoRef, as_path
 from terramind.modalities import get_modality
 from terramind.scene.band_files import DEFAULT_RESAMPLING, BandFilesSource, catalog_band
 
@@ -51,6 +51,7 @@ class StacScene:
         baseline: The processing baseline (``"05.10"``), None when absent.
         offset_removed: The publisher already removed the offset (``earthsearch:boa_offset_applied``).
         bands: Catalog band name -> asset href.
+        time: The item's ``datetime`` (None when it gives only a range).
     """
 
     item: str
@@ -59,6 +60,7 @@ class StacScene:
     baseline: str | None
     offset_removed: bool
     bands: dict[str, str] = field(default_factory=dict)
+    time: datetime | None = None
 
     @property
     def offset(self) -> float:
@@ -133,10 +135,13 @@ def read_item(path: Path | str) -> StacScene:
     level, source = _level(item)
     baseline = item.properties.get("s2:processing_baseline")
     removed = bool(item.properties.get("earthsearch:boa_offset_applied", False))
-    return StacScene(text, level, source, None if baseline is None else str(baseline), removed, bands)
+    baseline_text = None if baseline is None else str(baseline)
+    return StacScene(text, level, source, baseline_text, removed, bands, item.datetime)
 
 
-def stac_source(modality: str, path: Path | str, *, resampling: str = DEFAULT_RESAMPLING) -> BandFilesSource:
+def stac_source(
+    modality: str, path: Path | str, *, resampling: str = DEFAULT_RESAMPLING, grid: GeoRef | None = None
+) -> BandFilesSource:
     """Return the band files of a STAC item as one input of ``modality``.
 
     Raises:
@@ -156,14 +161,5 @@ def stac_source(modality: str, path: Path | str, *, resampling: str = DEFAULT_RE
             f"STAC item {scene.item!r} has no asset for {spec.name} band(s) {', '.join(missing)} (assets are "
             f"matched by eo:bands name/common name or key, e.g. B02/blue)"
         )
-    return BandFilesSource(modality, {b: as_path(h) for b, h in scene.bands.items()}, resampling=resampling)
-
-
-def product_offsets(inputs: Mapping[str, Path | str]) -> dict[str, tuple[float, StacScene]]:
-    """Per input given as a STAC item, the DN offset its metadata implies, with the item read."""
-    out = {}
-    for name, path in inputs.items():
-        if is_stac_item(path):
-            scene = read_item(path)
-            out[get_modality(name).name] = (scene.offset, scene)
-    return out
+    hrefs = {b: as_path(h) for b, h in scene.bands.items()}
+    return BandFilesSource(modality, hrefs, resampling=resampling, grid=grid)
