@@ -55,7 +55,7 @@ def test_prepare_train_tokenizer_tokenize_and_pretrain(examples_dir, tmp_path, c
         == 0
     )
     sample = next(read_samples(tmp_path / "tok_shards" / "shard-000000.tar"))
-    assert sample["tok_dem"].shape == (14, 14) and sample["tok_dem"].dtype == np.uint16
+    assert sample.tokens["DEM"].shape == (14, 14) and sample.tokens["DEM"].dtype == np.uint16
     pre_cfg = {
         "modalities": [{"name": "S2L2A", "target": False}, {"name": "DEM", "input": "pixel"}],
         "model": {

@@ -7,6 +7,7 @@ misspelt key is an error naming the valid keys, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import types
 import typing
 from collections.abc import Mapping
@@ -140,6 +141,13 @@ class DataSection:
     shuffle_buffer: int = 64
     num_workers: int = 0
     max_skip_fraction: float = 0.1
+
+    def shard_files(self) -> tuple[str, ...]:
+        """Return the shard files (``shards`` as a glob or a list), refusing an empty set."""
+        shards = tuple(sorted(glob.glob(self.shards))) if isinstance(self.shards, str) else self.shards
+        if not shards:
+            raise InputError(f"no shards match {self.shards!r}: run `terramind prepare` first")
+        return shards
 
 
 @dataclass(frozen=True)

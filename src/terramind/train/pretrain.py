@@ -15,35 +15,35 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import glob
+import logging
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.utils.checkpoint
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from terramind.checkpoints.io import load_into, read_state_dict
-from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError, InputError
-from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
+from terramind.data.sample import Batch
+from terramind.data.shards import ShardSource
+from terramind.data.stream import SampleStream, StreamConfig
 from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import PATCH_SIZE, Kind, get_modality, standardize, using_catalog
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
-from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, plain, to_dict
+from terramind.train.config import ModalityEntry, PretrainConfig, plain, to_dict
+from terramind.train.engine import fit, resume_path, to_device  # noqa: F401 (resume_path: the CLI's)
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import lightning_optimizers
+
+log = logging.getLogger(__name__)
 
 # Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
 _IDENTITY = ("modalities", "sensors", "model", "masking", "seed", "loss")
@@ -172,13 +172,9 @@ def build_model(config: PretrainConfig, modalities: Sequence[RunModality]) -> Te
 def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> StreamConfig:
     """Say what the stream must deliver: pixels of pixel inputs, stored ids of token inputs and targets."""
     data = config.data
-    shards = tuple(sorted(glob.glob(data.shards))) if isinstance(data.shards, str) else data.shards
-    if not shards:
-        raise InputError(f"no shards match {data.shards!r}: run `terramind prepare` first")
     pixels = tuple(m.name for m in modalities if m.pixel_input and m.input_key is not None)
     tokens = tuple(m.name for m in modalities if (m.input_key and not m.pixel_input) or m.target_key)
     return StreamConfig(
-        shards=shards,
         modalities=pixels,
         token_modalities=tokens,
         batch_size=data.batch_size,
@@ -190,14 +186,33 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
     )
 
 
-MASK_INPUT, MASK_TARGETS, MASK_VALID = "mask_input/", "mask_targets/", "mask_valid/"
+@dataclass
+class MaskedBatch:
+    """A batch with the masks of the step that consumes it.
+
+    Attributes:
+        batch: The data.
+        images: Per image stream, its input mask and target positions.
+    """
+
+    batch: Batch
+    images: dict[str, ImageBatchMask]
+
+    def to(self, device: torch.device | str) -> MaskedBatch:
+        """Return the same batch and masks with their tensors on ``device``."""
+        images = {
+            k: ImageBatchMask(
+                m.input_mask.to(device), m.target_positions.to(device), m.target_valid.to(device)
+            )
+            for k, m in self.images.items()
+        }
+        return MaskedBatch(self.batch.to(device), images)
 
 
 class MaskDrawer:
     """Draws a batch's masks from (seed, step, rank) alone, so the data workers can draw them off the loop.
 
-    As a shard-stream transform it attaches ``mask_input/<m>`` (B, N) bool, ``mask_targets/<m>`` (B, T)
-    long and ``mask_valid/<m>`` (B, T) bool to the batch; batch ``i`` of a rank is consumed at step ``i``.
+    As a stream transform it turns batch ``i`` of a rank (consumed at step ``i``) into a :class:`MaskedBatch`.
     """
 
     def __init__(self, masking: MaskingConfig, seed: int, rank: int):
@@ -210,24 +225,9 @@ class MaskDrawer:
         images, _ = collate_masks([sample_masks(self.masking, rng) for _ in range(batch_size)], self.masking)
         return images
 
-    def __call__(self, batch: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: Batch, index: int) -> MaskedBatch:
         """Attach the masks of the batch consumed at step ``index``."""
-        images = self.draw(next(iter(batch.values())).shape[0], index)
-        for name, m in images.items():
-            batch[f"{MASK_INPUT}{name}"] = m.input_mask
-            batch[f"{MASK_TARGETS}{name}"] = m.target_positions
-            batch[f"{MASK_VALID}{name}"] = m.target_valid
-        return batch
-
-
-def unpack_masks(batch: Mapping[str, torch.Tensor], masking: MaskingConfig) -> dict[str, ImageBatchMask]:
-    """Read the masks a :class:`MaskDrawer` attached to a batch."""
-    return {
-        s.name: ImageBatchMask(
-            batch[f"{MASK_INPUT}{s.name}"], batch[f"{MASK_TARGETS}{s.name}"], batch[f"{MASK_VALID}{s.name}"]
-        )
-        for s in masking.streams
-    }
+        return MaskedBatch(batch, self.draw(len(batch), index))
 
 
 class PretrainModule(L.LightningModule):
@@ -246,36 +246,34 @@ class PretrainModule(L.LightningModule):
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
             self.ema.requires_grad_(False)
         self.resume_batches = 0
+        self.skips: dict[int, dict[str, object]] = {}  # rank -> its reader's skip summary (checkpointed)
         self._step_start = 0.0
 
-    def batch_masks(
-        self, batch: Mapping[str, torch.Tensor], step: int, rank: int
-    ) -> dict[str, ImageBatchMask]:
-        """Return the masks the data workers attached (:class:`MaskDrawer`), else draw them here."""
-        if all(f"{MASK_INPUT}{s.name}" in batch for s in self.masking.streams):
-            return unpack_masks(batch, self.masking)
-        size = next(iter(batch.values())).shape[0]
-        return MaskDrawer(self.masking, self.config.seed, rank).draw(size, step)
+    def masked(self, batch: Batch | MaskedBatch, step: int, rank: int) -> MaskedBatch:
+        """Return the batch with the masks the data workers attached (:class:`MaskDrawer`), else draw them."""
+        if isinstance(batch, MaskedBatch):
+            return batch
+        return MaskDrawer(self.masking, self.config.seed, rank)(batch, step)
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], step: int, rank: int = 0) -> LossResult:
+    def compute_loss(self, batch: Batch | MaskedBatch, step: int, rank: int = 0) -> LossResult:
         """Mask a batch, encode its inputs, decode its targets and return the loss.
 
         Args:
-            batch: ``{name: (B, C, H, W) raw pixels, "tok_<name>": (B, h, w) ids}`` from the shard stream.
-            step: Global step (selects the masks).
-            rank: Process rank (selects the masks).
+            batch: Raw pixels and stored token ids from the stream, with or without its masks.
+            step: Global step (selects the masks when the batch has none).
+            rank: Process rank (selects the masks when the batch has none).
         """
-        first = next(iter(batch.values()))
-        images = self.batch_masks(batch, step, rank)
+        masked = self.masked(batch, step, rank)
+        data, images = masked.batch, masked.images
         inputs, masks = {}, {}
         for m in self.modalities:
-            mask = images[m.name].input_mask.to(first.device)
+            mask = images[m.name].input_mask.to(self.device)
             if m.input_key is None or not bool(mask.any()):
                 continue
             if m.pixel_input:
-                inputs[m.input_key] = standardize_pixels(m, batch[m.name])
+                inputs[m.input_key] = standardize_pixels(m, data.pixels[m.name])
             else:
-                inputs[m.input_key] = batch[f"{TOKEN_PREFIX}{m.name}"]
+                inputs[m.input_key] = data.tokens[m.name]
             masks[m.input_key] = mask
         encoded = self.model.encode(inputs, masks)
         outputs = {}
@@ -283,7 +281,7 @@ class PretrainModule(L.LightningModule):
             target = images[m.name]
             if m.target_key is None or not bool(target.target_valid.any()):
                 continue
-            ids = batch[f"{TOKEN_PREFIX}{m.name}"]  # (B, h, w)
+            ids = data.tokens[m.name]  # (B, h, w)
             positions = target.target_positions.to(ids.device)  # (B, n)
             grid = (int(ids.shape[1]), int(ids.shape[2]))
             logits = self.model.decode_logits(encoded, m.target_key, positions, grid)
@@ -291,10 +289,11 @@ class PretrainModule(L.LightningModule):
             outputs[m.name] = TargetLogits(logits, answers, target.target_valid.to(ids.device))
         return masked_token_loss(outputs, self.config.loss)
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: MaskedBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss, with per-modality losses, accuracies and tokens/s logged."""
         result = self.compute_loss(batch, self.global_step, self.global_rank)
-        batch_size = next(iter(batch.values())).shape[0]
+        batch_size = len(batch.batch)
+        self.skips[self.global_rank] = batch.batch.skips
         tokens = batch_size * (self.masking.num_input_tokens + self.masking.num_target_tokens)
         elapsed = max(time.perf_counter() - self._step_start, 1e-9)
         self.log("loss", result.loss, prog_bar=True, batch_size=batch_size)
@@ -318,9 +317,19 @@ class PretrainModule(L.LightningModule):
         """AdamW (no decay on norms, biases, embeddings) with per-step warmup + cosine."""
         return lightning_optimizers(self.model, self.config.optim, self.config.trainer.max_steps)
 
-    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`MaskedBatch` (our own type, which Lightning does not know) to the device."""
+        return to_device(batch, device)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the skip summary of the data readers."""
+        for rank, summary in self.skips.items():
+            log.info("rank %d data: %s", rank, summary)
+
+    def train_dataloader(self) -> DataLoader[MaskedBatch]:
         """Stream this rank's shards, advanced past the batches a resumed run already consumed."""
-        stream = ShardStream(
+        stream = SampleStream(
+            ShardSource(self.config.data.shard_files(), [m.name for m in self.modalities]),
             stream_config(self.config, self.modalities),
             rank=self.global_rank,
             world_size=self.trainer.world_size,
@@ -334,6 +343,7 @@ class PretrainModule(L.LightningModule):
         full = to_dict(self.config)
         checkpoint["terramind"] = {k: full[k] for k in _IDENTITY}
         checkpoint["terramind_batches_consumed"] = self.global_step
+        checkpoint["terramind_skipped_samples"] = dict(self.skips)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another configuration; restore the data position."""
@@ -358,76 +368,6 @@ def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:
     return standardize(modality.name, x)
 
 
-def _strategy(name: str) -> str:
-    """Map ``ddp`` to DDP with unused-parameter detection.
-
-    With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings
-    take no gradient, which plain DDP treats as an error.
-    """
-    return "ddp_find_unused_parameters_true" if name == "ddp" else name
-
-
-def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints.
-
-    Args:
-        t: Engine settings.
-        clip_grad: Gradient-norm clipping (0: off).
-        callbacks: Extra callbacks.
-    """
-    out = Path(t.out_dir)
-    logger = TensorBoardLogger(out, name="logs") if t.logger == "tensorboard" else CSVLogger(out, name="logs")
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename="step{step:08d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=t.checkpoint_every,
-        save_last=True,
-        save_top_k=-1,
-    )
-    progress = [RichProgressBar()] if t.progress_bar else []
-    return L.Trainer(
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=_strategy(t.strategy),
-        precision=t.precision,  # type: ignore[arg-type]
-        gradient_clip_val=clip_grad or None,
-        logger=logger,
-        callbacks=[*callbacks, checkpoints, *progress],
-        plugins=[AtomicCheckpointIO()],
-        log_every_n_steps=t.log_every,
-        enable_model_summary=False,
-        enable_progress_bar=t.progress_bar,
-        limit_val_batches=0,
-        use_distributed_sampler=False,
-        default_root_dir=out,
-    )
-
-
-# SDPA backends allowed while training: all but cuDNN. Masked pretraining changes the packed sequence lengths
-# every step; the cuDNN attention backend (chosen for bf16 on Hopper) then builds a new execution plan per
-# call, about 6 ms of host time each, which made a tiny-model bf16 step 5x slower than fp32 on an H200
-# (benchmarks/bench_train.py --cudnn-attention). Flash / memory-efficient attention have no per-shape cost.
-TRAINING_ATTENTION = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
-
-
-def training_attention() -> AbstractContextManager[None]:
-    """Context in which SDPA uses only the ``TRAINING_ATTENTION`` backends; the caller's setting returns."""
-    return sdpa_kernel(list(TRAINING_ATTENTION))
-
-
-def resume_path(trainer: TrainerSection, resume: str | None) -> Path | None:
-    """Resolve ``resume`` (a path, ``"last"`` or None) to an existing checkpoint file."""
-    if resume is None:
-        return None
-    ckpt = Path(trainer.out_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not ckpt.is_file():
-        raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
-    return ckpt
-
-
 def pretrain(
     config: PretrainConfig, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> PretrainModule:
@@ -443,9 +383,7 @@ def pretrain(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = PretrainModule(config)
-    ckpt = resume_path(config.trainer, resume)
-    with training_attention():
-        build_trainer(config.trainer, config.optim.clip_grad, callbacks).fit(module, ckpt_path=ckpt)
+    fit(module, config.trainer, clip_grad=config.optim.clip_grad, callbacks=callbacks, resume=resume)
     return module
 
 

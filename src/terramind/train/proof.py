@@ -28,14 +28,9 @@ from lightning.pytorch.callbacks import Callback
 
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
-from terramind.data.shards import (
-    TOKEN_PREFIX,
-    ShardStream,
-    StreamConfig,
-    find_tiles,
-    read_samples,
-    write_shards,
-)
+from terramind.data.sample import Batch
+from terramind.data.shards import find_tiles, read_samples, shard_stream, write_shards
+from terramind.data.stream import StreamConfig
 from terramind.modalities import get_modality, standardize
 from terramind.tokenizers import UNetConfig, ViTConfig
 from terramind.train.config import (
@@ -191,17 +186,17 @@ def pretrain_config(shards: str, out: Path, sizes: ProofSizes) -> PretrainConfig
 
 def holdout_batch(
     shard: Path, modalities: Sequence[str], tokens: Sequence[str], crop: int, batch: int
-) -> dict[str, Any]:
+) -> Batch:
     """Read ``batch`` seeded random crops of the held-out tile as one batch."""
-    stream = ShardStream(
+    stream = shard_stream(
+        [shard],
         StreamConfig(
-            shards=(str(shard),),
             modalities=tuple(modalities),
             token_modalities=tuple(tokens),
             batch_size=batch,
             crop=crop,
             shuffle_buffer=1,
-        )
+        ),
     )
     return next(iter(stream))
 
@@ -235,14 +230,14 @@ def unigram(shards: Sequence[Path], modality: str, vocab: int) -> np.ndarray:
     counts = np.ones(vocab)
     for shard in shards:
         for sample in read_samples(shard):
-            ids = np.asarray(sample[f"{TOKEN_PREFIX}{modality.lower()}"]).ravel()
+            ids = np.asarray(sample.tokens[modality]).ravel()
             counts += np.bincount(ids.astype(np.int64), minlength=vocab)
     return counts / counts.sum()
 
 
 @torch.no_grad()
 def evaluate_pretrain(
-    module: PretrainModule, batch: dict[str, Any], train_shards: Sequence[Path], draws: int
+    module: PretrainModule, batch: Batch, train_shards: Sequence[Path], draws: int
 ) -> dict[str, dict[str, float]]:
     """Masked-token CE and accuracy on the held-out tile (mean over mask draws) vs the unigram baseline."""
     module.eval()
@@ -258,7 +253,7 @@ def evaluate_pretrain(
         vocab = get_modality(name).vocab_size
         assert vocab is not None
         probs = unigram(train_shards, name, vocab)
-        ids = batch[f"{TOKEN_PREFIX}{name}"].ravel().numpy()
+        ids = batch.tokens[name].ravel().numpy()
         report[name] = {
             "ce": float(np.mean(ce[name])),
             "accuracy": float(np.mean(acc[name])),
@@ -293,7 +288,7 @@ def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = Non
         )
         recorder = LossRecorder()
         tok_module = train_tokenizer(tok_config, callbacks=[recorder])
-        raw = np.asarray(next(read_samples(raw_hold[0]))[modality.lower()])
+        raw = np.asarray(next(read_samples(raw_hold[0])).pixels[modality])
         tok_report[modality] = {
             **evaluate_tokenizer(tok_module, raw, modality, sizes.ddim_steps),
             **recorder.summary(),

@@ -11,7 +11,6 @@ the same number of bits per token by downsampling.
 
 from __future__ import annotations
 
-import glob
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
-from terramind.data.shards import ShardStream, StreamConfig
+from terramind.data.sample import Batch
+from terramind.data.shards import ShardSource
+from terramind.data.stream import SampleStream, StreamConfig
 from terramind.modalities import PATCH_SIZE, get_modality, standardize
 from terramind.tokenizers import (
     ImageTokenizer,
@@ -44,8 +45,8 @@ from terramind.tokenizers import (
 )
 from terramind.tokenizers.diffusion import make_scheduler
 from terramind.train.config import DataSection, OptimSection, TrainerSection, from_dict, to_dict
+from terramind.train.engine import fit, to_device
 from terramind.train.optim import lightning_optimizers
-from terramind.train.pretrain import build_trainer, resume_path
 
 TRAIN_TIMESTEPS = 1000
 
@@ -115,6 +116,7 @@ class TokenizerModule(L.LightningModule):
         # The release's training noise schedule (linear betas rescaled to zero terminal SNR).
         self.alphas_cumprod = make_scheduler().alphas_cumprod.float()
         self.resume_batches = 0
+        self.skips: dict[str, object] = {}  # the reader's skip summary (checkpointed)
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:  # the release used EMA 0.9999 (DiVAE) / 0.99 (LULC)
             self.ema = AveragedModel(
@@ -142,24 +144,25 @@ class TokenizerModule(L.LightningModule):
         assert isinstance(decoder, PatchedUNet)  # decoder == "diffusion"
         return F.mse_loss(decoder(noisy, t, codes), x)  # x0-prediction (tokenizers/diffusion.py)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """One step: the loss of the batch of this rank."""
-        loss = self.compute_loss(batch[self.name], self.global_step, self.global_rank)
-        self.log("loss", loss, prog_bar=True, batch_size=batch[self.name].shape[0])
+        loss = self.compute_loss(batch.pixels[self.name], self.global_step, self.global_rank)
+        self.log("loss", loss, prog_bar=True, batch_size=len(batch))
+        self.skips = batch.skips
         return loss
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`Batch` (our own type, which Lightning does not know) to the device."""
+        return to_device(batch, device)
 
     def configure_optimizers(self) -> Any:
         """AdamW (no decay on norms, biases, position tables) with warmup + cosine."""
         return lightning_optimizers(self.tokenizer, self.config.optim, self.config.trainer.max_steps)
 
-    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+    def train_dataloader(self) -> DataLoader[Batch]:
         """Random crops of the modality from the shards."""
         d = self.config.data
-        shards = tuple(sorted(glob.glob(d.shards))) if isinstance(d.shards, str) else d.shards
-        if not shards:
-            raise InputError(f"no shards match {d.shards!r}: run `terramind prepare` first")
         stream_config = StreamConfig(
-            shards=shards,
             modalities=(self.name,),
             batch_size=d.batch_size,
             crop=d.crop,
@@ -167,7 +170,8 @@ class TokenizerModule(L.LightningModule):
             seed=self.config.seed,
             max_skip_fraction=d.max_skip_fraction,
         )
-        stream = ShardStream(
+        stream: SampleStream[Batch] = SampleStream(
+            ShardSource(d.shard_files(), [self.name]),
             stream_config,
             rank=self.global_rank,
             world_size=self.trainer.world_size,
@@ -183,6 +187,7 @@ class TokenizerModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the data position."""
         checkpoint["terramind_batches_consumed"] = self.global_step
+        checkpoint["terramind_skipped_samples"] = self.skips
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the data position."""
@@ -222,8 +227,9 @@ def train_tokenizer(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = TokenizerModule(config)
-    trainer = build_trainer(config.trainer, config.optim.clip_grad, callbacks or [])
-    trainer.fit(module, ckpt_path=resume_path(config.trainer, resume))
+    trainer = fit(
+        module, config.trainer, clip_grad=config.optim.clip_grad, callbacks=callbacks or [], resume=resume
+    )
     if trainer.is_global_zero:
         save_tokenizer(module, config.trainer.out_dir)
     return module
