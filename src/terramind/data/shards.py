@@ -158,6 +158,10 @@ class GeoTiffFolderSource:
         """Return the tile names."""
         return self.keys
 
+    def file_of(self, unit: int, modality: str) -> str:
+        """Return the GeoTIFF of ``modality`` of a tile."""
+        return str(self.tiles[self.keys[unit]].get(modality, self.keys[unit]))
+
     def items(self, unit: int) -> Iterator[tuple[str, Mapping[str, Path]]]:
         """Yield the one tile of a unit."""
         key = self.keys[unit]
@@ -311,6 +315,10 @@ class ShardSource:
     def units(self) -> Sequence[str]:
         """Return the shard paths."""
         return self.shards
+
+    def file_of(self, unit: int, modality: str) -> str:
+        """Return the shard (all modalities of a tile share it)."""
+        return self.shards[unit]
 
     def items(self, unit: int) -> Iterator[tuple[str, dict[str, bytes]]]:
         """``(key, {member suffix: bytes})`` of one shard, in file order."""

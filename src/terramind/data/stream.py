@@ -57,6 +57,10 @@ class Source(Protocol):
         """Decode one item; raise :class:`SourceDecodeError` for an unreadable one."""
         ...
 
+    def file_of(self, unit: int, modality: str) -> str:
+        """Return the file that holds ``modality`` of unit ``unit`` (for error messages)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -266,6 +270,27 @@ class SampleStream(IterableDataset[T], Generic[T]):
                 if by_unit or index % splits == split:
                     yield item
                 index += 1
+
+    def check_first(self) -> None:
+        """Decode and check the first sample of the first unit, so a wrong layout fails before any step.
+
+        Raises:
+            InputError: One line naming the file and the modality (field) that is wrong.
+        """
+        units = self.source.units()
+        for key, raw in self.source.items(0):
+            try:
+                sample = self.source.decode(key, raw)
+            except SourceDecodeError as err:
+                raise InputError(f"{units[0]}: sample {key} is unreadable: {err}") from err
+            if (reason := check_sample(sample, self.config)) is not None:
+                modality = next(
+                    (m for m in (*self.config.modalities, *self.config.token_modalities) if m in reason), ""
+                )
+                where = self.source.file_of(0, modality) if modality else units[0]
+                raise InputError(f"{where}: {reason}")
+            return
+        raise InputError(f"{units[0]} holds no samples")
 
     def _usable(self, key: str, raw: Any) -> Sample | None:
         """Decode and check one item; a declared decode error or a failed check is counted and skipped."""

@@ -26,6 +26,10 @@ Assumptions (not confirmed from the card or the loader; checked defensively):
   WKT and whose ``GeoTransform`` attribute holds GDAL's six numbers. Both are returned when present.
 - The ``cloud_mask`` array is not returned.
 
+Dtypes as written by :func:`write_terramesh` (``RELEASE_DTYPES``) are assumed, following the example tiles
+(which the TerraMind repository took from TerraMesh): S2L1C/S2L2A int16, S2RGB/LULC uint8, S1GRD/S1RTC/NDVI
+float32, DEM int16. The reader keeps whatever dtype is stored.
+
 This module only decodes (:class:`TerraMeshSource`); splitting, shuffling, cropping, batching, resume and
 skip accounting are the stream engine's (:class:`~terramind.data.stream.SampleStream`). A sample lacking a
 requested modality, or whose member is not a readable zarr zip (:class:`SourceDecodeError`), is skipped and
@@ -36,8 +40,10 @@ from __future__ import annotations
 
 import io
 import re
+import tarfile
+import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,6 +55,7 @@ from rasterio.errors import CRSError
 from webdataset.tariterators import tar_file_iterator
 
 from terramind.core.errors import InputError, ModalityError
+from terramind.core.files import atomic_path
 from terramind.core.optional import require
 from terramind.data.sample import Sample
 from terramind.data.stream import SampleStream, SourceDecodeError, StreamConfig
@@ -335,6 +342,11 @@ class TerraMeshSource:
         """Return the shard paths of the first modality (one per shard id)."""
         return [str(s[self.modalities[0]]) for s in self.shards]
 
+    def file_of(self, unit: int, modality: str) -> str:
+        """Return the tar of ``modality`` of shard ``unit``."""
+        files = self.shards[unit]
+        return str(files.get(modality, files[self.modalities[0]]))
+
     def items(self, unit: int) -> Iterator[tuple[str, dict[str, bytes | None]]]:
         """Pair the members of one shard id: ``(key, {modality: zarr zip bytes or None})``."""
         return merge_by_key(self.shards[unit])
@@ -421,3 +433,92 @@ def iter_terramesh(
 ) -> Iterator[Sample]:
     """Iterate once over TerraMesh samples (see :func:`terramesh_stream` for every option)."""
     return iter(terramesh_stream(root, split, modalities, **options))
+
+
+RELEASE_DTYPES: dict[str, str] = {
+    "S2L1C": "int16",
+    "S2L2A": "int16",
+    "S2RGB": "uint8",
+    "S1GRD": "float32",
+    "S1RTC": "float32",
+    "DEM": "int16",
+    "NDVI": "float32",
+    "LULC": "uint8",
+}
+"""Dtype of each release modality's ``bands`` (assumed; see the module docstring)."""
+
+
+def _time_ns(iso: str | None) -> int:
+    """Nanoseconds since the epoch of an ISO timestamp; 0 (the release's "no timestamp") for None."""
+    if iso is None:
+        return 0
+    moment = datetime.fromisoformat(iso)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
+
+
+def encode_zarr_zip(sample: Sample, modality: str) -> bytes:
+    """Write one modality of a sample as a release member: a zarr v2 group, consolidated, zipped.
+
+    Arrays: ``bands`` ``(1, C, H, W)`` in ``RELEASE_DTYPES``, ``time`` int64 ns, ``center_lon``/``center_lat``
+    and, when the sample has a CRS, a scalar ``spatial_ref`` with ``crs_wkt`` and ``GeoTransform`` (assumed).
+    """
+    zarr = require("zarr", "terramesh")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = zarr.storage.LocalStore(Path(tmp) / "sample.zarr")
+        group = zarr.open_group(store, mode="w", zarr_format=2)
+        group.create_array("bands", data=sample.pixels[modality][np.newaxis].astype(RELEASE_DTYPES[modality]))
+        group.create_array("time", data=np.array([_time_ns(sample.time.get(modality))], dtype=np.int64))
+        lon, lat = sample.center_lonlat or (np.nan, np.nan)
+        group.create_array("center_lon", data=np.array([lon], dtype=np.float64))
+        group.create_array("center_lat", data=np.array([lat], dtype=np.float64))
+        if sample.crs is not None:
+            ref = group.create_array("spatial_ref", data=np.zeros((), dtype=np.int32))
+            ref.attrs["crs_wkt"] = CRS.from_user_input(sample.crs).to_wkt()
+            if sample.transform is not None:
+                a, b, c, d, e, f = sample.transform[:6]
+                ref.attrs["GeoTransform"] = " ".join(str(v) for v in (c, a, b, f, d, e))
+        zarr.consolidate_metadata(store, zarr_format=2)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for path in sorted(p for p in (Path(tmp) / "sample.zarr").rglob("*") if p.is_file()):
+                archive.write(path, path.relative_to(Path(tmp) / "sample.zarr").as_posix())
+    return out.getvalue()
+
+
+def write_terramesh(
+    samples: Iterable[Sample],
+    root: str | Path,
+    *,
+    split: str = "train",
+    subset: str = "majortom",
+    shard: int = 1,
+) -> list[Path]:
+    """Write samples as one shard id in the release layout (tests, small experiments, the CPU proof).
+
+    Args:
+        samples: Samples with the same modalities (release folder names).
+        root: Dataset root; ``<root>/<split>/<MODALITY>/<subset>_shard_<shard:06d>.tar`` are written.
+        split: ``train`` or ``val``.
+        subset: ``majortom`` or ``ssl4eos12`` (sample keys are ``<subset>_<split>_<index:07d>``).
+        shard: Shard id.
+
+    Returns:
+        The tar files, one per modality.
+    """
+    members: dict[str, list[tuple[str, bytes]]] = {}
+    for index, sample in enumerate(samples):
+        key = f"{subset}_{split}_{index:07d}"
+        for modality in sample.pixels:
+            members.setdefault(_folder_name(modality), []).append((key, encode_zarr_zip(sample, modality)))
+    written = []
+    for modality, items in members.items():
+        path = Path(root) / split / modality / f"{subset}_shard_{shard:06d}.tar"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
+            for key, data in items:
+                info = tarfile.TarInfo(f"{key}{SAMPLE_EXT}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        written.append(path)
+    return written

@@ -122,12 +122,27 @@ class OptimSection:
     ema_decay: float | None = None
 
 
+SOURCES = ("shards", "terramesh", "geotiff")
+"""Where a run reads its samples: ``prepare`` shards, the TerraMesh release layout, or a GeoTIFF folder."""
+SUBSETS = ("majortom", "ssl4eos12", "combined")
+"""TerraMesh source subsets (``data/terramesh.py``)."""
+
+
 @dataclass(frozen=True)
 class DataSection:
-    """Where the shards are and how to read them.
+    """Where the samples are and how to read them.
 
     Attributes:
-        shards: Glob of shard files (``shards/*.tar``) or a list of them.
+        source: ``shards`` (``terramind prepare`` output), ``terramesh`` (the release layout under ``root``)
+            or ``geotiff`` (a folder of modality folders under ``root``, like ``examples/``).
+        shards: Glob of shard files (``shards/*.tar``) or a list of them (``source: shards``).
+        root: TerraMesh root (holding ``train/`` and ``val/``) or GeoTIFF folder.
+        split: TerraMesh split, ``train`` or ``val``.
+        subset: TerraMesh subset: ``majortom``, ``ssl4eos12`` or ``combined``.
+        modalities: TerraMesh folders to read; empty: the run's modalities.
+        tokenize: Modality -> tokenizer that computes its token ids on the fly, batched on the training
+            device (frozen): ``hub``, ``random``, a weights file or a ``train-tokenizer`` output folder;
+            needed for each target and token input whose ids the source does not store (all, for TerraMesh).
         batch_size: Samples per step and rank.
         crop: Crop size in pixels (multiple of 16).
         shuffle_buffer: Samples held for shuffling per reader.
@@ -135,12 +150,28 @@ class DataSection:
         max_skip_fraction: Fail once more samples than this fraction were unusable.
     """
 
+    source: str = "shards"
     shards: str | tuple[str, ...] = "shards/*.tar"
+    root: str | None = None
+    split: str = "train"
+    subset: str = "combined"
+    modalities: tuple[str, ...] = ()
+    tokenize: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = 8
     crop: int = 224
     shuffle_buffer: int = 64
     num_workers: int = 0
     max_skip_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise InputError(f"source must be one of {list(SOURCES)}, got {self.source!r}")
+        if self.source != "shards" and not self.root:
+            raise InputError(f"root is required for source: {self.source}")
+        if self.subset not in SUBSETS:
+            raise InputError(f"subset must be one of {list(SUBSETS)}, got {self.subset!r}")
+        if self.split not in ("train", "val"):
+            raise InputError(f"split must be 'train' or 'val', got {self.split!r}")
 
     def shard_files(self) -> tuple[str, ...]:
         """Return the shard files (``shards`` as a glob or a list), refusing an empty set."""
@@ -267,6 +298,10 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
         return cls(**kwargs)
     except TypeError as err:
         raise InputError(f"{where}: {err}") from err
+    except InputError as err:  # a value __post_init__ refused: say in which file
+        if str(err).startswith(where):
+            raise
+        raise type(err)(f"{where}: {err}") from err
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:

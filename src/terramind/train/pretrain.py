@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader
 from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.core.errors import CheckpointError, InputError
 from terramind.data.sample import Batch
-from terramind.data.shards import ShardSource
-from terramind.data.stream import SampleStream, StreamConfig
+from terramind.data.shards import GeoTiffFolderSource, ShardSource
+from terramind.data.stream import SampleStream, Source, StreamConfig
+from terramind.data.terramesh import TerraMeshSource
 from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
 from terramind.modalities import PATCH_SIZE, Kind, get_modality, standardize, using_catalog
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
@@ -42,6 +43,7 @@ from terramind.train.config import ModalityEntry, PretrainConfig, plain, to_dict
 from terramind.train.engine import fit, resume_path, to_device  # noqa: F401 (resume_path: the CLI's)
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import lightning_optimizers
+from terramind.train.tokenizer import load_frozen_tokenizer, tokenize_batch
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +172,31 @@ def build_model(config: PretrainConfig, modalities: Sequence[RunModality]) -> Te
 
 
 def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> StreamConfig:
-    """Say what the stream must deliver: pixels of pixel inputs, stored ids of token inputs and targets."""
+    """Say what the stream must deliver.
+
+    Pixels of pixel inputs and of the modalities tokenized on the fly (``data.tokenize``); stored ids of the
+    other token inputs and targets.
+
+    Raises:
+        InputError: A TerraMesh or GeoTIFF source (which store no ids) without a tokenizer for some target.
+    """
     data = config.data
-    pixels = tuple(m.name for m in modalities if m.pixel_input and m.input_key is not None)
-    tokens = tuple(m.name for m in modalities if (m.input_key and not m.pixel_input) or m.target_key)
+    tokenize = {get_modality(m).name for m in data.tokenize}
+    pixels = [m.name for m in modalities if m.pixel_input and m.input_key is not None]
+    pixels += [m.name for m in modalities if m.name in tokenize and m.name not in pixels]
+    tokens = tuple(
+        m.name
+        for m in modalities
+        if ((m.input_key and not m.pixel_input) or m.target_key) and m.name not in tokenize
+    )
+    if tokens and data.source != "shards":
+        raise InputError(
+            f"data.source {data.source} stores no token ids: add data.tokenize entries for "
+            f"{', '.join(tokens)} "
+            f"(hub, random, a weights file or a train-tokenizer folder)"
+        )
     return StreamConfig(
-        modalities=pixels,
+        modalities=tuple(pixels),
         token_modalities=tokens,
         batch_size=data.batch_size,
         crop=data.crop,
@@ -184,6 +205,26 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
         max_skip_fraction=data.max_skip_fraction,
         channels={m.name: len(m.mean) for m in modalities if m.input_key == m.name},
     )
+
+
+def build_source(config: PretrainConfig, modalities: Sequence[RunModality], needed: Sequence[str]) -> Source:
+    """Build the source of a run's samples (``data.source``); folders and shard files are checked here.
+
+    Args:
+        config: The run.
+        modalities: Its resolved modalities.
+        needed: The pixel modalities the stream needs (TerraMesh folders to read by default).
+    """
+    data = config.data
+    new = [m.name for m in modalities if m.input_key == m.name]
+    if data.source == "terramesh":
+        assert data.root is not None  # DataSection requires it
+        folders = data.modalities or tuple(needed)
+        return TerraMeshSource(data.root, data.split, folders, subset=data.subset)  # type: ignore[arg-type]
+    if data.source == "geotiff":
+        assert data.root is not None
+        return GeoTiffFolderSource(data.root, new_modalities=new)
+    return ShardSource(data.shard_files(), [m.name for m in modalities])
 
 
 @dataclass
@@ -241,6 +282,9 @@ class PretrainModule(L.LightningModule):
             self.modalities = [resolve(e) for e in config.modalities]
             self.masking = masking_config(config)
         self.model = build_model(config, self.modalities)
+        self.tokenizers = nn.ModuleDict(
+            {get_modality(m).name: load_frozen_tokenizer(m, w) for m, w in config.data.tokenize.items()}
+        )
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
@@ -326,17 +370,34 @@ class PretrainModule(L.LightningModule):
         for rank, summary in self.skips.items():
             log.info("rank %d data: %s", rank, summary)
 
-    def train_dataloader(self) -> DataLoader[MaskedBatch]:
-        """Stream this rank's shards, advanced past the batches a resumed run already consumed."""
-        stream = SampleStream(
-            ShardSource(self.config.data.shard_files(), [m.name for m in self.modalities]),
-            stream_config(self.config, self.modalities),
-            rank=self.global_rank,
-            world_size=self.trainer.world_size,
+    def stream(self, rank: int = 0, world_size: int = 1) -> SampleStream[MaskedBatch]:
+        """Build this rank's data stream, advanced past the batches a resumed run already consumed."""
+        config = stream_config(self.config, self.modalities)
+        return SampleStream(
+            build_source(self.config, self.modalities, config.modalities),
+            config,
+            rank=rank,
+            world_size=world_size,
             skip_batches=self.resume_batches,
-            transform=MaskDrawer(self.masking, self.config.seed, self.global_rank),
+            transform=MaskDrawer(self.masking, self.config.seed, rank),
         )
+
+    def train_dataloader(self) -> DataLoader[MaskedBatch]:
+        """Stream this rank's share of the data."""
+        stream = self.stream(self.global_rank, self.trainer.world_size)
         return DataLoader(stream, batch_size=None, num_workers=self.config.data.num_workers)
+
+    def on_after_batch_transfer(self, batch: MaskedBatch, dataloader_idx: int) -> MaskedBatch:
+        """Tokenize the ``data.tokenize`` modalities of a batch on the training device (frozen tokenizers)."""
+        for name, tokenizer in self.tokenizers.items():
+            batch.batch.tokens[name] = tokenize_batch(tokenizer, batch.batch.pixels[name])  # type: ignore[arg-type]
+        return batch
+
+    def train(self, mode: bool = True) -> PretrainModule:
+        """Set training mode; the on-the-fly tokenizers stay frozen in eval mode."""
+        super().train(mode)
+        self.tokenizers.eval()
+        return self
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the run identity and the data position."""
@@ -383,6 +444,7 @@ def pretrain(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = PretrainModule(config)
+    module.stream().check_first()  # a missing folder or a wrong layout fails here, before any step
     fit(module, config.trainer, clip_grad=config.optim.clip_grad, callbacks=callbacks, resume=resume)
     return module
 

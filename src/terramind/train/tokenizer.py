@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from terramind.build import build_image_tokenizer
 from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
@@ -333,14 +334,43 @@ def load_trained_tokenizer(run_dir: str | Path) -> ImageTokenizer:
     return tokenizer.eval()
 
 
+@torch.no_grad()
+def tokenize_batch(tokenizer: ImageTokenizer, raw: torch.Tensor) -> torch.Tensor:
+    """Token ids ``(B, h, w)`` of raw pixels ``(B, C, H, W)`` (class maps: ids ``(B, 1, H, W)``).
+
+    Standardises with the catalog's statistics first; runs wherever ``tokenizer`` and ``raw`` are.
+    """
+    if tokenizer.cfg.classes is not None:
+        return tokenizer.encode(raw[:, 0].long())
+    return tokenizer.encode(standardize(tokenizer.modality, raw.float()))
+
+
 def tokenize_function(tokenizer: ImageTokenizer) -> Callable[[np.ndarray], np.ndarray]:
     """Raw pixels ``(C, H, W)`` -> token ids ``(H/16, W/16)`` with ``tokenizer`` (for ``prepare``)."""
 
-    @torch.no_grad()
     def tokenize(raw: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.asarray(raw, dtype=np.float32))
-        if tokenizer.cfg.classes is not None:
-            return tokenizer.encode(x[None, 0].long())[0].numpy()
-        return tokenizer.encode(standardize(tokenizer.modality, x)[None])[0].numpy()
+        return tokenize_batch(tokenizer, x[None])[0].numpy()
 
     return tokenize
+
+
+def load_frozen_tokenizer(modality: str, weights: str) -> ImageTokenizer:
+    """Load the tokenizer that computes a modality's ids on the fly in pretraining (frozen, eval mode).
+
+    Args:
+        modality: Catalog modality with an image tokenizer.
+        weights: ``hub``, ``random``, a weights file, or a ``train-tokenizer`` output folder.
+
+    Raises:
+        InputError: A ``train-tokenizer`` folder of another modality.
+    """
+    name = get_modality(modality).name
+    folder = Path(weights)
+    if (folder / "tokenizer.yaml").is_file():
+        tokenizer = load_trained_tokenizer(folder)
+        if tokenizer.modality != name:
+            raise InputError(f"data.tokenize.{name}: {str(folder)!r} holds a {tokenizer.modality} tokenizer")
+    else:
+        tokenizer = build_image_tokenizer(name, weights)
+    return tokenizer.requires_grad_(False).eval()
