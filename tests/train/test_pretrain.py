@@ -135,7 +135,7 @@ def test_masks_drawn_in_data_workers_match_the_step(tiny_config, workers):
     )
     loader = DataLoader(stream, batch_size=None, num_workers=workers)
     for step, batch in enumerate(itertools.islice(iter(loader), 3), start=1):  # resumed after 1 batch
-        attached, drawn = batch.images, drawer.draw(2, step)
+        attached, drawn = batch.images, drawer.draw(2, step)[0]
         for name in drawn:
             assert torch.equal(attached[name].input_mask, drawn[name].input_mask)
             assert torch.equal(attached[name].target_positions, drawn[name].target_positions)

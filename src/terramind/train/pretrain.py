@@ -30,15 +30,27 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from terramind.build import build_coords_tokenizer
 from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.core.errors import CheckpointError, InputError
 from terramind.data.sample import Batch
 from terramind.data.shards import GeoTiffFolderSource, ShardSource
 from terramind.data.stream import SampleStream, Source, StreamConfig
 from terramind.data.terramesh import TerraMeshSource
-from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
+from terramind.masking import (
+    ImageBatchMask,
+    MaskingConfig,
+    SequenceBatchMask,
+    Stream,
+    StreamKind,
+    collate_masks,
+    sample_masks,
+)
 from terramind.modalities import PATCH_SIZE, Kind, get_modality, standardize, using_catalog
+from terramind.modalities.tokens import PAD_ID
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
+from terramind.model.terramind import Encoded
+from terramind.tokenizers import CoordsTokenizer
 from terramind.train.config import ModalityEntry, PretrainConfig, plain, to_dict
 from terramind.train.engine import fit, resume_path, to_device  # noqa: F401 (resume_path: the CLI's)
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
@@ -46,6 +58,9 @@ from terramind.train.optim import lightning_optimizers
 from terramind.train.tokenizer import load_frozen_tokenizer, tokenize_batch
 
 log = logging.getLogger(__name__)
+
+# Sequence modalities this trainer tokenizes itself, from each sample's centre lon/lat.
+SEQUENCE_SOURCES = frozenset({"coords"})
 
 # Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
 _IDENTITY = ("modalities", "sensors", "model", "masking", "seed", "loss")
@@ -62,6 +77,7 @@ class RunModality:
         pixel_input: Whether the input is raw pixels (else stored token ids).
         mean: Standardisation mean per band (pixel inputs).
         std: Standardisation std per band (pixel inputs).
+        sequence: A token sequence (coordinates), tokenized from the samples' centres and span-masked.
     """
 
     name: str
@@ -70,6 +86,7 @@ class RunModality:
     pixel_input: bool
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    sequence: bool = False
 
 
 def resolve(entry: ModalityEntry) -> RunModality:
@@ -90,10 +107,11 @@ def resolve(entry: ModalityEntry) -> RunModality:
         raise InputError(
             f"{spec.name} has no {entry.input} input in TerraMind; use input: none or another kind"
         )
-    if entry.input == "token" and spec.input_kind is Kind.SEQUENCE:
-        raise InputError(f"{spec.name} is a sequence; sequence pretraining is not supported by this trainer")
-    if entry.target and (spec.token_key is None or not spec.generable or not spec.is_image):
-        raise InputError(f"{spec.name} cannot be a target: it has no image tokenizer (set target: false)")
+    sequence = spec.input_kind is Kind.SEQUENCE
+    if sequence and spec.name not in SEQUENCE_SOURCES:
+        raise InputError(f"{spec.name}: this trainer pretrains the sequences {sorted(SEQUENCE_SOURCES)} only")
+    if entry.target and (spec.token_key is None or not spec.generable or not (spec.is_image or sequence)):
+        raise InputError(f"{spec.name} cannot be a target: it has no tokenizer (set target: false)")
     return RunModality(
         spec.name,
         input_key,
@@ -101,20 +119,23 @@ def resolve(entry: ModalityEntry) -> RunModality:
         entry.input == "pixel",
         spec.mean,
         spec.std,
+        sequence,
     )
 
 
 def masking_config(config: PretrainConfig) -> MaskingConfig:
     """One masking stream per modality; its positions are the token grid of the crop (in catalog scope)."""
     grid = config.data.crop // PATCH_SIZE
+    specs = [get_modality(e.name) for e in config.modalities]
     streams = tuple(
         Stream(
-            get_modality(e.name).name,
-            grid * grid,
+            spec.name,
+            spec.max_length or 1 if spec.input_kind is Kind.SEQUENCE else grid * grid,
             e.input_alpha if e.input != "none" else 0.0,
             e.target_alpha if e.target else 0.0,
+            StreamKind.SEQUENCE if spec.input_kind is Kind.SEQUENCE else StreamKind.IMAGE,
         )
-        for e in config.modalities
+        for e, spec in zip(config.modalities, specs, strict=True)
     )
     return MaskingConfig(streams, config.masking.num_input_tokens, config.masking.num_target_tokens)
 
@@ -182,6 +203,7 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
     """
     data = config.data
     tokenize = {get_modality(m).name for m in data.tokenize}
+    modalities = [m for m in modalities if not m.sequence]  # sequences come from the samples' centres
     pixels = [m.name for m in modalities if m.pixel_input and m.input_key is not None]
     pixels += [m.name for m in modalities if m.name in tokenize and m.name not in pixels]
     tokens = tuple(
@@ -234,20 +256,23 @@ class MaskedBatch:
     Attributes:
         batch: The data.
         images: Per image stream, its input mask and target positions.
+        sequences: Per sequence stream (coords), its span-masked input and target ids.
     """
 
     batch: Batch
     images: dict[str, ImageBatchMask]
+    sequences: dict[str, SequenceBatchMask] = dataclasses.field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> MaskedBatch:
         """Return the same batch and masks with their tensors on ``device``."""
         images = {
-            k: ImageBatchMask(
-                m.input_mask.to(device), m.target_positions.to(device), m.target_valid.to(device)
-            )
-            for k, m in self.images.items()
+            k: ImageBatchMask(*(t.to(device) for t in dataclasses.astuple(m))) for k, m in self.images.items()
         }
-        return MaskedBatch(self.batch.to(device), images)
+        sequences = {
+            k: SequenceBatchMask(*(t.to(device) for t in dataclasses.astuple(m)))
+            for k, m in self.sequences.items()
+        }
+        return MaskedBatch(self.batch.to(device), images, sequences)
 
 
 class MaskDrawer:
@@ -256,19 +281,47 @@ class MaskDrawer:
     As a stream transform it turns batch ``i`` of a rank (consumed at step ``i``) into a :class:`MaskedBatch`.
     """
 
-    def __init__(self, masking: MaskingConfig, seed: int, rank: int):
-        """Remember the scheme, the run seed and the rank."""
-        self.masking, self.seed, self.rank = masking, seed, rank
+    def __init__(self, masking: MaskingConfig, seed: int, rank: int, coords: CoordsTokenizer | None = None):
+        """Remember the scheme, the run seed, the rank and the coordinate vocabulary (for a coords stream)."""
+        self.masking, self.seed, self.rank, self.coords = masking, seed, rank, coords
+        self.sequence_streams = [s.name for s in masking.streams if s.kind is StreamKind.SEQUENCE]
+        if self.sequence_streams and coords is None:
+            raise InputError("a coords stream needs the coordinate vocabulary (data.tokenize: {coords: hub})")
 
-    def draw(self, batch_size: int, step: int) -> dict[str, ImageBatchMask]:
-        """Masks of the batch of ``step``: a pure function of (seed, step, rank)."""
+    def draw(
+        self, batch_size: int, step: int, centres: torch.Tensor | None = None
+    ) -> tuple[dict[str, ImageBatchMask], dict[str, SequenceBatchMask]]:
+        """Masks of the batch of ``step``: a pure function of (seed, step, rank) and the samples' centres.
+
+        Args:
+            batch_size: Samples in the batch.
+            step: The step that consumes it.
+            centres: ``(B, 2)`` lon/lat of the samples (NaN: no coordinates), for a coords stream.
+        """
         rng = np.random.default_rng([self.seed, step, self.rank])
-        images, _ = collate_masks([sample_masks(self.masking, rng) for _ in range(batch_size)], self.masking)
-        return images
+        masks = []
+        for i in range(batch_size):
+            present, sequences = [s.name for s in self.masking.streams], {}
+            if self.sequence_streams:
+                ids = self._coords_ids(None if centres is None else centres[i])
+                if ids is None:
+                    present = [p for p in present if p not in self.sequence_streams]
+                else:
+                    sequences = {name: ids for name in self.sequence_streams}
+            masks.append(sample_masks(self.masking, rng, present=present, sequences=sequences))
+        return collate_masks(masks, self.masking)
+
+    def _coords_ids(self, centre: torch.Tensor | None) -> np.ndarray | None:
+        """Coordinate token ids of one centre without padding; None for a sample without a centre."""
+        if centre is None or not bool(torch.isfinite(centre).all()):
+            return None
+        assert self.coords is not None  # checked in __init__
+        ids = self.coords.encode(centre[None].double())[0].numpy()
+        return ids[ids != PAD_ID]
 
     def __call__(self, batch: Batch, index: int) -> MaskedBatch:
         """Attach the masks of the batch consumed at step ``index``."""
-        return MaskedBatch(batch, self.draw(len(batch), index))
+        return MaskedBatch(batch, *self.draw(len(batch), index, batch.center_lonlat))
 
 
 class PretrainModule(L.LightningModule):
@@ -282,8 +335,13 @@ class PretrainModule(L.LightningModule):
             self.modalities = [resolve(e) for e in config.modalities]
             self.masking = masking_config(config)
         self.model = build_model(config, self.modalities)
+        tokenize = {get_modality(m).name: w for m, w in config.data.tokenize.items()}
+        sequences = {m.name for m in self.modalities if m.sequence}
         self.tokenizers = nn.ModuleDict(
-            {get_modality(m).name: load_frozen_tokenizer(m, w) for m, w in config.data.tokenize.items()}
+            {m: load_frozen_tokenizer(m, w) for m, w in tokenize.items() if m not in SEQUENCE_SOURCES}
+        )
+        self.coords_tokenizer = (
+            build_coords_tokenizer(tokenize.get("coords", "hub")) if "coords" in sequences else None
         )
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:
@@ -297,7 +355,11 @@ class PretrainModule(L.LightningModule):
         """Return the batch with the masks the data workers attached (:class:`MaskDrawer`), else draw them."""
         if isinstance(batch, MaskedBatch):
             return batch
-        return MaskDrawer(self.masking, self.config.seed, rank)(batch, step)
+        return self.drawer(rank)(batch, step)
+
+    def drawer(self, rank: int) -> MaskDrawer:
+        """Return the mask drawer of a rank."""
+        return MaskDrawer(self.masking, self.config.seed, rank, self.coords_tokenizer)
 
     def compute_loss(self, batch: Batch | MaskedBatch, step: int, rank: int = 0) -> LossResult:
         """Mask a batch, encode its inputs, decode its targets and return the loss.
@@ -311,6 +373,11 @@ class PretrainModule(L.LightningModule):
         data, images = masked.batch, masked.images
         inputs, masks = {}, {}
         for m in self.modalities:
+            if m.sequence:
+                seq = masked.sequences[m.name]
+                if m.input_key is not None and bool(seq.input_valid.any()):
+                    inputs[m.input_key], masks[m.input_key] = seq.input_ids, seq.input_valid
+                continue
             mask = images[m.name].input_mask.to(self.device)
             if m.input_key is None or not bool(mask.any()):
                 continue
@@ -322,6 +389,10 @@ class PretrainModule(L.LightningModule):
         encoded = self.model.encode(inputs, masks)
         outputs = {}
         for m in self.modalities:
+            if m.sequence:
+                if m.target_key is not None and bool(masked.sequences[m.name].target_valid.any()):
+                    outputs[m.name] = self.sequence_target(encoded, m.target_key, masked.sequences[m.name])
+                continue
             target = images[m.name]
             if m.target_key is None or not bool(target.target_valid.any()):
                 continue
@@ -331,7 +402,14 @@ class PretrainModule(L.LightningModule):
             logits = self.model.decode_logits(encoded, m.target_key, positions, grid)
             answers = ids.flatten(1).gather(1, positions)  # (B, n)
             outputs[m.name] = TargetLogits(logits, answers, target.target_valid.to(ids.device))
+        if not outputs:  # span masking can leave a batch of only sequence targets without any target
+            return LossResult(encoded.tokens.sum() * 0.0, {}, {}, 0)
         return masked_token_loss(outputs, self.config.loss)
+
+    def sequence_target(self, encoded: Encoded, key: str, seq: SequenceBatchMask) -> TargetLogits:
+        """Return teacher-forced logits of a span-masked target: each token predicts the next one."""
+        logits = self.model.decode_sequence_logits(encoded, key, seq.target_ids[:, :-1])  # (B, L-1, V)
+        return TargetLogits(logits, seq.target_ids[:, 1:], seq.target_valid[:, 1:])
 
     def training_step(self, batch: MaskedBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss, with per-modality losses, accuracies and tokens/s logged."""
@@ -379,7 +457,7 @@ class PretrainModule(L.LightningModule):
             rank=rank,
             world_size=world_size,
             skip_batches=self.resume_batches,
-            transform=MaskDrawer(self.masking, self.config.seed, rank),
+            transform=self.drawer(rank),
         )
 
     def train_dataloader(self) -> DataLoader[MaskedBatch]:
