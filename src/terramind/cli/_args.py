@@ -640,3 +640,28 @@ def _check_layer(args: argparse.Namespace) -> None:
             f"--layer {args.layer} is outside {args.model}'s {depth} encoder blocks: "
             f"use 0..{depth - 1} (or -{depth}..-1 from the end)"
         )
+
+
+def add_training_configs(p: argparse.ArgumentParser) -> None:
+    """``-c/--config`` (repeatable: a base and overlays, deep-merged, later wins) and ``--resume``."""
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=input_file,
+        help="YAML run config; repeat for overlays (-c base.yaml -c more.yaml: mappings merge, later wins)",
+    )
+    p.add_argument(
+        "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
+    )
+
+
+def load_training_configs(args: argparse.Namespace, module: str, config_class: str) -> Any:
+    """Like :func:`load_training_run`, for ``-c`` given once or more (base plus overlays)."""
+    trainer = require(module, "train")
+    config_module = require("terramind.train.config", "train")
+    cls = getattr(trainer, config_class, None) or getattr(config_module, config_class)
+    config = config_module.load_yaml(cls, *args.config)
+    check_training_run(config.trainer, args.resume)
+    return config

@@ -304,16 +304,58 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
         raise type(err)(f"{where}: {err}") from err
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into the config dataclass ``cls``."""
-    file = Path(path)
+def _read(file: Path) -> dict[str, Any]:
+    """One YAML file as a mapping."""
     if not file.is_file():
         raise InputError(f"config file {str(file)!r} does not exist")
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"{file}: not valid YAML: {err}") from err
-    return from_dict(cls, values, str(file))
+    if not isinstance(values, Mapping):
+        raise InputError(f"{file}: expected a mapping of sections, got {type(values).__name__}")
+    return dict(values)
+
+
+def _check_keys(cls: Any, values: Mapping[str, Any], where: str) -> None:
+    """Refuse unknown keys of one file, section by section (before merging hides which file said them)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := set(values) - names:
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    for key, value in values.items():
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            _check_keys(hints[key], value, f"{where}.{key}")
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        old = merged.get(key)
+        both = isinstance(old, Mapping) and isinstance(value, Mapping)
+        merged[key] = deep_merge(old, value) if both else value  # type: ignore[arg-type]
+    return merged
+
+
+def load_yaml(cls: type[T], path: str | Path, *overlays: str | Path) -> T:
+    """Read a YAML file, and overlays deep-merged over it in order (later wins), into the dataclass ``cls``.
+
+    Args:
+        cls: The config dataclass.
+        path: The base file.
+        overlays: Files whose values replace the base's (mappings merge, lists and scalars are replaced).
+
+    Raises:
+        InputError: A missing or invalid file, or an unknown key (naming the file and the section).
+    """
+    files = [Path(p) for p in (path, *overlays)]
+    merged: dict[str, Any] = {}
+    for file in files:
+        values = _read(file)
+        _check_keys(cls, values, str(file))
+        merged = deep_merge(merged, values)
+    return from_dict(cls, merged, " + ".join(str(f) for f in files))
 
 
 def to_dict(config: object) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError
-from terramind.train.config import TrainerSection
+from terramind.train.config import TrainerSection, plain, to_dict
 
 
 def strategy(name: str) -> str:
@@ -125,3 +125,32 @@ def fit(
     with training_attention():
         engine.fit(module, ckpt_path=resume_path(trainer, resume))
     return engine
+
+
+def record_identity(checkpoint: dict[str, Any], config: object, keys: Sequence[str]) -> None:
+    """Store the parts of a run config that a resume must share (``checkpoint["terramind"]``)."""
+    full = to_dict(config)
+    checkpoint["terramind"] = {k: full[k] for k in keys}
+
+
+def check_identity(checkpoint: dict[str, Any], config: object, keys: Sequence[str], what: str) -> None:
+    """Refuse to resume from a checkpoint written by another configuration (one line naming the fields).
+
+    Args:
+        checkpoint: The loaded checkpoint.
+        config: This run's config.
+        keys: The fields that must match.
+        what: The kind of run (``pretraining``), for the message.
+
+    Raises:
+        CheckpointError: Not a checkpoint of this kind of run, or one whose fields differ.
+    """
+    saved = checkpoint.get("terramind")
+    if saved is None:
+        raise CheckpointError(f"not a terramind {what} checkpoint (no 'terramind' record)")
+    full = to_dict(config)
+    if differs := [k for k in keys if plain(saved.get(k, [])) != full[k]]:
+        raise CheckpointError(
+            f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
+            f"resume with the run's original config or start a new out_dir"
+        )

@@ -51,8 +51,9 @@ from terramind.modalities.tokens import PAD_ID
 from terramind.model import CONFIGS, TerraMind, TerraMindConfig
 from terramind.model.terramind import Encoded
 from terramind.tokenizers import CoordsTokenizer
-from terramind.train.config import ModalityEntry, PretrainConfig, plain, to_dict
-from terramind.train.engine import fit, resume_path, to_device  # noqa: F401 (resume_path: the CLI's)
+from terramind.train.config import ModalityEntry, PretrainConfig
+from terramind.train.engine import check_identity, fit, record_identity, to_device
+from terramind.train.engine import resume_path as resume_path  # the CLI resolves --resume through this module
 from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
 from terramind.train.optim import lightning_optimizers
 from terramind.train.tokenizer import load_frozen_tokenizer, tokenize_batch
@@ -479,22 +480,13 @@ class PretrainModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the run identity and the data position."""
-        full = to_dict(self.config)
-        checkpoint["terramind"] = {k: full[k] for k in _IDENTITY}
+        record_identity(checkpoint, self.config, _IDENTITY)
         checkpoint["terramind_batches_consumed"] = self.global_step
         checkpoint["terramind_skipped_samples"] = dict(self.skips)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another configuration; restore the data position."""
-        saved = checkpoint.get("terramind")
-        if saved is None:
-            raise CheckpointError("not a terramind pretraining checkpoint (no 'terramind' record)")
-        full = to_dict(self.config)
-        if differs := [k for k in _IDENTITY if plain(saved.get(k, [])) != full[k]]:
-            raise CheckpointError(
-                f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
-                f"resume with the run's original config or start a new out_dir"
-            )
+        check_identity(checkpoint, self.config, _IDENTITY, "pretraining")
         self.resume_batches = int(checkpoint["terramind_batches_consumed"])
 
 

@@ -46,10 +46,12 @@ from terramind.tokenizers import (
 )
 from terramind.tokenizers.diffusion import make_scheduler
 from terramind.train.config import DataSection, OptimSection, TrainerSection, from_dict, to_dict
-from terramind.train.engine import fit, to_device
+from terramind.train.engine import check_identity, fit, record_identity, to_device
 from terramind.train.optim import lightning_optimizers
 
 TRAIN_TIMESTEPS = 1000
+# Saved in every checkpoint: a resume must train the same tokenizer with the same seed.
+IDENTITY = ("modality", "decoder", "encoder", "unet", "vit_decoder", "seed")
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,14 @@ class TokenizerModule(L.LightningModule):
             self.ema.update_parameters(self.tokenizer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the data position."""
+        """Record the run identity and the data position."""
+        record_identity(checkpoint, self.config, IDENTITY)
         checkpoint["terramind_batches_consumed"] = self.global_step
         checkpoint["terramind_skipped_samples"] = self.skips
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the data position."""
+        """Refuse a checkpoint of another configuration; restore the data position."""
+        check_identity(checkpoint, self.config, IDENTITY, "tokenizer training")
         self.resume_batches = int(checkpoint.get("terramind_batches_consumed", 0))
 
 
