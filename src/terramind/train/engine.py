@@ -24,14 +24,18 @@ from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError
 from terramind.train.config import TrainerSection, plain, to_dict
 
+# With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings take no
+# gradient, which plain DDP treats as an error: our DDP names turn on unused-parameter detection.
+_UNUSED_PARAMETERS = {
+    "ddp": "ddp_find_unused_parameters_true",
+    "ddp_spawn": "ddp_spawn_find_unused_parameters_true",
+    "ddp_fork": "ddp_fork_find_unused_parameters_true",
+}
+
 
 def strategy(name: str) -> str:
-    """Map ``ddp`` to DDP with unused-parameter detection.
-
-    With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings
-    take no gradient, which plain DDP treats as an error.
-    """
-    return "ddp_find_unused_parameters_true" if name == "ddp" else name
+    """Map the DDP strategies to their unused-parameter-detecting variants (``_UNUSED_PARAMETERS``)."""
+    return _UNUSED_PARAMETERS.get(name, name)
 
 
 def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:

@@ -372,15 +372,17 @@ class PretrainModule(L.LightningModule):
         """
         masked = self.masked(batch, step, rank)
         data, images = masked.batch, masked.images
+        # Every input is embedded every step, with an all-False mask when the budgets gave it nothing: its
+        # parameters then get a (zero) gradient on every rank, which sharded training (FSDP) needs.
         inputs, masks = {}, {}
         for m in self.modalities:
             if m.sequence:
                 seq = masked.sequences[m.name]
-                if m.input_key is not None and bool(seq.input_valid.any()):
+                if m.input_key is not None:
                     inputs[m.input_key], masks[m.input_key] = seq.input_ids, seq.input_valid
                 continue
             mask = images[m.name].input_mask.to(self.device)
-            if m.input_key is None or not bool(mask.any()):
+            if m.input_key is None:
                 continue
             if m.pixel_input:
                 inputs[m.input_key] = standardize_pixels(m, data.pixels[m.name])
@@ -388,23 +390,24 @@ class PretrainModule(L.LightningModule):
                 inputs[m.input_key] = data.tokens[m.name]
             masks[m.input_key] = mask
         encoded = self.model.encode(inputs, masks)
+        # Every target is decoded every step, even one without targets in this batch (a padded query that the
+        # loss ignores): the decoder then runs the same calls on every rank, which sharded training (FSDP)
+        # needs, and the loss is unchanged (a modality without valid targets adds nothing).
         outputs = {}
         for m in self.modalities:
-            if m.sequence:
-                if m.target_key is not None and bool(masked.sequences[m.name].target_valid.any()):
-                    outputs[m.name] = self.sequence_target(encoded, m.target_key, masked.sequences[m.name])
+            if m.target_key is None:
                 continue
-            target = images[m.name]
-            if m.target_key is None or not bool(target.target_valid.any()):
+            if m.sequence:
+                outputs[m.name] = self.sequence_target(encoded, m.target_key, masked.sequences[m.name])
                 continue
             ids = data.tokens[m.name]  # (B, h, w)
-            positions = target.target_positions.to(ids.device)  # (B, n)
+            positions, valid = _at_least_one(images[m.name])  # (B, n)
             grid = (int(ids.shape[1]), int(ids.shape[2]))
             logits = self.model.decode_logits(encoded, m.target_key, positions, grid)
             answers = ids.flatten(1).gather(1, positions)  # (B, n)
-            outputs[m.name] = TargetLogits(logits, answers, target.target_valid.to(ids.device))
-        if not outputs:  # span masking can leave a batch of only sequence targets without any target
-            return LossResult(encoded.tokens.sum() * 0.0, {}, {}, 0)
+            outputs[m.name] = TargetLogits(logits, answers, valid)
+        if not any(bool(o.valid.any()) for o in outputs.values()):  # e.g. span masking left no coords target
+            return LossResult(sum(o.logits.sum() for o in outputs.values()) * 0.0, {}, {}, 0)  # type: ignore[arg-type]
         return masked_token_loss(outputs, self.config.loss)
 
     def sequence_target(self, encoded: Encoded, key: str, seq: SequenceBatchMask) -> TargetLogits:
@@ -488,6 +491,15 @@ class PretrainModule(L.LightningModule):
         """Refuse a checkpoint of another configuration; restore the data position."""
         check_identity(checkpoint, self.config, _IDENTITY, "pretraining")
         self.resume_batches = int(checkpoint["terramind_batches_consumed"])
+
+
+def _at_least_one(mask: ImageBatchMask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return target positions and validity ``(B, n)``, ``n >= 1`` (no targets: one padded query)."""
+    if mask.target_positions.shape[1] > 0:
+        return mask.target_positions, mask.target_valid
+    batch = mask.target_positions.shape[0]
+    zeros = mask.target_positions.new_zeros((batch, 1))
+    return zeros, mask.target_valid.new_zeros((batch, 1))
 
 
 def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:
