@@ -91,12 +91,12 @@ def tiny_config(train_shards, tmp_path):
 
 @pytest.fixture(scope="session")
 def terramesh_root(examples_dir, tmp_path_factory):
-    """The example tiles in the TerraMesh release layout (train/{S2L2A,S1RTC,DEM}/majortom_shard_000001)."""
+    """The example tiles in the TerraMesh layout (train/{S2L2A,S1RTC,DEM,LULC}/majortom_shard_000001.tar)."""
     from terramind.data.shards import GeoTiffFolderSource
     from terramind.data.terramesh import write_terramesh
 
     src = tmp_path_factory.mktemp("tiles")
-    for mod in ("S2L2A", "S1RTC", "DEM"):
+    for mod in ("S2L2A", "S1RTC", "DEM", "LULC"):
         shutil.copytree(examples_dir / mod, src / mod)
     source = GeoTiffFolderSource(src)
     samples = [

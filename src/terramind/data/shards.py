@@ -12,6 +12,7 @@ resume and skip accounting belong to the one stream engine, :class:`~terramind.d
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -224,18 +225,61 @@ def write_shards(
         out_dir = check_output_dir(out)
         _check_replaceable(out_dir, overwrite)
         tiles = list(find_tiles(src, exclude, new_modalities).items())
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        names = [f"{prefix}-{i:06d}.tar" for i in range(math.ceil(len(tiles) / shard_size))]
-        with (
-            folder_lock(out_dir.parent, lock_file=out_dir.parent / f".{out_dir.name}{LOCK_NAME}"),
-            atomic_dir(out_dir, replace=True) as tmp,
-        ):
-            _check_replaceable(out_dir, overwrite)  # again, now that no other run can change it
-            for i, name in enumerate(names):
-                with atomic_path(tmp / name, verify=_verify_tar) as part, TarWriter(str(part)) as sink:
-                    for key, files in tiles[i * shard_size : (i + 1) * shard_size]:
-                        sink.write(_members(read_tile(key, files, new_modalities), tokenizers))
-        return [out_dir / name for name in names]
+        samples = [functools.partial(read_tile, key, files, new_modalities) for key, files in tiles]
+        return _publish(samples, out_dir, shard_size, tokenizers, prefix, overwrite)
+
+
+def write_sample_shards(
+    samples: Sequence[Sample],
+    out: str | Path,
+    *,
+    shard_size: int = 1000,
+    tokenizers: Mapping[str, Tokenize] | None = None,
+    prefix: str = "shard",
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write decoded samples (from any source: TerraMesh, a stream) as shards, published as one whole set.
+
+    Args:
+        samples: The samples, in shard order.
+        out: Output folder (see :func:`write_shards` for how it is published).
+        shard_size: Samples per shard.
+        tokenizers: Modality name -> function computing its token ids, stored as ``tok_<modality>``.
+        prefix: Shard file name prefix.
+        overwrite: Replace an existing non-empty ``out`` that holds only shards.
+
+    Returns:
+        The shard paths written.
+    """
+    if shard_size < 1:
+        raise InputError(f"shard_size must be >= 1, got {shard_size}")
+    out_dir = check_output_dir(out)
+    _check_replaceable(out_dir, overwrite)
+    readers = [functools.partial(lambda s: s, s) for s in samples]
+    return _publish(readers, out_dir, shard_size, dict(tokenizers or {}), prefix, overwrite)
+
+
+def _publish(
+    samples: Sequence[Callable[[], Sample]],
+    out_dir: Path,
+    shard_size: int,
+    tokenizers: Mapping[str, Tokenize],
+    prefix: str,
+    overwrite: bool,
+) -> list[Path]:
+    """Write shards of samples (each read when its shard is written) into a temporary folder, then publish."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    names = [f"{prefix}-{i:06d}.tar" for i in range(math.ceil(len(samples) / shard_size))]
+    with (
+        folder_lock(out_dir.parent, lock_file=out_dir.parent / f".{out_dir.name}{LOCK_NAME}"),
+        atomic_dir(out_dir, replace=True) as tmp,
+    ):
+        _check_replaceable(out_dir, overwrite)  # again, now that no other run can change it
+        for i, name in enumerate(names):
+            with atomic_path(tmp / name, verify=_verify_tar) as part, TarWriter(str(part)) as sink:
+                for read in samples[i * shard_size : (i + 1) * shard_size]:
+                    sink.write(_members(read(), tokenizers))
+    return [out_dir / name for name in names]
 
 
 def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
