@@ -1,10 +1,12 @@
-"""The one trainer engine of pretraining, tokenizer training and fine-tuning.
+"""The trainer engine of pretraining and tokenizer training.
 
-What every trainer shares lives here, once: the Lightning trainer builder (devices, strategy, precision,
+What both trainers share lives here, once: the Lightning trainer builder (devices, strategy, precision,
 logging, checkpoints written atomically by :class:`~terramind.checkpoints.lightning_io.AtomicCheckpointIO`),
-resume from ``last`` or a path, the SDPA backends allowed while training, moving our typed batches to the
-device, and :func:`fit`. Parameter groups (the one weight-decay policy of :mod:`terramind.layers.decay`) and
-the warmup + cosine schedule are :mod:`terramind.train.optim`'s.
+resume from ``last`` or a path, the run identity a resume must match, the data source of a run's ``data``
+section, the SDPA backends allowed while training, moving our typed batches to the device, and :func:`fit`.
+Parameter groups (the one weight-decay policy of :mod:`terramind.layers.decay`) and the warmup + cosine
+schedule are :mod:`terramind.train.optim`'s. Fine-tuning sits beside ``train`` in the layer contract and
+cannot import it; it shares the decay policy and the atomic checkpoints, not this module.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from terramind.checkpoints.lightning_io import AtomicCheckpointIO
 from terramind.core.errors import CheckpointError
-from terramind.train.config import TrainerSection, plain, to_dict
+from terramind.data.shards import GeoTiffFolderSource, ShardSource
+from terramind.data.stream import Source
+from terramind.data.terramesh import TerraMeshSource
+from terramind.train.config import DataSection, TrainerSection, plain, to_dict
 
 # With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings take no
 # gradient, which plain DDP treats as an error: our DDP names turn on unused-parameter detection.
@@ -97,6 +102,27 @@ def resume_path(trainer: TrainerSection, resume: str | None) -> Path | None:
     if not ckpt.is_file():
         raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
     return ckpt
+
+
+def data_source(
+    data: DataSection, *, needed: Sequence[str], names: Sequence[str] = (), new: Sequence[str] = ()
+) -> Source:
+    """Build the source of a run's samples (``data.source``); folders and shard files are checked here.
+
+    Args:
+        data: The run's data section.
+        needed: The pixel modalities the stream needs (the TerraMesh folders read unless ``data.modalities``).
+        names: The run's modality names (shard members are stored lower-cased).
+        new: Modalities not in the catalog (new sensors).
+    """
+    if data.source == "terramesh":
+        assert data.root is not None  # DataSection requires it
+        folders = data.modalities or tuple(needed)
+        return TerraMeshSource(data.root, data.split, folders, subset=data.subset)  # type: ignore[arg-type]
+    if data.source == "geotiff":
+        assert data.root is not None
+        return GeoTiffFolderSource(data.root, new_modalities=new)
+    return ShardSource(data.shard_files(), names)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -29,12 +29,10 @@ from torch.utils.data import DataLoader
 from terramind.build import build_coords_tokenizer
 from terramind.core.errors import InputError
 from terramind.data.sample import Batch
-from terramind.data.shards import GeoTiffFolderSource, ShardSource
-from terramind.data.stream import SampleStream, Source, StreamConfig
-from terramind.data.terramesh import TerraMeshSource
+from terramind.data.stream import SampleStream, StreamConfig
 from terramind.modalities import get_modality, using_catalog
 from terramind.train.config import PretrainConfig
-from terramind.train.engine import check_identity, fit, record_identity, to_device
+from terramind.train.engine import check_identity, data_source, fit, record_identity, to_device
 from terramind.train.engine import resume_path as resume_path  # the CLI resolves --resume through this module
 from terramind.train.losses import LossResult
 from terramind.train.objective import (
@@ -91,26 +89,6 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
         max_skip_fraction=data.max_skip_fraction,
         channels={m.name: len(m.mean) for m in modalities if m.input_key == m.name},
     )
-
-
-def build_source(config: PretrainConfig, modalities: Sequence[RunModality], needed: Sequence[str]) -> Source:
-    """Build the source of a run's samples (``data.source``); folders and shard files are checked here.
-
-    Args:
-        config: The run.
-        modalities: Its resolved modalities.
-        needed: The pixel modalities the stream needs (TerraMesh folders to read by default).
-    """
-    data = config.data
-    new = [m.name for m in modalities if m.input_key == m.name]
-    if data.source == "terramesh":
-        assert data.root is not None  # DataSection requires it
-        folders = data.modalities or tuple(needed)
-        return TerraMeshSource(data.root, data.split, folders, subset=data.subset)  # type: ignore[arg-type]
-    if data.source == "geotiff":
-        assert data.root is not None
-        return GeoTiffFolderSource(data.root, new_modalities=new)
-    return ShardSource(data.shard_files(), [m.name for m in modalities])
 
 
 class PretrainModule(L.LightningModule):
@@ -202,7 +180,12 @@ class PretrainModule(L.LightningModule):
         """Build this rank's data stream, advanced past the batches a resumed run already consumed."""
         config = stream_config(self.config, self.modalities)
         return SampleStream(
-            build_source(self.config, self.modalities, config.modalities),
+            data_source(
+                self.config.data,
+                needed=config.modalities,
+                names=[m.name for m in self.modalities],
+                new=[m.name for m in self.modalities if m.input_key == m.name],
+            ),
             config,
             rank=rank,
             world_size=world_size,

@@ -33,7 +33,6 @@ from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
 from terramind.data.sample import Batch
-from terramind.data.shards import ShardSource
 from terramind.data.stream import SampleStream, StreamConfig
 from terramind.modalities import PATCH_SIZE, get_modality, standardize
 from terramind.tokenizers import (
@@ -46,7 +45,7 @@ from terramind.tokenizers import (
 )
 from terramind.tokenizers.diffusion import make_scheduler
 from terramind.train.config import DataSection, OptimSection, TrainerSection, from_dict, to_dict
-from terramind.train.engine import check_identity, fit, record_identity, to_device
+from terramind.train.engine import check_identity, data_source, fit, record_identity, to_device
 from terramind.train.optim import lightning_optimizers
 
 TRAIN_TIMESTEPS = 1000
@@ -174,7 +173,7 @@ class TokenizerModule(L.LightningModule):
             max_skip_fraction=d.max_skip_fraction,
         )
         stream: SampleStream[Batch] = SampleStream(
-            ShardSource(d.shard_files(), [self.name]),
+            data_source(d, needed=[self.name], names=[self.name]),
             stream_config,
             rank=self.global_rank,
             world_size=self.trainer.world_size,
