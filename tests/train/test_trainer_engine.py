@@ -37,3 +37,14 @@ def test_tokenizer_resume_from_another_config_is_refused(train_shards, tmp_path)
     other = dataclasses.replace(first, seed=1)
     with pytest.raises(CheckpointError, match=r"another configuration \(differs in: seed\)"):
         train_tokenizer(other, resume="last")
+
+
+def test_tokenizer_trains_from_terramesh_by_config(terramesh_root, tmp_path):
+    from test_tokenizer import config
+
+    from terramind.train.config import DataSection
+
+    base = config(tmp_path, tmp_path, "DEM", "diffusion", steps=2)  # its shards are replaced below
+    data = DataSection(source="terramesh", root=str(terramesh_root), subset="majortom", batch_size=2, crop=32)
+    module = train_tokenizer(dataclasses.replace(base, data=data))
+    assert module.global_step == 2 and (tmp_path / "DEM" / "tokenizer.safetensors").is_file()
