@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from terramind.data.sample import Batch
 from terramind.train.config import (
     DataSection,
     MaskingSection,
@@ -30,8 +31,9 @@ from terramind.train.config import (
     OptimSection,
     PretrainConfig,
 )
+from terramind.train.engine import training_attention
 from terramind.train.optim import build_optimizer
-from terramind.train.pretrain import MaskDrawer, PretrainModule, training_attention
+from terramind.train.pretrain import MaskDrawer, PretrainModule
 
 MODALITIES = (
     ModalityEntry("S2L2A"),
@@ -43,14 +45,13 @@ CHANNELS = {"S2L2A": 12, "S1RTC": 2, "DEM": 1}
 VOCAB = {"S2L2A": 15360, "S1RTC": 15360, "DEM": 15360, "LULC": 4375}
 
 
-def synthetic_batch(batch: int, crop: int, device: str) -> dict[str, torch.Tensor]:
+def synthetic_batch(batch: int, crop: int, device: str) -> Batch:
     gen = torch.Generator().manual_seed(0)
-    out = {m: torch.randn(batch, c, crop, crop, generator=gen) * 1000 for m, c in CHANNELS.items()}
+    pixels = {m: torch.randn(batch, c, crop, crop, generator=gen) * 1000 for m, c in CHANNELS.items()}
     grid = crop // 16
-    out.update(
-        {f"tok_{m}": torch.randint(0, v, (batch, grid, grid), generator=gen) for m, v in VOCAB.items()}
-    )
-    return {k: v.to(device) for k, v in out.items()}
+    tokens = {m: torch.randint(0, v, (batch, grid, grid), generator=gen) for m, v in VOCAB.items()}
+    keys = tuple(str(i) for i in range(batch))
+    return Batch(keys, pixels, tokens, torch.zeros(batch, 2)).to(device)
 
 
 def peak_rss_mb() -> float:
@@ -90,7 +91,7 @@ def bench(
     def step(i: int) -> tuple[float, float]:
         """One step; returns (seconds drawing masks, seconds of the step proper)."""
         start = time.perf_counter()
-        batch = {k: v.to(device) for k, v in drawer(dict(data), i).items()}  # done by the workers in training
+        batch = drawer(data, i).to(device)  # done by the workers in training
         sync()
         drawn = time.perf_counter()
         with autocast:

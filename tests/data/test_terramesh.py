@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from terramind.core.errors import InputError
-from terramind.data.terramesh import TerraMesh, decode_zarr_zip, iter_terramesh
+from terramind.data.terramesh import decode_zarr_zip, iter_terramesh, terramesh_stream
 
 zarr = pytest.importorskip("zarr")
 
@@ -88,40 +88,39 @@ def test_full_samples_match_written_values(root: Path) -> None:
     samples = list(
         iter_terramesh(root, "train", ["S1RTC", "dem"], subset="majortom", crop=None, shuffle=False)
     )
-    assert [s["__key__"] for s in samples] == [f"majortom_train_{k:07d}" for k in range(3)]
+    assert [s.key for s in samples] == [f"majortom_train_{k:07d}" for k in range(3)]
     for k, sample in enumerate(samples):
-        np.testing.assert_array_equal(sample["S1RTC"], pixels(k, 2))
-        np.testing.assert_array_equal(sample["DEM"], pixels(k, 1))
-        assert sample["time"] == {"S1RTC": "2020-09-13T12:26:40+00:00"}  # DEM's 0 means "no time"
-        np.testing.assert_allclose(sample["center_lonlat"], [10.0 + k, 50.0])
+        np.testing.assert_array_equal(sample.pixels["S1RTC"], pixels(k, 2))
+        np.testing.assert_array_equal(sample.pixels["DEM"], pixels(k, 1))
+        assert sample.time == {"S1RTC": "2020-09-13T12:26:40+00:00"}  # DEM's 0 means "no time"
+        np.testing.assert_allclose(sample.center_lonlat, [10.0 + k, 50.0])
 
 
 def test_crops_share_one_window_and_are_seeded(root: Path) -> None:
-    def run(seed: int) -> list[dict]:
+    def run(seed: int) -> list:
         return list(iter_terramesh(root, "train", ["S1RTC", "DEM"], crop=16, seed=seed, shuffle=True))
 
     first, again, other = run(3), run(3), run(4)
     for sample in first:
-        k = int(sample["__key__"][-1])
-        assert sample["S1RTC"].shape == (2, 16, 16) and sample["DEM"].shape == (1, 16, 16)
-        top, left = divmod(int(sample["DEM"][0, 0, 0]) - 1000 * k, SIZE)
-        np.testing.assert_array_equal(sample["S1RTC"], pixels(k, 2)[:, top : top + 16, left : left + 16])
-    assert sorted(s["__key__"] for s in first) == [f"majortom_train_{k:07d}" for k in range(3)]
-    for a, b in zip(first, again, strict=True):
-        assert a["__key__"] == b["__key__"]
-        np.testing.assert_array_equal(a["S1RTC"], b["S1RTC"])
-    assert any(
-        not np.array_equal(a["S1RTC"], b["S1RTC"])
-        for a, b in zip(
-            sorted(first, key=lambda s: s["__key__"]), sorted(other, key=lambda s: s["__key__"]), strict=True
+        k = int(sample.key[-1])
+        assert sample.pixels["S1RTC"].shape == (2, 16, 16) and sample.pixels["DEM"].shape == (1, 16, 16)
+        top, left = divmod(int(sample.pixels["DEM"][0, 0, 0]) - 1000 * k, SIZE)
+        np.testing.assert_array_equal(
+            sample.pixels["S1RTC"], pixels(k, 2)[:, top : top + 16, left : left + 16]
         )
+    assert sorted(s.key for s in first) == [f"majortom_train_{k:07d}" for k in range(3)]
+    for a, b in zip(first, again, strict=True):
+        assert a.key == b.key
+        np.testing.assert_array_equal(a.pixels["S1RTC"], b.pixels["S1RTC"])
+    assert any(
+        not np.array_equal(a.pixels["S1RTC"], b.pixels["S1RTC"])
+        for a, b in zip(sorted(first, key=lambda s: s.key), sorted(other, key=lambda s: s.key), strict=True)
     )
 
 
 def test_ranks_split_samples_without_overlap(root: Path) -> None:
     keys = [
-        {s["__key__"] for s in iter_terramesh(root, "train", ["DEM"], crop=16, rank=r, world_size=2)}
-        for r in (0, 1)
+        {s.key for s in iter_terramesh(root, "train", ["DEM"], crop=16, rank=r, world_size=2)} for r in (0, 1)
     ]
     assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 3
 
@@ -129,10 +128,10 @@ def test_ranks_split_samples_without_overlap(root: Path) -> None:
 def test_dataloader_workers_read_disjoint_shares(root: Path) -> None:
     from torch.utils.data import DataLoader
 
-    dataset = TerraMesh(root, "train", ["S1RTC", "DEM"], crop=16, shuffle=False)
+    dataset = terramesh_stream(root, "train", ["S1RTC", "DEM"], crop=16, shuffle=False)
     batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
-    assert sorted(b["__key__"] for b in batches) == [f"majortom_train_{k:07d}" for k in range(3)]
-    assert tuple(batches[0]["S1RTC"].shape) == (2, 16, 16)
+    assert sorted(b.key for b in batches) == [f"majortom_train_{k:07d}" for k in range(3)]
+    assert tuple(batches[0].pixels["S1RTC"].shape) == (2, 16, 16)
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -149,14 +148,14 @@ def test_bad_samples_are_skipped_and_counted(tmp_path: Path) -> None:
     dem["majortom_train_0000003.zarr.zip"] = dem["majortom_train_0000000.zarr.zip"]
     write_tar(tmp_path / "train" / "S1RTC" / SHARD, good)
     write_tar(tmp_path / "train" / "DEM" / SHARD, dem)
-    dataset = TerraMesh(tmp_path, "train", ["S1RTC", "DEM"], crop=16, min_samples_for_check=10)
-    assert [s["__key__"] for s in dataset] == ["majortom_train_0000000"]
+    dataset = terramesh_stream(tmp_path, "train", ["S1RTC", "DEM"], crop=16, min_samples_for_check=10)
+    assert [s.key for s in dataset] == ["majortom_train_0000000"]
     assert (dataset.counter.seen, dataset.counter.skipped) == (4, 3)
     assert any("unreadable zarr zip" in r for r in dataset.counter.reasons)
     assert any("missing modality DEM" in r for r in dataset.counter.reasons)
     assert any("DEM has shape (2, 32, 32)" in r for r in dataset.counter.reasons)
 
-    strict = TerraMesh(
+    strict = terramesh_stream(
         tmp_path, "train", ["S1RTC", "DEM"], crop=16, max_skip_fraction=0.2, min_samples_for_check=1
     )
     with pytest.raises(InputError, match="samples skipped"):
@@ -165,8 +164,8 @@ def test_bad_samples_are_skipped_and_counted(tmp_path: Path) -> None:
 
 def test_missing_folder_and_wrong_subset_raise(root: Path) -> None:
     with pytest.raises(InputError, match=r"S2L2A.*does not exist"):
-        TerraMesh(root, "train", ["S1RTC", "S2L2A"])
+        terramesh_stream(root, "train", ["S1RTC", "S2L2A"])
     with pytest.raises(InputError, match="only in"):
-        TerraMesh(root, "train", ["S1RTC"], subset="ssl4eos12")
+        terramesh_stream(root, "train", ["S1RTC"], subset="ssl4eos12")
     with pytest.raises(InputError, match="missing"):
-        TerraMesh(root, "train", ["DEM"], shards=["majortom_shard_000002"])
+        terramesh_stream(root, "train", ["DEM"], shards=["majortom_shard_000002"])

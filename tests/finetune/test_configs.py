@@ -20,31 +20,48 @@ TINY = {
 }
 
 
-def _configs() -> list[Path]:
-    return sorted(CONFIGS.glob("*.yaml"))
+FLOODS = CONFIGS / "sen1floods11"
+# The six Sen1Floods11 variants: the shared base plus a modality overlay, with or without the TiM overlay.
+FLOOD_RUNS = {
+    f"sen1floods11_{m}{t}": [
+        FLOODS / "base.yaml",
+        FLOODS / f"{m}.yaml",
+        *([FLOODS / "tim.yaml"] if t else []),
+    ]
+    for m in ("s1", "s2", "s1_s2")
+    for t in ("", "_tim")
+}
+
+
+def _configs() -> dict[str, list[Path]]:
+    return {**{p.stem: [p] for p in sorted(CONFIGS.glob("*.yaml"))}, **FLOOD_RUNS}
 
 
 def test_the_issue_configs_exist() -> None:
-    names = {p.stem for p in _configs()}
+    names = set(_configs())
     floods = {f"sen1floods11_{m}{t}" for m in ("s1", "s2", "s1_s2") for t in ("", "_tim")}
     assert floods | {"hls_burn_scars", "scene_classification"} <= names
+    assert all(p.is_file() for paths in _configs().values() for p in paths)
 
 
-@pytest.mark.parametrize("path", _configs(), ids=lambda p: p.stem)
-def test_config_instantiates(path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", sorted(_configs()))
+def test_config_instantiates(name: str, tmp_path: Path) -> None:
     override = tmp_path / "tiny.yaml"
     override.write_text(yaml.safe_dump(TINY))
-    run = cli(["-c", str(path), "-c", str(override), f"--trainer.default_root_dir={tmp_path}"], run=False)
+    files = [arg for p in [*_configs()[name], override] for arg in ("-c", str(p))]
+    run = cli([*files, f"--trainer.default_root_dir={tmp_path}"], run=False)
     assert isinstance(run.model, (SegmentationTask, ClassificationTask))
     backbone = run.model.model.backbone
     assert isinstance(backbone, Backbone)
-    assert (backbone.tim is not None) == path.stem.endswith("_tim")
+    assert (backbone.tim is not None) == name.endswith("_tim")
     assert isinstance(run.datamodule, GeoTiffDataModule)
     assert run.datamodule.modalities == backbone.modalities
 
 
-def _data_args(path: Path, root: Path) -> dict[str, Any]:
-    args: dict[str, Any] = yaml.safe_load(path.read_text())["data"]["init_args"]
+def _data_args(paths: list[Path], root: Path) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for path in paths:  # as LightningCLI reads several -c files: later ones win
+        args |= yaml.safe_load(path.read_text()).get("data", {}).get("init_args", {})
     args["data_root"] = str(root)
     return args | {"crop_size": None, "num_workers": 0, "batch_size": 1}
 
@@ -65,7 +82,7 @@ def test_sen1floods11_layout_is_read(tmp_path: Path, tiny_geotiff) -> None:  # t
     for split, names in (("train", ids[:2]), ("valid", ids[2:]), ("test", ids[2:])):
         rows = [f"{n}_S1Hand.tif,{n}_LabelHand.tif" for n in names]
         (splits / f"flood_{split}_data.csv").write_text("\n".join(rows))
-    dm = GeoTiffDataModule(**_data_args(CONFIGS / "sen1floods11_s1_s2.yaml", tmp_path))
+    dm = GeoTiffDataModule(**_data_args(FLOOD_RUNS["sen1floods11_s1_s2"], tmp_path))
     dm.setup("fit")
     assert len(dm.datasets["train"]) == 2 and len(dm.datasets["val"]) == 1
     sample = dm.datasets["val"][0]
@@ -81,7 +98,7 @@ def test_burn_scars_layout_is_read(tmp_path: Path, tiny_geotiff) -> None:  # typ
         data = np.random.default_rng(i).uniform(0, 0.4, (6, 32, 32)).astype("float32")
         tiny_geotiff(data, name=f"{folder}/{name}_merged.tif")
         tiny_geotiff(np.zeros((1, 32, 32), "int16"), name=f"{folder}/{name}.mask.tif")
-    dm = GeoTiffDataModule(**_data_args(CONFIGS / "hls_burn_scars.yaml", tmp_path))
+    dm = GeoTiffDataModule(**_data_args([CONFIGS / "hls_burn_scars.yaml"], tmp_path))
     dm.setup("fit")
     assert len(dm.datasets["train"]) == 2 and len(dm.datasets["val"]) == 1
     x = dm.datasets["train"][0]["inputs"]["S2L2A"]

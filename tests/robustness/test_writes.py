@@ -301,7 +301,7 @@ def test_prepare_rerun_replaces_the_set_instead_of_merging(tmp_path, run_cli, ex
     assert sorted(p.name for p in out.iterdir()) == [f"shard-{i:06d}.tar" for i in range(2)]
     from terramind.data.shards import read_samples
 
-    keys = {s["__key__"] for p in sorted(out.iterdir()) for s in read_samples(p)}
+    keys = {s.key for p in sorted(out.iterdir()) for s in read_samples(p)}
     assert keys == set(tiles[1:]) and sorted(p.name for p in tmp_path.iterdir()) == ["shards", "src"]
 
 

@@ -87,3 +87,39 @@ def tiny_config(train_shards, tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def terramesh_root(examples_dir, tmp_path_factory):
+    """The example tiles in the TerraMesh layout (train/{S2L2A,S1RTC,DEM,LULC}/majortom_shard_000001.tar)."""
+    from terramind.data.shards import GeoTiffFolderSource
+    from terramind.data.terramesh import write_terramesh
+
+    src = tmp_path_factory.mktemp("tiles")
+    for mod in ("S2L2A", "S1RTC", "DEM", "LULC"):
+        shutil.copytree(examples_dir / mod, src / mod)
+    source = GeoTiffFolderSource(src)
+    samples = [
+        source.decode(key, raw) for unit in range(len(source.units())) for key, raw in source.items(unit)
+    ]
+    root = tmp_path_factory.mktemp("terramesh")
+    write_terramesh(samples, root, subset="majortom", shard=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dirs(tmp_path_factory):
+    """Random down-sized tokenizers saved as ``train-tokenizer`` output folders, per modality."""
+    from terramind.tokenizers import UNetConfig, ViTConfig
+    from terramind.train.tokenizer import TokenizerModule, TokenizerTrainConfig, save_tokenizer
+
+    vit = ViTConfig(dim=32, depth=1, heads=2)
+    unet = UNetConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(), groups=8)
+    out = {}
+    for modality in ("S2L2A", "DEM"):
+        torch.manual_seed(0)
+        config = TokenizerTrainConfig(modality=modality, encoder=vit, unet=unet, vit_decoder=vit)
+        folder = tmp_path_factory.mktemp(f"tok_{modality}")
+        save_tokenizer(TokenizerModule(config), folder)
+        out[modality] = folder
+    return out

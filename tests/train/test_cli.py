@@ -55,7 +55,7 @@ def test_prepare_train_tokenizer_tokenize_and_pretrain(examples_dir, tmp_path, c
         == 0
     )
     sample = next(read_samples(tmp_path / "tok_shards" / "shard-000000.tar"))
-    assert sample["tok_dem"].shape == (14, 14) and sample["tok_dem"].dtype == np.uint16
+    assert sample.tokens["DEM"].shape == (14, 14) and sample.tokens["DEM"].dtype == np.uint16
     pre_cfg = {
         "modalities": [{"name": "S2L2A", "target": False}, {"name": "DEM", "input": "pixel"}],
         "model": {
@@ -105,3 +105,13 @@ def test_shipped_pretrain_configs_load(path):
 @pytest.mark.parametrize("path", sorted((CONFIGS / "tokenizer").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_tokenizer_configs_load(path):
     assert isinstance(load_yaml(TokenizerTrainConfig, path).tokenizer_config().levels, tuple)
+
+
+def test_shipped_overlay_applies_to_a_shipped_config():
+    config = load_yaml(
+        PretrainConfig,
+        CONFIGS / "pretrain" / "tiny_cpu.yaml",
+        CONFIGS / "pretrain" / "overlays" / "cpu_smoke.yaml",
+    )
+    assert (config.trainer.max_steps, config.data.crop, config.model.overrides["dim"]) == (3, 64, 64)
+    assert [m.name for m in config.modalities] == ["S2L2A", "S1RTC", "DEM", "LULC"]  # from the base

@@ -7,9 +7,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from terramind.core.errors import CheckpointError, InputError
+from terramind.data.sample import Batch
 from terramind.data.shards import write_shards
 from terramind.train.config import ModalityEntry
-from terramind.train.pretrain import pretrain, training_attention
+from terramind.train.engine import training_attention
+from terramind.train.pretrain import pretrain
 
 
 class Recorder(Callback):
@@ -92,11 +94,15 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_config):
     )
     ckpt.load_state_dict(plain.state_dict())
     gen = torch.Generator().manual_seed(0)
-    batch = {
-        "S2L2A": torch.rand(2, 12, 64, 64, generator=gen) * 3000,
-        "DEM": torch.rand(2, 1, 64, 64, generator=gen),
-        **{f"tok_{m}": torch.randint(0, 64, (2, 4, 4), generator=gen) for m in ("S2L2A", "DEM", "LULC")},
-    }
+    batch = Batch(
+        ("a", "b"),
+        {
+            "S2L2A": torch.rand(2, 12, 64, 64, generator=gen) * 3000,
+            "DEM": torch.rand(2, 1, 64, 64, generator=gen),
+        },
+        {m: torch.randint(0, 64, (2, 4, 4), generator=gen) for m in ("S2L2A", "DEM", "LULC")},
+        torch.zeros(2, 2),
+    )
     for module in (plain, ckpt):
         module.compute_loss(batch, step=0).loss.backward()
     torch.testing.assert_close(plain.model.mask_token.grad, ckpt.model.mask_token.grad)
@@ -116,21 +122,26 @@ def test_masking_budget_error_is_raised_at_build(tiny_config):
 def test_masks_drawn_in_data_workers_match_the_step(tiny_config, workers):
     from torch.utils.data import DataLoader
 
-    from terramind.data.shards import ShardStream
-    from terramind.train.pretrain import MaskDrawer, PretrainModule, stream_config, unpack_masks
+    from terramind.data.shards import shard_stream
+    from terramind.train.pretrain import MaskDrawer, PretrainModule, stream_config
 
     module = PretrainModule(tiny_config())
     drawer = MaskDrawer(module.masking, seed=0, rank=0)
-    stream = ShardStream(stream_config(module.config, module.modalities), skip_batches=1, transform=drawer)
+    stream = shard_stream(
+        module.config.data.shard_files(),
+        stream_config(module.config, module.modalities),
+        skip_batches=1,
+        transform=drawer,
+    )
     loader = DataLoader(stream, batch_size=None, num_workers=workers)
     for step, batch in enumerate(itertools.islice(iter(loader), 3), start=1):  # resumed after 1 batch
-        attached, drawn = unpack_masks(batch, module.masking), drawer.draw(2, step)
+        attached, drawn = batch.images, drawer.draw(2, step)[0]
         for name in drawn:
             assert torch.equal(attached[name].input_mask, drawn[name].input_mask)
             assert torch.equal(attached[name].target_positions, drawn[name].target_positions)
         assert torch.equal(
             module.compute_loss(batch, step).loss,
-            module.compute_loss({k: v for k, v in batch.items() if not k.startswith("mask_")}, step).loss,
+            module.compute_loss(batch.batch, step).loss,
         )
 
 

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 from terramind.train.proof import QUICK, markdown, run_proof
 
 
@@ -17,3 +19,13 @@ def test_reduced_proof_learns(examples_dir, tmp_path):
         assert all(math.isfinite(v) for v in r.values())
     report = markdown(results)
     assert "| LULC | pixel accuracy |" in report and "unigram CE" in report
+
+
+def test_proof_reads_a_terramesh_root_like_the_example_folder(examples_dir, terramesh_root):
+    from terramind.train.proof import MODALITIES, load_tiles
+
+    folder, mesh = load_tiles(examples_dir), load_tiles(terramesh_root, "majortom")
+    assert len(mesh) == len(folder) == 5
+    for a, b in zip(folder.values(), mesh.values(), strict=True):  # both in tile order
+        for m in MODALITIES:
+            np.testing.assert_array_equal(a.pixels[m], b.pixels[m])

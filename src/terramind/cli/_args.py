@@ -386,29 +386,36 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         check_output_dir(args.output)
 
 
-def add_training_run(p: argparse.ArgumentParser) -> None:
-    """``-c/--config`` (a YAML run config) and ``--resume`` of the training commands."""
-    p.add_argument("-c", "--config", required=True, type=input_file, help="YAML run config")
+def add_training_configs(p: argparse.ArgumentParser) -> None:
+    """``-c/--config`` (repeatable: a base and overlays, deep-merged, later wins) and ``--resume``."""
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=input_file,
+        help="YAML run config; repeat for overlays (-c base.yaml -c more.yaml: mappings merge, later wins)",
+    )
     p.add_argument(
         "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
     )
 
 
-def load_training_run(args: argparse.Namespace, module: str, config_class: str) -> Any:
-    """Import a trainer (naming the ``train`` extra if missing), read its config and check the run.
+def load_training_configs(args: argparse.Namespace, module: str, config_class: str) -> Any:
+    """Import a trainer (naming the ``train`` extra if missing), read its config(s) and check the run.
 
     Args:
-        args: The command's namespace (``config``, ``resume``).
+        args: The command's namespace (``config``: one path or more, base first; ``resume``).
         module: The trainer's module (``terramind.train.pretrain``).
         config_class: The config dataclass's name in that module or in ``terramind.train.config``.
 
     Returns:
-        The loaded config, checked by :func:`check_training_run`.
+        The loaded config (the files deep-merged, later wins), checked by :func:`check_training_run`.
     """
     trainer = require(module, "train")
     config_module = require("terramind.train.config", "train")
     cls = getattr(trainer, config_class, None) or getattr(config_module, config_class)
-    config = config_module.load_yaml(cls, args.config)
+    config = config_module.load_yaml(cls, *args.config)
     check_training_run(config.trainer, args.resume)
     return config
 

@@ -15,13 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a pretraining config (see configs/pretrain/). Multi-GPU/multi-node: set "
         "trainer.strategy/devices/num_nodes and launch with torchrun or srun.",
     )
-    _args.add_training_run(p)
+    _args.add_training_configs(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the config and train."""
-    config = _args.load_training_run(args, "terramind.train.pretrain", "PretrainConfig")
+    config = _args.load_training_configs(args, "terramind.train.pretrain", "PretrainConfig")
     from terramind.train.pretrain import pretrain
 
     pretrain(config, resume=args.resume)

@@ -15,13 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a tokenizer config (see configs/tokenizer/); writes tokenizer.safetensors and "
         "tokenizer.yaml into trainer.out_dir.",
     )
-    _args.add_training_run(p)
+    _args.add_training_configs(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the config and train."""
-    config = _args.load_training_run(args, "terramind.train.tokenizer", "TokenizerTrainConfig")
+    config = _args.load_training_configs(args, "terramind.train.tokenizer", "TokenizerTrainConfig")
     from terramind.train.tokenizer import train_tokenizer
 
     train_tokenizer(config, resume=args.resume)

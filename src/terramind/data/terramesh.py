@@ -21,31 +21,44 @@ Assumptions (not confirmed from the card or the loader; checked defensively):
   so none is masked here.
 - ``time`` may also be a real ``datetime64`` array or carry a CF ``units`` attribute (``"<unit> since
   <date>"``); both are decoded. Values at or below 1e6 ns are treated as "no timestamp", as the loader does.
-- A ``crs`` is mentioned by the card but not read by the loader; it is not returned here.
+- A CRS is mentioned by the card but not read by the loader, so its encoding is assumed: rioxarray's CF
+  convention, a scalar ``spatial_ref`` array whose ``crs_wkt`` (or ``spatial_ref``) attribute holds the
+  WKT and whose ``GeoTransform`` attribute holds GDAL's six numbers. Both are returned when present.
 - The ``cloud_mask`` array is not returned.
 
-Sharding follows :mod:`terramind.data.shards`: reader ``rank * workers + worker`` of ``world_size *
-workers`` takes every n-th shard id, or every n-th sample when there are fewer shard ids than readers.
+Dtypes as written by :func:`write_terramesh` (``RELEASE_DTYPES``) are assumed, following the example tiles
+(which the TerraMind repository took from TerraMesh): S2L1C/S2L2A int16, S2RGB/LULC uint8, S1GRD/S1RTC/NDVI
+float32, DEM int16. The reader keeps whatever dtype is stored.
+
+This module only decodes (:class:`TerraMeshSource`); splitting, shuffling, cropping, batching, resume and
+skip accounting are the stream engine's (:class:`~terramind.data.stream.SampleStream`). A sample lacking a
+requested modality, or whose member is not a readable zarr zip (:class:`SourceDecodeError`), is skipped and
+counted there; any other error propagates.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import tarfile
+import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from torch.utils.data import IterableDataset, get_worker_info
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from webdataset.tariterators import tar_file_iterator
 
 from terramind.core.errors import InputError, ModalityError
+from terramind.core.files import atomic_path
 from terramind.core.optional import require
-from terramind.data.shards import SkipCounter, StreamConfig
+from terramind.data.sample import Sample
+from terramind.data.stream import SampleStream, SourceDecodeError, StreamConfig
 from terramind.modalities import get_modality
 
 Subset = Literal["majortom", "ssl4eos12", "combined"]
@@ -82,11 +95,15 @@ class ZarrSample:
         bands: ``(C, H, W)`` in the stored dtype.
         time: ISO 8601 UTC timestamp, or None (DEM).
         center_lonlat: ``(lon, lat)`` of the sample centre, or None when not stored.
+        crs: CRS (``EPSG:32633``), None when not stored (assumed encoding, see the module docstring).
+        transform: Affine ``(a, b, c, d, e, f)`` of the pixel grid, None when not stored.
     """
 
     bands: np.ndarray
     time: str | None
     center_lonlat: tuple[float, float] | None
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
 
 
 def _decode_time(array: Any) -> str | None:
@@ -113,18 +130,27 @@ def _decode_time(array: Any) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
 
 
-def decode_zarr_zip(data: bytes) -> ZarrSample:
-    """Decode one TerraMesh ``.zarr.zip`` member.
+def _georeference(group: Any) -> tuple[str | None, tuple[float, ...] | None]:
+    """CRS and transform from a ``spatial_ref`` array (assumed rioxarray/CF encoding), else (None, None)."""
+    if "spatial_ref" not in set(group.array_keys()):
+        return None, None
+    attrs = group["spatial_ref"].attrs
+    wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    crs = None
+    if wkt:
+        try:
+            crs = CRS.from_user_input(wkt).to_string()
+        except CRSError as err:
+            raise SourceDecodeError(f"spatial_ref holds no readable CRS ({err})") from err
+    transform = None
+    if gt := attrs.get("GeoTransform"):
+        c, a, b, f, d, e = (float(v) for v in str(gt).split())  # GDAL order: c a b f d e
+        transform = (a, b, c, d, e, f)
+    return crs, transform
 
-    Args:
-        data: The zip file's bytes.
 
-    Returns:
-        Its bands, time and centre.
-
-    Raises:
-        InputError: Not a zip, or no ``bands`` array.
-    """
+def _open_group(data: bytes) -> Any:
+    """Open the zarr group of a ``.zarr.zip`` held in memory."""
     zarr = require("zarr", "terramesh")
     from zarr.core.buffer import Buffer, cpu
     from zarr.storage import MemoryStore
@@ -134,12 +160,30 @@ def decode_zarr_zip(data: bytes) -> ZarrSample:
             files: dict[str, Buffer] = {
                 n: cpu.Buffer.from_bytes(archive.read(n)) for n in archive.namelist() if not n.endswith("/")
             }
-    except zipfile.BadZipFile as err:
-        raise InputError(f"not a zarr zip ({err})") from err
-    group = zarr.open_group(MemoryStore(files), mode="r")
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise SourceDecodeError(f"not a zarr zip ({err})") from err
+    try:
+        return zarr.open_group(MemoryStore(files), mode="r")
+    except (FileNotFoundError, ValueError) as err:  # zarr: no group metadata / unreadable metadata
+        raise SourceDecodeError(f"zip holds no zarr group ({err})") from err
+
+
+def decode_zarr_zip(data: bytes) -> ZarrSample:
+    """Decode one TerraMesh ``.zarr.zip`` member.
+
+    Args:
+        data: The zip file's bytes.
+
+    Returns:
+        Its bands, time, centre and (when stored) georeference.
+
+    Raises:
+        SourceDecodeError: Not a zip, no zarr group, or no ``bands`` array.
+    """
+    group = _open_group(data)
     names = set(group.array_keys())
     if "bands" not in names:
-        raise InputError(f"zarr zip has no 'bands' array (arrays: {sorted(names)})")
+        raise SourceDecodeError(f"zarr zip has no 'bands' array (arrays: {sorted(names)})")
     bands = np.asarray(group["bands"][...])
     if bands.ndim == 4 and bands.shape[0] == 1:
         bands = bands[0]  # (1, C, H, W) -> (C, H, W): one time step per sample
@@ -149,7 +193,8 @@ def decode_zarr_zip(data: bytes) -> ZarrSample:
         lat = np.asarray(group["center_lat"][...]).reshape(-1)[0]
         centre = (float(lon), float(lat))
     time = _decode_time(group["time"]) if "time" in names else None
-    return ZarrSample(bands=bands, time=time, center_lonlat=centre)
+    crs, transform = _georeference(group)
+    return ZarrSample(bands=bands, time=time, center_lonlat=centre, crs=crs, transform=transform)
 
 
 def _folder_name(modality: str) -> str:
@@ -263,14 +308,8 @@ def merge_by_key(files: dict[str, Path]) -> Iterator[tuple[str, dict[str, bytes 
         yield key, found
 
 
-class TerraMesh(IterableDataset[dict[str, Any]]):
-    """One pass over TerraMesh samples ``{modality: (C, crop, crop), "__key__", "time", "center_lonlat"}``.
-
-    Modalities of a sample share one random crop window; crops, shard order and the shuffle buffer are
-    seeded, so a pass is a pure function of (seed, epoch, rank, world size, workers). Samples lacking a
-    requested modality or with a wrong shape are skipped and counted in :attr:`counter`; past
-    ``max_skip_fraction`` an :class:`InputError` stops the pass. Values are raw (standardise downstream).
-    """
+class TerraMeshSource:
+    """TerraMesh shards as a stream source: one unit per shard id, items paired across modality tars."""
 
     def __init__(
         self,
@@ -280,15 +319,6 @@ class TerraMesh(IterableDataset[dict[str, Any]]):
         *,
         subset: Subset = "combined",
         shards: Sequence[int | str] | None = None,
-        seed: int = 0,
-        shuffle: bool | None = None,
-        shuffle_buffer: int = 256,
-        crop: int | None = 224,
-        epoch: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        max_skip_fraction: float = 0.1,
-        min_samples_for_check: int = 20,
     ):
         """Locate the shards (errors for missing folders/files come here, not mid-iteration).
 
@@ -299,120 +329,56 @@ class TerraMesh(IterableDataset[dict[str, Any]]):
             subset: ``"majortom"``, ``"ssl4eos12"`` or ``"combined"``; only subsets holding every requested
                 modality are read (S1RTC: majortom only, S1GRD: ssl4eos12 only).
             shards: Shard ids or file names to read; None: all found.
-            seed: Seed of shard order, shuffle buffer and crops.
-            shuffle: Shuffle shards and samples; None: only for ``"train"``.
-            shuffle_buffer: Samples held for shuffling.
-            crop: Side of the random square crop (multiple of 16); None: full samples.
-            epoch: Pass number, mixed into the seed (call :meth:`set_epoch` between passes).
-            rank: This process's rank.
-            world_size: Number of ranks.
-            max_skip_fraction: Fail once more than this fraction of the samples seen was skipped.
-            min_samples_for_check: Samples to see before the skip fraction is enforced.
+
+        Raises:
+            InputError: An unknown modality, split or subset, a missing folder or shard file.
         """
-        folders = [_folder_name(m) for m in modalities]
-        if not folders:
-            raise InputError("give at least one modality")
-        self.shards = find_shards(root, split, folders, subset, shards)
-        # StreamConfig carries the shared checks (crop multiple of 16) and the skip threshold.
-        self.config = StreamConfig(
-            shards=tuple(str(s[folders[0]]) for s in self.shards),
-            modalities=tuple(folders),
-            batch_size=1,
-            crop=crop or 16,
-            shuffle_buffer=shuffle_buffer,
-            seed=seed,
-            max_skip_fraction=max_skip_fraction,
-            min_samples_for_check=min_samples_for_check,
-        )
-        self.crop = crop
-        self.shuffle = split == "train" if shuffle is None else shuffle
-        self.epoch, self.rank, self.world_size = epoch, rank, world_size
-        self.counter = SkipCounter()
+        self.modalities = tuple(_folder_name(m) for m in modalities)
+        if not self.modalities:
+            raise InputError("give at least one TerraMesh modality")
+        self.shards = find_shards(root, split, self.modalities, subset, shards)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the pass (changes shard order, shuffling and crops)."""
-        self.epoch = epoch
+    def units(self) -> Sequence[str]:
+        """Return the shard paths of the first modality (one per shard id)."""
+        return [str(s[self.modalities[0]]) for s in self.shards]
 
-    def _split(self) -> tuple[int, int]:
-        info = get_worker_info()
-        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        return self.rank * workers + worker, self.world_size * workers
+    def file_of(self, unit: int, modality: str) -> str:
+        """Return the tar of ``modality`` of shard ``unit``."""
+        files = self.shards[unit]
+        return str(files.get(modality, files[self.modalities[0]]))
 
-    def _raw(self, split: int, splits: int) -> Iterator[tuple[str, dict[str, bytes | None]]]:
-        """Yield this reader's share of the ``(key, modality bytes)`` pairs."""
-        order = np.arange(len(self.shards))
-        if self.shuffle:
-            order = np.random.default_rng((self.config.seed, self.epoch)).permutation(len(self.shards))
-        by_shard = len(self.shards) >= splits
-        picked = order[split::splits] if by_shard else order
-        index = 0
-        for i in picked:
-            for pair in merge_by_key(self.shards[int(i)]):
-                if by_shard or index % splits == split:
-                    yield pair
-                index += 1
+    def items(self, unit: int) -> Iterator[tuple[str, dict[str, bytes | None]]]:
+        """Pair the members of one shard id: ``(key, {modality: zarr zip bytes or None})``."""
+        return merge_by_key(self.shards[unit])
 
-    def _problem(self, key: str, parts: dict[str, ZarrSample | None]) -> str | None:
-        """Why a sample cannot be used, or None."""
-        size: tuple[int, ...] | None = None
-        for name, part in parts.items():
-            if part is None:
-                return f"{key}: missing modality {name}"
-            bands, shape = get_modality(name).num_bands, part.bands.shape
-            if part.bands.ndim != 3 or shape[0] != bands or min(shape[1:]) < (self.crop or 1):
-                return f"{key}: {name} has shape {shape}, expected ({bands}, >={self.crop}, >={self.crop})"
-            if size is not None and shape[1:] != size:
-                return f"{key}: {name} size {shape[1:]} differs from {size}"
-            size = shape[1:]
-        return None
+    def decode(self, key: str, raw: Mapping[str, bytes | None]) -> Sample:
+        """Decode the modalities of one sample (a modality missing from its tar is left out).
 
-    def _sample(self, key: str, parts: dict[str, ZarrSample], rng: np.random.Generator) -> dict[str, Any]:
-        """Crop every modality with one window and attach the metadata."""
-        first = next(iter(parts.values()))
-        height, width = first.bands.shape[1:]
-        side_h, side_w = (height, width) if self.crop is None else (self.crop, self.crop)
-        top = int(rng.integers(0, height - side_h + 1))
-        left = int(rng.integers(0, width - side_w + 1))
-        out: dict[str, Any] = {
-            get_modality(m).name: np.ascontiguousarray(p.bands[:, top : top + side_h, left : left + side_w])
-            for m, p in parts.items()
-        }
-        out["__key__"] = key
-        out["time"] = {get_modality(m).name: p.time for m, p in parts.items() if p.time is not None}
-        centre = next((p.center_lonlat for p in parts.values() if p.center_lonlat is not None), None)
-        out["center_lonlat"] = np.array(centre if centre is not None else (np.nan, np.nan))
-        return out
-
-    def _decoded(self, key: str, raw: dict[str, bytes | None]) -> dict[str, ZarrSample | None] | str:
-        """Decode every modality of a sample, or return why it cannot be read."""
-        try:
-            return {m: None if b is None else decode_zarr_zip(b) for m, b in raw.items()}
-        except (InputError, ValueError, KeyError, OSError) as err:
-            # A corrupt member is one bad sample, counted like the others, not the end of the pass.
-            return f"{key}: unreadable zarr zip ({err})"
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Yield this reader's samples once (a fresh pass per call)."""
-        split, splits = self._split()
-        rng = np.random.default_rng((self.config.seed, self.epoch, split, splits))
-        buffer: list[dict[str, Any]] = []
-        size = self.config.shuffle_buffer if self.shuffle else 1
-        for key, raw in self._raw(split, splits):
-            self.counter.seen += 1
-            parts = self._decoded(key, raw)
-            reason = parts if isinstance(parts, str) else self._problem(key, parts)
-            if reason is not None:
-                self.counter.skip(reason, self.config)
+        Raises:
+            SourceDecodeError: A member that is not a readable zarr zip.
+        """
+        parts: dict[str, ZarrSample] = {}
+        for name, data in raw.items():
+            if data is None:
                 continue
-            assert not isinstance(parts, str)
-            buffer.append(self._sample(key, {m: p for m, p in parts.items() if p is not None}, rng))
-            if len(buffer) >= size:
-                yield buffer.pop(int(rng.integers(len(buffer))))
-        while buffer:
-            yield buffer.pop(int(rng.integers(len(buffer))))
+            try:
+                parts[name] = decode_zarr_zip(data)
+            except SourceDecodeError as err:
+                raise SourceDecodeError(f"unreadable zarr zip of {name} ({err})") from err
+        first = next(iter(parts.values()), None)
+        return Sample(
+            key,
+            pixels={m: p.bands for m, p in parts.items()},
+            crs=next((p.crs for p in parts.values() if p.crs is not None), None),
+            transform=None if first is None else first.transform,
+            center_lonlat=next(
+                (p.center_lonlat for p in parts.values() if p.center_lonlat is not None), None
+            ),
+            time={m: p.time for m, p in parts.items() if p.time is not None},
+        )
 
 
-def iter_terramesh(
+def terramesh_stream(
     root: str | Path,
     split: str = "train",
     modalities: Sequence[str] = ("S2L2A",),
@@ -421,10 +387,15 @@ def iter_terramesh(
     shards: Sequence[int | str] | None = None,
     seed: int = 0,
     shuffle: bool | None = None,
+    shuffle_buffer: int = 256,
     crop: int | None = 224,
+    batch_size: int | None = None,
+    epochs: int | None = 1,
+    max_skip_fraction: float = 0.1,
+    min_samples_for_check: int = 20,
     **options: Any,
-) -> Iterator[dict[str, Any]]:
-    """Iterate once over TerraMesh samples (see :class:`TerraMesh` for every option).
+) -> SampleStream[Any]:
+    """Stream TerraMesh shards through a :class:`SampleStream`.
 
     Args:
         root: Dataset root holding ``train/`` and ``val/``.
@@ -434,22 +405,120 @@ def iter_terramesh(
         shards: Shard ids or file names; None: all found.
         seed: Seed of shard order, shuffling and crops.
         shuffle: Shuffle shards and samples; None: only for ``"train"``.
+        shuffle_buffer: Samples held for shuffling per reader.
         crop: Random crop side (224 for TerraMind's ``@224`` inputs); None: the full 264 px.
-        **options: Further :class:`TerraMesh` arguments (rank, world_size, epoch, ...).
+        batch_size: Samples per batch; None: single :class:`Sample` objects.
+        epochs: Passes (None: endless).
+        max_skip_fraction: Fail once more than this fraction of the samples seen was skipped.
+        min_samples_for_check: Samples to see before the skip fraction is enforced.
+        **options: :class:`SampleStream` arguments (rank, world_size, skip_batches, transform).
+    """
+    source = TerraMeshSource(root, split, modalities, subset=subset, shards=shards)
+    config = StreamConfig(
+        modalities=source.modalities,
+        batch_size=batch_size,
+        crop=crop,
+        shuffle=split == "train" if shuffle is None else shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        epochs=epochs,
+        max_skip_fraction=max_skip_fraction,
+        min_samples_for_check=min_samples_for_check,
+    )
+    return SampleStream(source, config, **options)
+
+
+def iter_terramesh(
+    root: str | Path, split: str = "train", modalities: Sequence[str] = ("S2L2A",), **options: Any
+) -> Iterator[Sample]:
+    """Iterate once over TerraMesh samples (see :func:`terramesh_stream` for every option)."""
+    return iter(terramesh_stream(root, split, modalities, **options))
+
+
+RELEASE_DTYPES: dict[str, str] = {
+    "S2L1C": "int16",
+    "S2L2A": "int16",
+    "S2RGB": "uint8",
+    "S1GRD": "float32",
+    "S1RTC": "float32",
+    "DEM": "int16",
+    "NDVI": "float32",
+    "LULC": "uint8",
+}
+"""Dtype of each release modality's ``bands`` (assumed; see the module docstring)."""
+
+
+def _time_ns(iso: str | None) -> int:
+    """Nanoseconds since the epoch of an ISO timestamp; 0 (the release's "no timestamp") for None."""
+    if iso is None:
+        return 0
+    moment = datetime.fromisoformat(iso)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
+
+
+def encode_zarr_zip(sample: Sample, modality: str) -> bytes:
+    """Write one modality of a sample as a release member: a zarr v2 group, consolidated, zipped.
+
+    Arrays: ``bands`` ``(1, C, H, W)`` in ``RELEASE_DTYPES``, ``time`` int64 ns, ``center_lon``/``center_lat``
+    and, when the sample has a CRS, a scalar ``spatial_ref`` with ``crs_wkt`` and ``GeoTransform`` (assumed).
+    """
+    zarr = require("zarr", "terramesh")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = zarr.storage.LocalStore(Path(tmp) / "sample.zarr")
+        group = zarr.open_group(store, mode="w", zarr_format=2)
+        group.create_array("bands", data=sample.pixels[modality][np.newaxis].astype(RELEASE_DTYPES[modality]))
+        group.create_array("time", data=np.array([_time_ns(sample.time.get(modality))], dtype=np.int64))
+        lon, lat = sample.center_lonlat or (np.nan, np.nan)
+        group.create_array("center_lon", data=np.array([lon], dtype=np.float64))
+        group.create_array("center_lat", data=np.array([lat], dtype=np.float64))
+        if sample.crs is not None:
+            ref = group.create_array("spatial_ref", data=np.zeros((), dtype=np.int32))
+            ref.attrs["crs_wkt"] = CRS.from_user_input(sample.crs).to_wkt()
+            if sample.transform is not None:
+                a, b, c, d, e, f = sample.transform[:6]
+                ref.attrs["GeoTransform"] = " ".join(str(v) for v in (c, a, b, f, d, e))
+        zarr.consolidate_metadata(store, zarr_format=2)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for path in sorted(p for p in (Path(tmp) / "sample.zarr").rglob("*") if p.is_file()):
+                archive.write(path, path.relative_to(Path(tmp) / "sample.zarr").as_posix())
+    return out.getvalue()
+
+
+def write_terramesh(
+    samples: Iterable[Sample],
+    root: str | Path,
+    *,
+    split: str = "train",
+    subset: str = "majortom",
+    shard: int = 1,
+) -> list[Path]:
+    """Write samples as one shard id in the release layout (tests, small experiments, the CPU proof).
+
+    Args:
+        samples: Samples with the same modalities (release folder names).
+        root: Dataset root; ``<root>/<split>/<MODALITY>/<subset>_shard_<shard:06d>.tar`` are written.
+        split: ``train`` or ``val``.
+        subset: ``majortom`` or ``ssl4eos12`` (sample keys are ``<subset>_<split>_<index:07d>``).
+        shard: Shard id.
 
     Returns:
-        Samples ``{modality: (C, crop, crop) array, "__key__": str, "time": {modality: ISO str},
-        "center_lonlat": (2,) array}``.
+        The tar files, one per modality.
     """
-    dataset = TerraMesh(
-        root,
-        split,
-        modalities,
-        subset=subset,
-        shards=shards,
-        seed=seed,
-        shuffle=shuffle,
-        crop=crop,
-        **options,
-    )
-    return iter(dataset)
+    members: dict[str, list[tuple[str, bytes]]] = {}
+    for index, sample in enumerate(samples):
+        key = f"{subset}_{split}_{index:07d}"
+        for modality in sample.pixels:
+            members.setdefault(_folder_name(modality), []).append((key, encode_zarr_zip(sample, modality)))
+    written = []
+    for modality, items in members.items():
+        path = Path(root) / split / modality / f"{subset}_shard_{shard:06d}.tar"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
+            for key, data in items:
+                info = tarfile.TarInfo(f"{key}{SAMPLE_EXT}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        written.append(path)
+    return written

@@ -7,6 +7,7 @@ misspelt key is an error naming the valid keys, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import types
 import typing
 from collections.abc import Mapping
@@ -121,12 +122,27 @@ class OptimSection:
     ema_decay: float | None = None
 
 
+SOURCES = ("shards", "terramesh", "geotiff")
+"""Where a run reads its samples: ``prepare`` shards, the TerraMesh release layout, or a GeoTIFF folder."""
+SUBSETS = ("majortom", "ssl4eos12", "combined")
+"""TerraMesh source subsets (``data/terramesh.py``)."""
+
+
 @dataclass(frozen=True)
 class DataSection:
-    """Where the shards are and how to read them.
+    """Where the samples are and how to read them.
 
     Attributes:
-        shards: Glob of shard files (``shards/*.tar``) or a list of them.
+        source: ``shards`` (``terramind prepare`` output), ``terramesh`` (the release layout under ``root``)
+            or ``geotiff`` (a folder of modality folders under ``root``, like ``examples/``).
+        shards: Glob of shard files (``shards/*.tar``) or a list of them (``source: shards``).
+        root: TerraMesh root (holding ``train/`` and ``val/``) or GeoTIFF folder.
+        split: TerraMesh split, ``train`` or ``val``.
+        subset: TerraMesh subset: ``majortom``, ``ssl4eos12`` or ``combined``.
+        modalities: TerraMesh folders to read; empty: the run's modalities.
+        tokenize: Modality -> tokenizer that computes its token ids on the fly, batched on the training
+            device (frozen): ``hub``, ``random``, a weights file or a ``train-tokenizer`` output folder;
+            needed for each target and token input whose ids the source does not store (all, for TerraMesh).
         batch_size: Samples per step and rank.
         crop: Crop size in pixels (multiple of 16).
         shuffle_buffer: Samples held for shuffling per reader.
@@ -134,12 +150,35 @@ class DataSection:
         max_skip_fraction: Fail once more samples than this fraction were unusable.
     """
 
+    source: str = "shards"
     shards: str | tuple[str, ...] = "shards/*.tar"
+    root: str | None = None
+    split: str = "train"
+    subset: str = "combined"
+    modalities: tuple[str, ...] = ()
+    tokenize: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = 8
     crop: int = 224
     shuffle_buffer: int = 64
     num_workers: int = 0
     max_skip_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise InputError(f"source must be one of {list(SOURCES)}, got {self.source!r}")
+        if self.source != "shards" and not self.root:
+            raise InputError(f"root is required for source: {self.source}")
+        if self.subset not in SUBSETS:
+            raise InputError(f"subset must be one of {list(SUBSETS)}, got {self.subset!r}")
+        if self.split not in ("train", "val"):
+            raise InputError(f"split must be 'train' or 'val', got {self.split!r}")
+
+    def shard_files(self) -> tuple[str, ...]:
+        """Return the shard files (``shards`` as a glob or a list), refusing an empty set."""
+        shards = tuple(sorted(glob.glob(self.shards))) if isinstance(self.shards, str) else self.shards
+        if not shards:
+            raise InputError(f"no shards match {self.shards!r}: run `terramind prepare` first")
+        return shards
 
 
 @dataclass(frozen=True)
@@ -259,18 +298,64 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
         return cls(**kwargs)
     except TypeError as err:
         raise InputError(f"{where}: {err}") from err
+    except InputError as err:  # a value __post_init__ refused: say in which file
+        if str(err).startswith(where):
+            raise
+        raise type(err)(f"{where}: {err}") from err
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into the config dataclass ``cls``."""
-    file = Path(path)
+def _read(file: Path) -> dict[str, Any]:
+    """One YAML file as a mapping."""
     if not file.is_file():
         raise InputError(f"config file {str(file)!r} does not exist")
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"{file}: not valid YAML: {err}") from err
-    return from_dict(cls, values, str(file))
+    if not isinstance(values, Mapping):
+        raise InputError(f"{file}: expected a mapping of sections, got {type(values).__name__}")
+    return dict(values)
+
+
+def _check_keys(cls: Any, values: Mapping[str, Any], where: str) -> None:
+    """Refuse unknown keys of one file, section by section (before merging hides which file said them)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := set(values) - names:
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    for key, value in values.items():
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            _check_keys(hints[key], value, f"{where}.{key}")
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        old = merged.get(key)
+        both = isinstance(old, Mapping) and isinstance(value, Mapping)
+        merged[key] = deep_merge(old, value) if both else value  # type: ignore[arg-type]
+    return merged
+
+
+def load_yaml(cls: type[T], path: str | Path, *overlays: str | Path) -> T:
+    """Read a YAML file, and overlays deep-merged over it in order (later wins), into the dataclass ``cls``.
+
+    Args:
+        cls: The config dataclass.
+        path: The base file.
+        overlays: Files whose values replace the base's (mappings merge, lists and scalars are replaced).
+
+    Raises:
+        InputError: A missing or invalid file, or an unknown key (naming the file and the section).
+    """
+    files = [Path(p) for p in (path, *overlays)]
+    merged: dict[str, Any] = {}
+    for file in files:
+        values = _read(file)
+        _check_keys(cls, values, str(file))
+        merged = deep_merge(merged, values)
+    return from_dict(cls, merged, " + ".join(str(f) for f in files))
 
 
 def to_dict(config: object) -> dict[str, Any]:

@@ -50,12 +50,15 @@ def masked_token_loss(outputs: Mapping[str, TargetLogits], reduction: str = "mod
             modality with few targets still counts fully); ``token``: mean over all target tokens.
 
     Returns:
-        The loss and per-modality diagnostics; modalities without valid targets are left out.
+        The loss and per-modality diagnostics; modalities without valid targets are left out of both (their
+        logits enter the graph with weight 0).
     """
     sums, counts, per_mod, accuracy = [], [], {}, {}
+    unused = []
     for name, out in outputs.items():
         n = int(out.valid.sum())
         if n == 0:
+            unused.append(out.logits.sum() * 0.0)
             continue
         logits, targets = out.logits[out.valid].float(), out.targets[out.valid]  # (n, V), (n,)
         total = F.cross_entropy(logits, targets, reduction="sum")
@@ -69,4 +72,8 @@ def masked_token_loss(outputs: Mapping[str, TargetLogits], reduction: str = "mod
         loss = torch.stack([s / c for s, c in zip(sums, counts, strict=True)]).mean()
     else:
         loss = torch.stack(sums).sum() / sum(counts)
+    # Logits without valid targets join the graph with weight 0: every rank then runs the same backward
+    # through the decoder (sharded training, FSDP, needs the same collectives on every rank).
+    for zero in unused:
+        loss = loss + zero
     return LossResult(loss, per_mod, accuracy, sum(counts))

@@ -13,173 +13,74 @@ Scale-out is Lightning's: ``trainer.strategy: ddp`` or ``fsdp`` with ``devices``
 from __future__ import annotations
 
 import copy
-import dataclasses
-import functools
-import glob
+import logging
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.utils.checkpoint
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from terramind.checkpoints.io import load_into, read_state_dict
-from terramind.checkpoints.lightning_io import AtomicCheckpointIO
-from terramind.core.errors import CheckpointError, InputError
-from terramind.data.shards import TOKEN_PREFIX, ShardStream, StreamConfig
-from terramind.masking import ImageBatchMask, MaskingConfig, Stream, collate_masks, sample_masks
-from terramind.modalities import PATCH_SIZE, Kind, get_modality, standardize, using_catalog
-from terramind.model import CONFIGS, TerraMind, TerraMindConfig
-from terramind.train.config import ModalityEntry, PretrainConfig, TrainerSection, plain, to_dict
-from terramind.train.losses import LossResult, TargetLogits, masked_token_loss
+from terramind.build import build_coords_tokenizer
+from terramind.core.errors import InputError
+from terramind.data.sample import Batch
+from terramind.data.stream import SampleStream, StreamConfig
+from terramind.modalities import get_modality, using_catalog
+from terramind.train.config import PretrainConfig
+from terramind.train.engine import check_identity, data_source, fit, record_identity, to_device
+from terramind.train.engine import resume_path as resume_path  # the CLI resolves --resume through this module
+from terramind.train.losses import LossResult
+from terramind.train.objective import (
+    SEQUENCE_SOURCES,
+    MaskDrawer,
+    MaskedBatch,
+    RunModality,
+    build_model,
+    masked_modeling_loss,
+    masking_config,
+    resolve,
+)
 from terramind.train.optim import lightning_optimizers
+from terramind.train.tokenizer import load_frozen_tokenizer, tokenize_batch
+
+log = logging.getLogger(__name__)
 
 # Saved in every checkpoint: a resume must use the same model, modalities, masking and data order.
 _IDENTITY = ("modalities", "sensors", "model", "masking", "seed", "loss")
 
 
-@dataclass(frozen=True)
-class RunModality:
-    """A modality of the run resolved to model keys and standardisation.
-
-    Attributes:
-        name: Name (catalog name or the new modality's name).
-        input_key: Encoder key (``untok_sen2l2a@224``, ``tok_lulc@224`` or the new name); None if no input.
-        target_key: Decoder key (``tok_sen2l2a@224``); None if not a target.
-        pixel_input: Whether the input is raw pixels (else stored token ids).
-        mean: Standardisation mean per band (pixel inputs).
-        std: Standardisation std per band (pixel inputs).
-    """
-
-    name: str
-    input_key: str | None
-    target_key: str | None
-    pixel_input: bool
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-
-
-def resolve(entry: ModalityEntry) -> RunModality:
-    """Map a configured modality onto the model's keys (new sensors become freshly initialised pixel inputs).
-
-    Names resolve through the current catalog: call within ``using_catalog(config.catalog())``.
-    """
-    spec = get_modality(entry.name)
-    if spec.is_new_sensor:
-        if entry.target or entry.input != "pixel":
-            raise InputError(
-                f"new sensor {spec.name} can only be a pixel input: set input: pixel and target: false "
-                f"(a target needs its own tokenizer)"
-            )
-        return RunModality(spec.name, spec.name, None, True, spec.mean, spec.std)
-    input_key = {"pixel": spec.pixel_key, "token": spec.token_key, "none": None}[entry.input]
-    if entry.input != "none" and input_key is None:
-        raise InputError(
-            f"{spec.name} has no {entry.input} input in TerraMind; use input: none or another kind"
-        )
-    if entry.input == "token" and spec.input_kind is Kind.SEQUENCE:
-        raise InputError(f"{spec.name} is a sequence; sequence pretraining is not supported by this trainer")
-    if entry.target and (spec.token_key is None or not spec.generable or not spec.is_image):
-        raise InputError(f"{spec.name} cannot be a target: it has no image tokenizer (set target: false)")
-    return RunModality(
-        spec.name,
-        input_key,
-        spec.token_key if entry.target else None,
-        entry.input == "pixel",
-        spec.mean,
-        spec.std,
-    )
-
-
-def masking_config(config: PretrainConfig) -> MaskingConfig:
-    """One masking stream per modality; its positions are the token grid of the crop (in catalog scope)."""
-    grid = config.data.crop // PATCH_SIZE
-    streams = tuple(
-        Stream(
-            get_modality(e.name).name,
-            grid * grid,
-            e.input_alpha if e.input != "none" else 0.0,
-            e.target_alpha if e.target else 0.0,
-        )
-        for e in config.modalities
-    )
-    return MaskingConfig(streams, config.masking.num_input_tokens, config.masking.num_target_tokens)
-
-
-def model_config(config: PretrainConfig) -> TerraMindConfig:
-    """Return the model size with the configured overrides applied."""
-    size = config.model.size
-    base = CONFIGS.get(size) or CONFIGS.get(f"terramind_v1_{size}")
-    if base is None:
-        raise InputError(
-            f"unknown model size {size!r}; choose tiny, small, base, large or one of {sorted(CONFIGS)}"
-        )
-    try:
-        return dataclasses.replace(base, **dict(config.model.overrides))
-    except TypeError as err:
-        raise InputError(f"model.overrides: {err}") from err
-
-
-def _checkpoint_blocks(blocks: nn.ModuleList) -> None:
-    """Recompute each block's activations in the backward pass (memory for compute); keys are unchanged."""
-    for block in blocks:
-        block.forward = functools.partial(
-            torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False
-        )
-
-
-def build_model(config: PretrainConfig, modalities: Sequence[RunModality]) -> TerraMind:
-    """Build the model of a run, optionally from earlier weights (continual pretraining)."""
-    extra = {m.input_key: len(m.mean) for m in modalities if m.pixel_input and m.input_key == m.name}
-    model = TerraMind(
-        model_config(config),
-        encoder_keys=[
-            m.input_key for m in modalities if m.input_key is not None and m.input_key not in extra
-        ],
-        decoder_keys=[m.target_key for m in modalities if m.target_key is not None],
-        extra_pixel={k: v for k, v in extra.items() if k is not None},
-    )
-    if config.model.init_from:
-        report = load_into(
-            model,
-            read_state_dict(config.model.init_from),
-            allow_missing=True,
-            allow_unused=True,
-            what="init_from",
-        )
-        new = tuple(f"encoder_embeddings.{k}." for k in extra)
-        if missing := [k for k in report.missing if not k.startswith(new)]:
-            raise CheckpointError(
-                f"init_from lacks weights the run needs (not new modalities): {missing[:8]}"
-            )
-    if config.model.activation_checkpointing:
-        _checkpoint_blocks(model.encoder)
-        _checkpoint_blocks(model.decoder)
-    return model
-
-
 def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> StreamConfig:
-    """Say what the stream must deliver: pixels of pixel inputs, stored ids of token inputs and targets."""
+    """Say what the stream must deliver.
+
+    Pixels of pixel inputs and of the modalities tokenized on the fly (``data.tokenize``); stored ids of the
+    other token inputs and targets.
+
+    Raises:
+        InputError: A TerraMesh or GeoTIFF source (which store no ids) without a tokenizer for some target.
+    """
     data = config.data
-    shards = tuple(sorted(glob.glob(data.shards))) if isinstance(data.shards, str) else data.shards
-    if not shards:
-        raise InputError(f"no shards match {data.shards!r}: run `terramind prepare` first")
-    pixels = tuple(m.name for m in modalities if m.pixel_input and m.input_key is not None)
-    tokens = tuple(m.name for m in modalities if (m.input_key and not m.pixel_input) or m.target_key)
+    tokenize = {get_modality(m).name for m in data.tokenize}
+    modalities = [m for m in modalities if not m.sequence]  # sequences come from the samples' centres
+    pixels = [m.name for m in modalities if m.pixel_input and m.input_key is not None]
+    pixels += [m.name for m in modalities if m.name in tokenize and m.name not in pixels]
+    tokens = tuple(
+        m.name
+        for m in modalities
+        if ((m.input_key and not m.pixel_input) or m.target_key) and m.name not in tokenize
+    )
+    if tokens and data.source != "shards":
+        raise InputError(
+            f"data.source {data.source} stores no token ids: add data.tokenize entries for "
+            f"{', '.join(tokens)} "
+            f"(hub, random, a weights file or a train-tokenizer folder)"
+        )
     return StreamConfig(
-        shards=shards,
-        modalities=pixels,
+        modalities=tuple(pixels),
         token_modalities=tokens,
         batch_size=data.batch_size,
         crop=data.crop,
@@ -188,46 +89,6 @@ def stream_config(config: PretrainConfig, modalities: Sequence[RunModality]) -> 
         max_skip_fraction=data.max_skip_fraction,
         channels={m.name: len(m.mean) for m in modalities if m.input_key == m.name},
     )
-
-
-MASK_INPUT, MASK_TARGETS, MASK_VALID = "mask_input/", "mask_targets/", "mask_valid/"
-
-
-class MaskDrawer:
-    """Draws a batch's masks from (seed, step, rank) alone, so the data workers can draw them off the loop.
-
-    As a shard-stream transform it attaches ``mask_input/<m>`` (B, N) bool, ``mask_targets/<m>`` (B, T)
-    long and ``mask_valid/<m>`` (B, T) bool to the batch; batch ``i`` of a rank is consumed at step ``i``.
-    """
-
-    def __init__(self, masking: MaskingConfig, seed: int, rank: int):
-        """Remember the scheme, the run seed and the rank."""
-        self.masking, self.seed, self.rank = masking, seed, rank
-
-    def draw(self, batch_size: int, step: int) -> dict[str, ImageBatchMask]:
-        """Masks of the batch of ``step``: a pure function of (seed, step, rank)."""
-        rng = np.random.default_rng([self.seed, step, self.rank])
-        images, _ = collate_masks([sample_masks(self.masking, rng) for _ in range(batch_size)], self.masking)
-        return images
-
-    def __call__(self, batch: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
-        """Attach the masks of the batch consumed at step ``index``."""
-        images = self.draw(next(iter(batch.values())).shape[0], index)
-        for name, m in images.items():
-            batch[f"{MASK_INPUT}{name}"] = m.input_mask
-            batch[f"{MASK_TARGETS}{name}"] = m.target_positions
-            batch[f"{MASK_VALID}{name}"] = m.target_valid
-        return batch
-
-
-def unpack_masks(batch: Mapping[str, torch.Tensor], masking: MaskingConfig) -> dict[str, ImageBatchMask]:
-    """Read the masks a :class:`MaskDrawer` attached to a batch."""
-    return {
-        s.name: ImageBatchMask(
-            batch[f"{MASK_INPUT}{s.name}"], batch[f"{MASK_TARGETS}{s.name}"], batch[f"{MASK_VALID}{s.name}"]
-        )
-        for s in masking.streams
-    }
 
 
 class PretrainModule(L.LightningModule):
@@ -241,60 +102,48 @@ class PretrainModule(L.LightningModule):
             self.modalities = [resolve(e) for e in config.modalities]
             self.masking = masking_config(config)
         self.model = build_model(config, self.modalities)
+        tokenize = {get_modality(m).name: w for m, w in config.data.tokenize.items()}
+        sequences = {m.name for m in self.modalities if m.sequence}
+        self.tokenizers = nn.ModuleDict(
+            {m: load_frozen_tokenizer(m, w) for m, w in tokenize.items() if m not in SEQUENCE_SOURCES}
+        )
+        self.coords_tokenizer = (
+            build_coords_tokenizer(tokenize.get("coords", "hub")) if "coords" in sequences else None
+        )
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
             self.ema.requires_grad_(False)
         self.resume_batches = 0
+        self.skips: dict[int, dict[str, object]] = {}  # rank -> its reader's skip summary (checkpointed)
         self._step_start = 0.0
 
-    def batch_masks(
-        self, batch: Mapping[str, torch.Tensor], step: int, rank: int
-    ) -> dict[str, ImageBatchMask]:
-        """Return the masks the data workers attached (:class:`MaskDrawer`), else draw them here."""
-        if all(f"{MASK_INPUT}{s.name}" in batch for s in self.masking.streams):
-            return unpack_masks(batch, self.masking)
-        size = next(iter(batch.values())).shape[0]
-        return MaskDrawer(self.masking, self.config.seed, rank).draw(size, step)
+    def masked(self, batch: Batch | MaskedBatch, step: int, rank: int) -> MaskedBatch:
+        """Return the batch with the masks the data workers attached (:class:`MaskDrawer`), else draw them."""
+        if isinstance(batch, MaskedBatch):
+            return batch
+        return self.drawer(rank)(batch, step)
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], step: int, rank: int = 0) -> LossResult:
-        """Mask a batch, encode its inputs, decode its targets and return the loss.
+    def drawer(self, rank: int) -> MaskDrawer:
+        """Return the mask drawer of a rank."""
+        return MaskDrawer(self.masking, self.config.seed, rank, self.coords_tokenizer)
+
+    def compute_loss(self, batch: Batch | MaskedBatch, step: int, rank: int = 0) -> LossResult:
+        """Mask a batch (unless the data workers did), encode its inputs, decode its targets, return the loss.
 
         Args:
-            batch: ``{name: (B, C, H, W) raw pixels, "tok_<name>": (B, h, w) ids}`` from the shard stream.
-            step: Global step (selects the masks).
-            rank: Process rank (selects the masks).
+            batch: Raw pixels and stored token ids from the stream, with or without its masks.
+            step: Global step (selects the masks when the batch has none).
+            rank: Process rank (selects the masks when the batch has none).
         """
-        first = next(iter(batch.values()))
-        images = self.batch_masks(batch, step, rank)
-        inputs, masks = {}, {}
-        for m in self.modalities:
-            mask = images[m.name].input_mask.to(first.device)
-            if m.input_key is None or not bool(mask.any()):
-                continue
-            if m.pixel_input:
-                inputs[m.input_key] = standardize_pixels(m, batch[m.name])
-            else:
-                inputs[m.input_key] = batch[f"{TOKEN_PREFIX}{m.name}"]
-            masks[m.input_key] = mask
-        encoded = self.model.encode(inputs, masks)
-        outputs = {}
-        for m in self.modalities:
-            target = images[m.name]
-            if m.target_key is None or not bool(target.target_valid.any()):
-                continue
-            ids = batch[f"{TOKEN_PREFIX}{m.name}"]  # (B, h, w)
-            positions = target.target_positions.to(ids.device)  # (B, n)
-            grid = (int(ids.shape[1]), int(ids.shape[2]))
-            logits = self.model.decode_logits(encoded, m.target_key, positions, grid)
-            answers = ids.flatten(1).gather(1, positions)  # (B, n)
-            outputs[m.name] = TargetLogits(logits, answers, target.target_valid.to(ids.device))
-        return masked_token_loss(outputs, self.config.loss)
+        masked = self.masked(batch, step, rank)
+        return masked_modeling_loss(self.model, self.modalities, masked, self.config.loss)
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: MaskedBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss, with per-modality losses, accuracies and tokens/s logged."""
         result = self.compute_loss(batch, self.global_step, self.global_rank)
-        batch_size = next(iter(batch.values())).shape[0]
+        batch_size = len(batch.batch)
+        self.skips[self.global_rank] = batch.batch.skips
         tokens = batch_size * (self.masking.num_input_tokens + self.masking.num_target_tokens)
         elapsed = max(time.perf_counter() - self._step_start, 1e-9)
         self.log("loss", result.loss, prog_bar=True, batch_size=batch_size)
@@ -318,114 +167,59 @@ class PretrainModule(L.LightningModule):
         """AdamW (no decay on norms, biases, embeddings) with per-step warmup + cosine."""
         return lightning_optimizers(self.model, self.config.optim, self.config.trainer.max_steps)
 
-    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Stream this rank's shards, advanced past the batches a resumed run already consumed."""
-        stream = ShardStream(
-            stream_config(self.config, self.modalities),
-            rank=self.global_rank,
-            world_size=self.trainer.world_size,
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`MaskedBatch` (our own type, which Lightning does not know) to the device."""
+        return to_device(batch, device)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the skip summary of the data readers."""
+        for rank, summary in self.skips.items():
+            log.info("rank %d data: %s", rank, summary)
+
+    def stream(self, rank: int = 0, world_size: int = 1) -> SampleStream[MaskedBatch]:
+        """Build this rank's data stream, advanced past the batches a resumed run already consumed."""
+        config = stream_config(self.config, self.modalities)
+        return SampleStream(
+            data_source(
+                self.config.data,
+                needed=config.modalities,
+                names=[m.name for m in self.modalities],
+                new=[m.name for m in self.modalities if m.input_key == m.name],
+            ),
+            config,
+            rank=rank,
+            world_size=world_size,
             skip_batches=self.resume_batches,
-            transform=MaskDrawer(self.masking, self.config.seed, self.global_rank),
+            transform=self.drawer(rank),
         )
+
+    def train_dataloader(self) -> DataLoader[MaskedBatch]:
+        """Stream this rank's share of the data."""
+        stream = self.stream(self.global_rank, self.trainer.world_size)
         return DataLoader(stream, batch_size=None, num_workers=self.config.data.num_workers)
+
+    def on_after_batch_transfer(self, batch: MaskedBatch, dataloader_idx: int) -> MaskedBatch:
+        """Tokenize the ``data.tokenize`` modalities of a batch on the training device (frozen tokenizers)."""
+        for name, tokenizer in self.tokenizers.items():
+            batch.batch.tokens[name] = tokenize_batch(tokenizer, batch.batch.pixels[name])  # type: ignore[arg-type]
+        return batch
+
+    def train(self, mode: bool = True) -> PretrainModule:
+        """Set training mode; the on-the-fly tokenizers stay frozen in eval mode."""
+        super().train(mode)
+        self.tokenizers.eval()
+        return self
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the run identity and the data position."""
-        full = to_dict(self.config)
-        checkpoint["terramind"] = {k: full[k] for k in _IDENTITY}
+        record_identity(checkpoint, self.config, _IDENTITY)
         checkpoint["terramind_batches_consumed"] = self.global_step
+        checkpoint["terramind_skipped_samples"] = dict(self.skips)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another configuration; restore the data position."""
-        saved = checkpoint.get("terramind")
-        if saved is None:
-            raise CheckpointError("not a terramind pretraining checkpoint (no 'terramind' record)")
-        full = to_dict(self.config)
-        if differs := [k for k in _IDENTITY if plain(saved.get(k, [])) != full[k]]:
-            raise CheckpointError(
-                f"checkpoint was written by another configuration (differs in: {', '.join(differs)}); "
-                f"resume with the run's original config or start a new out_dir"
-            )
+        check_identity(checkpoint, self.config, _IDENTITY, "pretraining")
         self.resume_batches = int(checkpoint["terramind_batches_consumed"])
-
-
-def standardize_pixels(modality: RunModality, x: torch.Tensor) -> torch.Tensor:
-    """Standardise raw pixels ``(B, C, H, W)`` with the modality's statistics."""
-    if modality.input_key == modality.name:  # a new modality: its own statistics from the config
-        mean = torch.tensor(modality.mean, dtype=x.dtype, device=x.device)[:, None, None]
-        std = torch.tensor(modality.std, dtype=x.dtype, device=x.device)[:, None, None]
-        return (x - mean) / std
-    return standardize(modality.name, x)
-
-
-def _strategy(name: str) -> str:
-    """Map ``ddp`` to DDP with unused-parameter detection.
-
-    With Dirichlet budgets a modality can get no inputs or no targets in a step, and then its embeddings
-    take no gradient, which plain DDP treats as an error.
-    """
-    return "ddp_find_unused_parameters_true" if name == "ddp" else name
-
-
-def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints.
-
-    Args:
-        t: Engine settings.
-        clip_grad: Gradient-norm clipping (0: off).
-        callbacks: Extra callbacks.
-    """
-    out = Path(t.out_dir)
-    logger = TensorBoardLogger(out, name="logs") if t.logger == "tensorboard" else CSVLogger(out, name="logs")
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename="step{step:08d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=t.checkpoint_every,
-        save_last=True,
-        save_top_k=-1,
-    )
-    progress = [RichProgressBar()] if t.progress_bar else []
-    return L.Trainer(
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=_strategy(t.strategy),
-        precision=t.precision,  # type: ignore[arg-type]
-        gradient_clip_val=clip_grad or None,
-        logger=logger,
-        callbacks=[*callbacks, checkpoints, *progress],
-        plugins=[AtomicCheckpointIO()],
-        log_every_n_steps=t.log_every,
-        enable_model_summary=False,
-        enable_progress_bar=t.progress_bar,
-        limit_val_batches=0,
-        use_distributed_sampler=False,
-        default_root_dir=out,
-    )
-
-
-# SDPA backends allowed while training: all but cuDNN. Masked pretraining changes the packed sequence lengths
-# every step; the cuDNN attention backend (chosen for bf16 on Hopper) then builds a new execution plan per
-# call, about 6 ms of host time each, which made a tiny-model bf16 step 5x slower than fp32 on an H200
-# (benchmarks/bench_train.py --cudnn-attention). Flash / memory-efficient attention have no per-shape cost.
-TRAINING_ATTENTION = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
-
-
-def training_attention() -> AbstractContextManager[None]:
-    """Context in which SDPA uses only the ``TRAINING_ATTENTION`` backends; the caller's setting returns."""
-    return sdpa_kernel(list(TRAINING_ATTENTION))
-
-
-def resume_path(trainer: TrainerSection, resume: str | None) -> Path | None:
-    """Resolve ``resume`` (a path, ``"last"`` or None) to an existing checkpoint file."""
-    if resume is None:
-        return None
-    ckpt = Path(trainer.out_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not ckpt.is_file():
-        raise CheckpointError(f"no checkpoint to resume from at {str(ckpt)!r}")
-    return ckpt
 
 
 def pretrain(
@@ -443,9 +237,8 @@ def pretrain(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = PretrainModule(config)
-    ckpt = resume_path(config.trainer, resume)
-    with training_attention():
-        build_trainer(config.trainer, config.optim.clip_grad, callbacks).fit(module, ckpt_path=ckpt)
+    module.stream().check_first()  # a missing folder or a wrong layout fails here, before any step
+    fit(module, config.trainer, clip_grad=config.optim.clip_grad, callbacks=callbacks, resume=resume)
     return module
 
 

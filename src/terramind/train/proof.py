@@ -28,14 +28,10 @@ from lightning.pytorch.callbacks import Callback
 
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
-from terramind.data.shards import (
-    TOKEN_PREFIX,
-    ShardStream,
-    StreamConfig,
-    find_tiles,
-    read_samples,
-    write_shards,
-)
+from terramind.data.sample import Batch, Sample
+from terramind.data.shards import GeoTiffFolderSource, read_samples, shard_stream, write_sample_shards
+from terramind.data.stream import StreamConfig
+from terramind.data.terramesh import TerraMeshSource
 from terramind.modalities import get_modality, standardize
 from terramind.tokenizers import UNetConfig, ViTConfig
 from terramind.train.config import (
@@ -191,17 +187,17 @@ def pretrain_config(shards: str, out: Path, sizes: ProofSizes) -> PretrainConfig
 
 def holdout_batch(
     shard: Path, modalities: Sequence[str], tokens: Sequence[str], crop: int, batch: int
-) -> dict[str, Any]:
+) -> Batch:
     """Read ``batch`` seeded random crops of the held-out tile as one batch."""
-    stream = ShardStream(
+    stream = shard_stream(
+        [shard],
         StreamConfig(
-            shards=(str(shard),),
             modalities=tuple(modalities),
             token_modalities=tuple(tokens),
             batch_size=batch,
             crop=crop,
             shuffle_buffer=1,
-        )
+        ),
     )
     return next(iter(stream))
 
@@ -235,14 +231,14 @@ def unigram(shards: Sequence[Path], modality: str, vocab: int) -> np.ndarray:
     counts = np.ones(vocab)
     for shard in shards:
         for sample in read_samples(shard):
-            ids = np.asarray(sample[f"{TOKEN_PREFIX}{modality.lower()}"]).ravel()
+            ids = np.asarray(sample.tokens[modality]).ravel()
             counts += np.bincount(ids.astype(np.int64), minlength=vocab)
     return counts / counts.sum()
 
 
 @torch.no_grad()
 def evaluate_pretrain(
-    module: PretrainModule, batch: dict[str, Any], train_shards: Sequence[Path], draws: int
+    module: PretrainModule, batch: Batch, train_shards: Sequence[Path], draws: int
 ) -> dict[str, dict[str, float]]:
     """Masked-token CE and accuracy on the held-out tile (mean over mask draws) vs the unigram baseline."""
     module.eval()
@@ -258,7 +254,7 @@ def evaluate_pretrain(
         vocab = get_modality(name).vocab_size
         assert vocab is not None
         probs = unigram(train_shards, name, vocab)
-        ids = batch[f"{TOKEN_PREFIX}{name}"].ravel().numpy()
+        ids = batch.tokens[name].ravel().numpy()
         report[name] = {
             "ce": float(np.mean(ce[name])),
             "accuracy": float(np.mean(acc[name])),
@@ -268,24 +264,45 @@ def evaluate_pretrain(
     return report
 
 
-def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = None) -> dict[str, Any]:
+def load_tiles(src: Path, subset: str | None = None) -> dict[str, Sample]:
+    """Read the proof's tiles from a folder of modality folders, or from a TerraMesh root (``subset`` set).
+
+    Returns:
+        Tile name -> sample with the proof's modalities, in name order.
+    """
+    if subset is None:
+        source: Any = GeoTiffFolderSource(src)
+    else:
+        source = TerraMeshSource(src, "train", MODALITIES, subset=subset)  # type: ignore[arg-type]
+    samples = [source.decode(k, raw) for unit in range(len(source.units())) for k, raw in source.items(unit)]
+    return {s.key: s for s in sorted(samples, key=lambda s: s.key)}
+
+
+def _split(tiles: dict[str, Sample], holdout: str) -> tuple[list[Sample], list[Sample]]:
+    return [s for k, s in tiles.items() if k != holdout], [tiles[holdout]]
+
+
+def run_proof(
+    src: Path, out: Path, sizes: ProofSizes, holdout: str | None = None, subset: str | None = None
+) -> dict[str, Any]:
     """Run both stages and return every number (see the module docstring).
 
     Args:
-        src: Folder of modality folders (``examples/``).
+        src: Folder of modality folders (``examples/``), or a TerraMesh root when ``subset`` is given.
         out: Work folder (shards, runs, report).
         sizes: Model sizes and run lengths.
         holdout: Tile to hold out (default: the last tile name).
+        subset: TerraMesh subset (``majortom``, ``ssl4eos12``); None: ``src`` is a GeoTIFF folder.
     """
-    tiles = list(find_tiles(src))
+    samples = load_tiles(src, subset)
+    tiles = list(samples)
     holdout = holdout or tiles[-1]
     if holdout not in tiles or len(tiles) < 2:
         raise InputError(f"need at least two tiles and a held-out tile among {tiles}")
     started = time.perf_counter()
-    raw_train = write_shards(src, out / "raw" / "train", exclude=[holdout], shard_size=1, overwrite=True)
-    raw_hold = write_shards(
-        src, out / "raw" / "holdout", exclude=[t for t in tiles if t != holdout], overwrite=True
-    )
+    train_samples, hold_samples = _split(samples, holdout)
+    raw_train = write_sample_shards(train_samples, out / "raw" / "train", shard_size=1, overwrite=True)
+    raw_hold = write_sample_shards(hold_samples, out / "raw" / "holdout", overwrite=True)
     tok_report, tokenizers = {}, {}
     for modality in MODALITIES:
         tok_config = tokenizer_config(
@@ -293,20 +310,17 @@ def run_proof(src: Path, out: Path, sizes: ProofSizes, holdout: str | None = Non
         )
         recorder = LossRecorder()
         tok_module = train_tokenizer(tok_config, callbacks=[recorder])
-        raw = np.asarray(next(read_samples(raw_hold[0]))[modality.lower()])
+        raw = np.asarray(next(read_samples(raw_hold[0])).pixels[modality])
         tok_report[modality] = {
             **evaluate_tokenizer(tok_module, raw, modality, sizes.ddim_steps),
             **recorder.summary(),
         }
         tokenizers[modality] = tokenize_function(tok_module.tokenizer)
     tokenized = {m: tokenizers[m] for m in MODALITIES}
-    train = write_shards(
-        src, out / "tokens" / "train", exclude=[holdout], tokenizers=tokenized, shard_size=1, overwrite=True
+    train = write_sample_shards(
+        train_samples, out / "tokens" / "train", tokenizers=tokenized, shard_size=1, overwrite=True
     )
-    hold = write_shards(
-        src, out / "tokens" / "holdout", exclude=[t for t in tiles if t != holdout], tokenizers=tokenized,
-        overwrite=True,
-    )  # fmt: skip
+    hold = write_sample_shards(hold_samples, out / "tokens" / "holdout", tokenizers=tokenized, overwrite=True)
     config = pretrain_config(str(out / "tokens" / "train" / "*.tar"), out / "pretrain", sizes)
     recorder = LossRecorder()
     module = pretrain(config, callbacks=[recorder])
@@ -366,7 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--src", default="examples", help="folder of modality folders")
+    parser.add_argument("--src", default="examples", help="folder of modality folders, or a TerraMesh root")
+    parser.add_argument(
+        "--terramesh-subset",
+        choices=("majortom", "ssl4eos12"),
+        help="read --src as a TerraMesh root (train/<MODALITY>/<subset>_shard_*.tar) of this subset",
+    )
     parser.add_argument("--out", default="runs/proof", help="work folder")
     parser.add_argument("--quick", action="store_true", help="the reduced CI form (seconds)")
     parser.add_argument("--tokenizer-steps", type=int, help="override the tokenizer steps")
@@ -379,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = run_proof(Path(args.src), out, sizes)
+    results = run_proof(Path(args.src), out, sizes, subset=args.terramesh_subset)
     report = markdown(results)
     print(report)
     with atomic_path(out / "proof.json") as tmp:

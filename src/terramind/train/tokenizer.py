@@ -11,7 +11,6 @@ the same number of bits per token by downsampling.
 
 from __future__ import annotations
 
-import glob
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +27,13 @@ from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from terramind.build import build_image_tokenizer
 from terramind.checkpoints.io import load_into, read_state_dict
 from terramind.checkpoints.tokenizers import tokenizer_config
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path
-from terramind.data.shards import ShardStream, StreamConfig
+from terramind.data.sample import Batch
+from terramind.data.stream import SampleStream, StreamConfig
 from terramind.modalities import PATCH_SIZE, get_modality, standardize
 from terramind.tokenizers import (
     ImageTokenizer,
@@ -44,10 +45,12 @@ from terramind.tokenizers import (
 )
 from terramind.tokenizers.diffusion import make_scheduler
 from terramind.train.config import DataSection, OptimSection, TrainerSection, from_dict, to_dict
+from terramind.train.engine import check_identity, data_source, fit, record_identity, to_device
 from terramind.train.optim import lightning_optimizers
-from terramind.train.pretrain import build_trainer, resume_path
 
 TRAIN_TIMESTEPS = 1000
+# Saved in every checkpoint: a resume must train the same tokenizer with the same seed.
+IDENTITY = ("modality", "decoder", "encoder", "unet", "vit_decoder", "seed")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class TokenizerModule(L.LightningModule):
         # The release's training noise schedule (linear betas rescaled to zero terminal SNR).
         self.alphas_cumprod = make_scheduler().alphas_cumprod.float()
         self.resume_batches = 0
+        self.skips: dict[str, object] = {}  # the reader's skip summary (checkpointed)
         self.ema: AveragedModel | None = None
         if config.optim.ema_decay is not None:  # the release used EMA 0.9999 (DiVAE) / 0.99 (LULC)
             self.ema = AveragedModel(
@@ -142,24 +146,25 @@ class TokenizerModule(L.LightningModule):
         assert isinstance(decoder, PatchedUNet)  # decoder == "diffusion"
         return F.mse_loss(decoder(noisy, t, codes), x)  # x0-prediction (tokenizers/diffusion.py)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """One step: the loss of the batch of this rank."""
-        loss = self.compute_loss(batch[self.name], self.global_step, self.global_rank)
-        self.log("loss", loss, prog_bar=True, batch_size=batch[self.name].shape[0])
+        loss = self.compute_loss(batch.pixels[self.name], self.global_step, self.global_rank)
+        self.log("loss", loss, prog_bar=True, batch_size=len(batch))
+        self.skips = batch.skips
         return loss
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`Batch` (our own type, which Lightning does not know) to the device."""
+        return to_device(batch, device)
 
     def configure_optimizers(self) -> Any:
         """AdamW (no decay on norms, biases, position tables) with warmup + cosine."""
         return lightning_optimizers(self.tokenizer, self.config.optim, self.config.trainer.max_steps)
 
-    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+    def train_dataloader(self) -> DataLoader[Batch]:
         """Random crops of the modality from the shards."""
         d = self.config.data
-        shards = tuple(sorted(glob.glob(d.shards))) if isinstance(d.shards, str) else d.shards
-        if not shards:
-            raise InputError(f"no shards match {d.shards!r}: run `terramind prepare` first")
         stream_config = StreamConfig(
-            shards=shards,
             modalities=(self.name,),
             batch_size=d.batch_size,
             crop=d.crop,
@@ -167,7 +172,8 @@ class TokenizerModule(L.LightningModule):
             seed=self.config.seed,
             max_skip_fraction=d.max_skip_fraction,
         )
-        stream = ShardStream(
+        stream: SampleStream[Batch] = SampleStream(
+            data_source(d, needed=[self.name], names=[self.name]),
             stream_config,
             rank=self.global_rank,
             world_size=self.trainer.world_size,
@@ -181,11 +187,14 @@ class TokenizerModule(L.LightningModule):
             self.ema.update_parameters(self.tokenizer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the data position."""
+        """Record the run identity and the data position."""
+        record_identity(checkpoint, self.config, IDENTITY)
         checkpoint["terramind_batches_consumed"] = self.global_step
+        checkpoint["terramind_skipped_samples"] = self.skips
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the data position."""
+        """Refuse a checkpoint of another configuration; restore the data position."""
+        check_identity(checkpoint, self.config, IDENTITY, "tokenizer training")
         self.resume_batches = int(checkpoint.get("terramind_batches_consumed", 0))
 
 
@@ -222,8 +231,9 @@ def train_tokenizer(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = TokenizerModule(config)
-    trainer = build_trainer(config.trainer, config.optim.clip_grad, callbacks or [])
-    trainer.fit(module, ckpt_path=resume_path(config.trainer, resume))
+    trainer = fit(
+        module, config.trainer, clip_grad=config.optim.clip_grad, callbacks=callbacks or [], resume=resume
+    )
     if trainer.is_global_zero:
         save_tokenizer(module, config.trainer.out_dir)
     return module
@@ -327,14 +337,43 @@ def load_trained_tokenizer(run_dir: str | Path) -> ImageTokenizer:
     return tokenizer.eval()
 
 
+@torch.no_grad()
+def tokenize_batch(tokenizer: ImageTokenizer, raw: torch.Tensor) -> torch.Tensor:
+    """Token ids ``(B, h, w)`` of raw pixels ``(B, C, H, W)`` (class maps: ids ``(B, 1, H, W)``).
+
+    Standardises with the catalog's statistics first; runs wherever ``tokenizer`` and ``raw`` are.
+    """
+    if tokenizer.cfg.classes is not None:
+        return tokenizer.encode(raw[:, 0].long())
+    return tokenizer.encode(standardize(tokenizer.modality, raw.float()))
+
+
 def tokenize_function(tokenizer: ImageTokenizer) -> Callable[[np.ndarray], np.ndarray]:
     """Raw pixels ``(C, H, W)`` -> token ids ``(H/16, W/16)`` with ``tokenizer`` (for ``prepare``)."""
 
-    @torch.no_grad()
     def tokenize(raw: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.asarray(raw, dtype=np.float32))
-        if tokenizer.cfg.classes is not None:
-            return tokenizer.encode(x[None, 0].long())[0].numpy()
-        return tokenizer.encode(standardize(tokenizer.modality, x)[None])[0].numpy()
+        return tokenize_batch(tokenizer, x[None])[0].numpy()
 
     return tokenize
+
+
+def load_frozen_tokenizer(modality: str, weights: str) -> ImageTokenizer:
+    """Load the tokenizer that computes a modality's ids on the fly in pretraining (frozen, eval mode).
+
+    Args:
+        modality: Catalog modality with an image tokenizer.
+        weights: ``hub``, ``random``, a weights file, or a ``train-tokenizer`` output folder.
+
+    Raises:
+        InputError: A ``train-tokenizer`` folder of another modality.
+    """
+    name = get_modality(modality).name
+    folder = Path(weights)
+    if (folder / "tokenizer.yaml").is_file():
+        tokenizer = load_trained_tokenizer(folder)
+        if tokenizer.modality != name:
+            raise InputError(f"data.tokenize.{name}: {str(folder)!r} holds a {tokenizer.modality} tokenizer")
+    else:
+        tokenizer = build_image_tokenizer(name, weights)
+    return tokenizer.requires_grad_(False).eval()
