@@ -135,7 +135,7 @@ class _Task(L.LightningModule):
         height, width = next(iter(inputs.values())).shape[-2:]
         out = self(_pad_inputs(inputs))
         if out.ndim == 4:  # dense (B, C, H, W): back to the input's pixels
-            out = crop_to(out, height, width)  # type: ignore[arg-type]
+            out = crop_to(out, height, width)
         return {"prediction": self.postprocess(out), "path": batch.get("path")}
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:
