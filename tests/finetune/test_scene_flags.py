@@ -124,3 +124,14 @@ def test_finetune_scene_stac_item_describes_the_map(
     # corners vs a densified edge of a 640 m UTM square: well under one 10 m pixel (~1e-4 deg)
     assert item["bbox"] == pytest.approx(list(bounds), abs=1e-4)
     assert item["properties"]["terramind:kind"] == "classes"
+
+
+def test_finetune_scene_grid_must_be_an_input(
+    tmp_path: Path, task_files: tuple[Path, Path], two_zones: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "map.tif"
+    assert main(_argv(task_files, two_zones, out, "--grid", "DEM")) == 2
+    err = capsys.readouterr().err
+    assert "--grid DEM: no such input; give one of S2L2A, S1RTC" in err and "Traceback" not in err
+    assert not out.exists()
