@@ -238,3 +238,30 @@ def test_regression_r2_is_one_for_the_targets_and_zero_for_their_mean(small_stan
     # R2 = 1 - SS_res / SS_tot in float32 over 112 values: rounding of order 1e-6
     assert r2(exact) == pytest.approx(1.0, abs=1e-6)
     assert r2(mean) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("size", [120, 40])  # a BigEarthNet-sized tile; 40 px (pads 8 px of 40)
+def test_predict_takes_tiles_of_any_size(small_standin: torch.nn.Module, size: int) -> None:
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+    )
+    loader = _batches(lambda x: x[0].long(), size=size)
+    segmentation = SegmentationTask(small_standin, 3, decoder="fcn", decoder_kwargs={"channels": 8})
+    maps = trainer.predict(segmentation, loader)
+    assert maps is not None and [m["prediction"].shape for m in maps] == [(2, size, size)] * 2
+    regression = RegressionTask(small_standin, 2, decoder="fcn", decoder_kwargs={"channels": 8})
+    values = trainer.predict(regression, loader)
+    assert values is not None and [v["prediction"].shape for v in values] == [(2, 2, size, size)] * 2
+    # the crop keeps the input's pixels: the top-left of a padded 128 px tile is the 120 px prediction
+    regression.eval()
+    x = next(iter(loader))
+    padded = {"inputs": {"S2L2A": torch.nn.functional.pad(x["inputs"]["S2L2A"], (0, 8, 0, 8), "reflect")}}
+    if size == 120:
+        full = regression.predict_step(padded, 0)["prediction"]
+        assert torch.equal(regression.predict_step(x, 0)["prediction"], full[..., :120, :120])
+
+
+def test_classification_predicts_a_tile_of_any_size(small_standin: torch.nn.Module) -> None:
+    task = ClassificationTask(small_standin, 3)
+    pred = task.predict_step(next(iter(_batches(lambda x: x[0].mean().long(), size=120))), 0)["prediction"]
+    assert pred.shape == (2,)

@@ -932,3 +932,16 @@ def _check_scene_tile_input(args: argparse.Namespace) -> None:
     if len(args.input) != 1:
         raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
     ((args.modality, args.file),) = args.input.items()
+
+
+def add_task_checkpoint(p: argparse.ArgumentParser) -> None:
+    """``-c/--config`` (one or more) and ``--ckpt_path`` of a fine-tuned task (``finetune scene``, batch)."""
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        type=input_file,
+        help="the task's config file(s)",
+    )
+    p.add_argument("--ckpt_path", required=True, type=input_file, help="a checkpoint written by `fit`")

@@ -97,15 +97,7 @@ def _water_options(p: argparse.ArgumentParser) -> None:
 
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        required=True,
-        type=_args.input_file,
-        help="the task's config file(s)",
-    )
-    p.add_argument("--ckpt_path", required=True, type=_args.input_file, help="a checkpoint written by `fit`")
+    _args.add_task_checkpoint(p)
     _args.add_tiling(p)
 
 
@@ -152,23 +144,11 @@ def load_task(config: Sequence[str], ckpt_path: str) -> Any:
     Returns:
         A :class:`terramind.batch.LoadedTask`.
     """
-    require("lightning", "train")
     from terramind.batch import LoadedTask
-    from terramind.checkpoints.io import read_training_checkpoint
-    from terramind.cli.finetune import cli
-    from terramind.finetune.datamodule import GeoTiffDataModule
-    from terramind.finetune.tasks import RegressionTask, SegmentationTask
+    from terramind.cli.finetune import load_dense_task
 
-    state = read_training_checkpoint(ckpt_path)
-    built = cli([arg for c in config for arg in ("-c", str(c))], run=False)
-    task, data = built.model, built.datamodule
-    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
-        raise TerraMindError(
-            "batch predict needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
-        )
-    task.load_state_dict(state)
-    kind = "classes" if isinstance(task, SegmentationTask) else "values"
-    return LoadedTask(task.model, data.inputs, task.model.out_channels, kind)
+    task = load_dense_task(config, ckpt_path, command="batch predict")
+    return LoadedTask(task.model, task.specs, task.out_channels, task.kind)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,19 +6,45 @@ any task class (``terramind.finetune.SegmentationTask``, ...) and the data any L
 named by ``class_path`` in the config; see ``configs/finetune/``.
 
 ``terramind finetune scene -c config.yaml --ckpt_path best.ckpt --input S2L2A=scene.tif -o out.tif``
-predicts a whole scene of any size with a fine-tuned dense model (overlapping tiles, blended).
+predicts a whole scene of any size with a fine-tuned dense model (overlapping tiles, blended); inputs on
+other grids are warped onto the first input's (or ``--grid MOD``'s), ``--stac`` also writes a STAC item.
+:func:`load_dense_task` is the one place a fine-tuned task is built from its config and checkpoint (also
+for ``terramind batch predict``).
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terramind.cli import _args
 from terramind.core.errors import TerraMindError
+from terramind.core.files import check_output_path
 from terramind.core.optional import require
+
+if TYPE_CHECKING:
+    from terramind.scene.sinks import OutputKind
+
+
+@dataclass(frozen=True)
+class DenseTask:
+    """A fine-tuned dense model loaded for whole scenes (what ``finetune scene`` and ``batch predict`` run).
+
+    Attributes:
+        model: Maps ``{modality: (B, C, T, T)}`` standardised tiles to ``(B, out_channels, T, T)``.
+        specs: How each modality is read and standardised (the datamodule's ``inputs``).
+        out_channels: Classes or values per pixel.
+        kind: ``classes`` (segmentation) or ``values`` (regression).
+    """
+
+    model: Any
+    specs: Sequence[Any]
+    out_channels: int
+    kind: OutputKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,22 +131,61 @@ def scene_parser() -> argparse.ArgumentParser:
         prog="terramind finetune scene",
         description="Predict a whole scene with a fine-tuned dense model (overlapping tiles, blended).",
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        required=True,
-        type=_args.input_file,
-        help="the task's config file(s)",
-    )
-    p.add_argument("--ckpt_path", required=True, type=_args.input_file, help="a checkpoint written by `fit`")
-    _args.add_inputs(p)
+    _args.add_task_checkpoint(p)
+    _args.add_scene_inputs(p)
+    _args.add_grid(p)
+    _args.add_resampling(p)
     _args.add_output(p, "GeoTIFF to write")
     _args.add_tiling(p)
     _args.add_batch_size(p)
     _args.add_device(p)
     _args.add_overwrite(p)
+    _args.add_stac(p)
     return p
+
+
+def load_dense_task(config: Sequence[str | Path], ckpt_path: str | Path, *, command: str) -> DenseTask:
+    """Build a fine-tuned dense task from its config file(s) and load the weights of a ``fit`` checkpoint.
+
+    The checkpoint is read first, so a cut-short one fails before the model is built.
+
+    Args:
+        config: The task's config file(s), as given to ``-c`` (later files override earlier ones).
+        ckpt_path: A checkpoint written by ``finetune fit``.
+        command: The command, for the message when the config is not a dense task.
+
+    Returns:
+        The model, the datamodule's input specs, the output channels and the output kind.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, cut short or not a training checkpoint.
+        TerraMindError: The config is not a SegmentationTask/RegressionTask with a GeoTiffDataModule.
+    """
+    require("lightning", "train")
+    from terramind.checkpoints.io import read_training_checkpoint
+    from terramind.finetune.datamodule import GeoTiffDataModule
+    from terramind.finetune.tasks import RegressionTask, SegmentationTask
+
+    state = read_training_checkpoint(ckpt_path)
+    built = cli([arg for c in config for arg in ("-c", str(c))], run=False)
+    task, data = built.model, built.datamodule
+    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
+        raise TerraMindError(f"{command} needs a SegmentationTask or RegressionTask with a GeoTiffDataModule")
+    task.load_state_dict(state)
+    kind: OutputKind = "classes" if isinstance(task, SegmentationTask) else "values"
+    return DenseTask(task.model, data.inputs, task.model.out_channels, kind)
+
+
+def _say_once(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that passes each distinct line on once."""
+    said: set[str] = set()
+
+    def once(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            say(line)
+
+    return once
 
 
 def scene(argv: list[str]) -> Path:
@@ -131,36 +196,38 @@ def scene(argv: list[str]) -> Path:
     """
     args = scene_parser().parse_args(argv)
     _args.run_checks(args)
-    require("lightning", "train")
-    from terramind.checkpoints.io import read_training_checkpoint
-    from terramind.finetune.datamodule import GeoTiffDataModule
     from terramind.finetune.scene import predict_scene
-    from terramind.finetune.tasks import RegressionTask, SegmentationTask
     from terramind.scene import scan_scene, tqdm_progress
+    from terramind.scene.stac_item import item_path
 
-    scan_scene(args.input)  # every window read and checked before the model is built
-    state = read_training_checkpoint(args.ckpt_path)  # a cut-short checkpoint fails before the model too
-    built = cli([arg for c in args.config for arg in ("-c", str(c))], run=False)
-    task, data = built.model, built.datamodule
-    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
-        raise TerraMindError(
-            "finetune scene needs a SegmentationTask or RegressionTask with a GeoTiffDataModule"
-        )
-    task.load_state_dict(state)
+    say = _say_once(_args.note)  # scan_scene and predict_scene see the same warps: say each once
+    # every window read and checked before the model is built
+    georef = scan_scene(args.input, grid=args.grid, resampling=args.resampling, say=say)
+    if args.stac:
+        check_output_path(item_path(args.output, folder=False), overwrite=args.overwrite)
+    task = load_dense_task(args.config, args.ckpt_path, command="finetune scene")
     task.model.to(args.device)
-    return predict_scene(
+    path = predict_scene(
         task.model,
         args.input,
-        data.inputs,
+        task.specs,
         args.output,
-        out_channels=task.model.out_channels,
-        kind="classes" if isinstance(task, SegmentationTask) else "values",
+        out_channels=task.out_channels,
+        kind=task.kind,
         tile=args.tile,
         overlap=args.overlap,
         batch=args.batch_size,
         overwrite=args.overwrite,
         progress=tqdm_progress("predict"),
+        grid=args.grid,
+        resampling=args.resampling,
+        say=say,
     )
+    if args.stac:
+        settings = {"config": [str(c) for c in args.config], "ckpt_path": str(args.ckpt_path),
+                    "kind": task.kind, "resampling": args.resampling}  # fmt: skip
+        _args.write_stac(args, item_path(args.output, folder=False), [path], georef, settings)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:

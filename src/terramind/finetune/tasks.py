@@ -23,6 +23,7 @@ from torchmetrics import classification as tmc
 from torchmetrics import regression as tmr
 
 from terramind.core.errors import TerraMindError
+from terramind.data.padding import crop_to, pad_to_multiple, padding_to_multiple
 from terramind.finetune.losses import build_loss
 from terramind.finetune.model import DenseModel, PooledModel
 from terramind.layers.decay import param_groups
@@ -124,8 +125,18 @@ class _Task(L.LightningModule):
         self._log_metrics(self.test_metrics)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
-        """Predictions for a batch plus the source paths (for georeferenced output)."""
-        return {"prediction": self.postprocess(self(batch["inputs"])), "path": batch.get("path")}
+        """Predictions for a batch plus the source paths (for georeferenced output).
+
+        Tiles of any size are predicted: inputs whose sides are not multiples of the 16 px patch are
+        reflect-padded (:func:`terramind.data.padding.pad_to_multiple`) and dense outputs cropped back to
+        the input's size, so a 120 px tile gives a 120 px map on the tile's grid.
+        """
+        inputs: dict[str, torch.Tensor] = batch["inputs"]
+        height, width = next(iter(inputs.values())).shape[-2:]
+        out = self(_pad_inputs(inputs))
+        if out.ndim == 4:  # dense (B, C, H, W): back to the input's pixels
+            out = crop_to(out, height, width)
+        return {"prediction": self.postprocess(out), "path": batch.get("path")}
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:
         """Turn raw outputs into the values written by ``predict`` (identity for regression)."""
@@ -161,6 +172,18 @@ class _Task(L.LightningModule):
         return torch.optim.lr_scheduler.LinearLR(
             optimizer, start_factor=1.0 / self.warmup_steps, total_iters=max(self.warmup_steps - 1, 1)
         )
+
+
+def _pad_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reflect-pad each ``(B, C, H, W)`` input to sides that are multiples of the patch (unchanged if so)."""
+    padded = {}
+    for name, x in inputs.items():
+        if not any(padding_to_multiple(x.shape[-2], x.shape[-1])):
+            padded[name] = x
+            continue
+        array, _ = pad_to_multiple(x.detach().cpu().numpy())  # numpy mirrors repeatedly for long pads
+        padded[name] = torch.from_numpy(array).to(x.device)
+    return padded
 
 
 def _check_weights(class_weights: Sequence[float] | None, num_classes: int) -> None:
