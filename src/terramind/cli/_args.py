@@ -473,12 +473,15 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 
 def add_precision(p: argparse.ArgumentParser) -> None:
-    """``--precision {fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    """``--precision {auto,fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    from terramind.build import precision  # the one list of precisions, beside what auto means
+
     p.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="fp32 (default) or bf16 autocast (faster on GPUs and AMX CPUs, slightly different results)",
+        choices=precision.PRECISIONS,
+        default="auto",
+        help="auto (default): bf16 where the hardware multiplies bf16 natively (CPUs with avx512_bf16 or "
+        "amx_bf16, CUDA GPUs of compute capability 8.0+), else fp32; fp32: exact (parity); bf16: autocast",
     )
     deprecated(p, "--bf16", "--precision bf16", "precision", nargs=0, const="bf16")
 
