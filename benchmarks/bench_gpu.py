@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -329,7 +330,11 @@ def main() -> None:
         if time.perf_counter() > deadline:
             report.check(f"skipped {' '.join(map(str, case))}", "budget spent")
             continue
-        runner.run(case)
+        try:
+            runner.run(case)
+        except Exception as err:  # one broken case must not cost the others their device time
+            traceback.print_exc()
+            report.check(f"error {' '.join(map(str, case))}", f"{type(err).__name__}: {err}"[:1000])
     print(f"device: {report.data['device']}, torch {torch.__version__}")
     print(report.table())
 
