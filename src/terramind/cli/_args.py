@@ -643,3 +643,25 @@ def _check_layer(args: argparse.Namespace) -> None:
             f"--layer {args.layer} is outside {args.model}'s {depth} encoder blocks: "
             f"use 0..{depth - 1} (or -{depth}..-1 from the end)"
         )
+
+
+COMPILE_CHOICES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+
+
+def compile_setting(text: str) -> bool | str:
+    """Parse ``auto``, ``on`` or ``off`` into ``GenerationOptions.compile``'s ``"auto"``, True or False."""
+    if text not in COMPILE_CHOICES:
+        raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+    return COMPILE_CHOICES[text]
+
+
+def add_compile(p: argparse.ArgumentParser) -> None:
+    """``--compile {auto,on,off}`` -> ``args.compile`` as ``GenerationOptions.compile`` takes it."""
+    p.add_argument(
+        "--compile",
+        type=compile_setting,
+        default="auto",
+        metavar="{auto,on,off}",
+        help="compile the diffusion decoders: auto (default: on a GPU from the second batch of a shape, "
+        "never on the CPU, where compiling takes minutes), on, off",
+    )
