@@ -12,6 +12,8 @@ Variants, timed interleaved (A B C ... A B C ...) in one process, 2 threads, med
                    run with bf16 internals on CPUs with AVX512-BF16
   ours_bf16        our backbone with bf16 weights and activations (``backbone.to(torch.bfloat16)``)
   ref_bf16         the reference under torch.autocast("cpu", torch.bfloat16)
+  ours_auto        our backbone as an inference command runs it by default: ``precision="auto"``
+                   (build/precision.py; bf16 autocast on CPUs with avx512_bf16/amx_bf16, else fp32)
 Times: wall-clock and process CPU time (user+sys of both threads) per forward; on a shared, oversubscribed
 machine the CPU time is the steadier of the two. Peak memory: maxrss growth of one forward (batch 1, then
 batch 8) in a fresh subprocess per variant, after the model is built.
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-VARIANTS = ("ours_fp32", "ref_fp32", "ref_shipped", "ours_bf16", "ref_bf16")
+VARIANTS = ("ours_fp32", "ref_fp32", "ref_shipped", "ours_bf16", "ref_bf16", "ours_auto")
 
 
 def build(size: str, seed: int = 0):
@@ -78,7 +80,14 @@ def runners(ref, ours, ours_bf16, x):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return ref({"S2L2A": x})
 
+    def ours_auto():
+        from terramind.build.precision import autocast
+
+        with autocast("auto", "cpu"):
+            return ours({"S2L2A": x})
+
     return {
+        "ours_auto": at("highest", ours_auto),
         "ours_fp32": at("highest", lambda: ours({"S2L2A": x})),
         "ref_fp32": at("highest", lambda: ref({"S2L2A": x})),
         "ref_shipped": at("medium", lambda: ref({"S2L2A": x})),

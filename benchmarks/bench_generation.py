@@ -7,7 +7,13 @@ temperature 1, top-p 0.8, chained outputs):
 - ``s1rtc``: S2L2A -> S1RTC with 10 diffusion steps;
 - ``five``: S2L2A -> S1GRD, S1RTC, DEM, LULC, NDVI (10 diffusion steps; S2L2A is the input so it is not
   regenerated -- the reference would also keep the S2L2A tokenizer resident);
-- ours in bf16 for ``s1rtc`` and ``five``, with its error against fp32 on the same tokens;
+- per scenario, interleaved: ours with its defaults (``precision="auto"``: bf16 on CPUs with avx512_bf16 or
+  amx_bf16), the reference as shipped, ours in true fp32 and the reference in true fp32; when ``auto`` chose
+  bf16, its error against fp32 on the same tokens;
+- the rates that bound them, measured in the same run (``rates`` worker): this CPU's matmul GFLOP/s in fp32
+  and bf16 (2048^3, 2 threads) and one diffusion UNet step's GFLOP/s in each precision (FLOPs counted by
+  ``torch.utils.flop_counter``), i.e. the fraction of the matmul rate the decoder reaches; with ``--profile``
+  also where a step's time goes, per operator family (``torch.profiler``);
 - ours on a 2240 x 2240 scene (S2L2A -> LULC, tiles 224, overlap 32, batch 4): tiles per second; other
   sizes with ``--scene-size WIDTHxHEIGHT``. Peak memory is set by the width (a strip of tile rows is held)
   and the weights, not by the height.
@@ -31,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -43,8 +50,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = ROOT / "bench_results" / "random_tokenizers"
-OURS_PY = ROOT / ".venv" / "bin" / "python"
-PEER_PY = ROOT / ".peer-venv" / "bin" / "python"
+OURS_PY = Path(os.environ.get("BENCH_OURS_PY", ROOT / ".venv" / "bin" / "python"))
+PEER_PY = Path(os.environ.get("BENCH_PEER_PY", ROOT / ".peer-venv" / "bin" / "python"))
 SCENARIOS = {"lulc": ["LULC"], "s1rtc": ["S1RTC"], "five": ["S1GRD", "S1RTC", "DEM", "LULC", "NDVI"]}
 DIFFUSION_STEPS = int(os.environ.get("BENCH_DIFFUSION_STEPS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "0"))
@@ -102,8 +109,11 @@ def worker_ours(model: str, outputs: list[str], repeats: int, precision: str, ke
         t0 = time.perf_counter()
         gen.generate({"S2L2A": x}, options, seed=i)
         times.append(time.perf_counter() - t0)
-    result = {"build_s": build, "times": times, "peak_mb": _peak_mb()}
-    if precision == "bf16":
+    from terramind.build.precision import resolve_precision
+
+    chosen = resolve_precision(precision, "cpu").precision
+    result = {"build_s": build, "times": times, "peak_mb": _peak_mb(), "precision": chosen}
+    if chosen == "bf16":
         result["bf16_error"] = _bf16_error(gen, x)
     return result
 
@@ -112,7 +122,7 @@ def _bf16_error(gen, x) -> dict:
     """Greedy token agreement, and the decoders' relative error on identical tokens, bf16 vs fp32."""
     from terramind.generation import GenerationOptions
 
-    greedy = GenerationOptions(temperature=0.0)
+    greedy = GenerationOptions(temperature=0.0, precision="fp32")
     t32 = gen.generate_tokens({"S2L2A": x}, greedy, seed=0)
     t16 = gen.generate_tokens({"S2L2A": x}, greedy.replace(precision="bf16"), seed=0)
     agree = {k: float((t32[k] == t16[k]).float().mean()) for k in t32}
@@ -125,6 +135,66 @@ def _bf16_error(gen, x) -> dict:
         for k, v in errors["fp32"].items()  # LULC comes back as class ids: compare as numbers
     }
     return {"token_agreement": agree, "decoded_rel_error": rel}
+
+
+def worker_rates(repeats: int, profile: bool) -> dict:
+    """Matmul and diffusion-step GFLOP/s in fp32 and bf16, interleaved; optionally a per-family profile."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from terramind.api.tokenizers import create_tokenizer
+
+    torch.set_num_threads(2)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    tok = create_tokenizer("S1RTC", decode_only=True).eval()
+    x, t, codes = torch.randn(1, 2, 224, 224), torch.tensor([999]), torch.rand(1, 5, 14, 14)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        tok.decoder(x, t, codes)
+    step_flop = counter.get_total_flops()
+    out: dict = {"step_gflop": step_flop / 1e9}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        matmul = functools.partial(torch.matmul, a.to(dtype), b.to(dtype))
+        out[f"matmul_gflops_{precision}"] = 2 * 2048**3 / 1e9 / _median_call(matmul, 5)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            step = functools.partial(
+                tok._denoiser(codes, False), x, t
+            )  # the decode's own step (weights cast once)
+            seconds = _median_call(step, repeats)
+            out[f"step_s_{precision}"] = seconds
+            out[f"step_gflops_{precision}"] = step_flop / 1e9 / seconds
+            if profile:
+                out[f"profile_{precision}"] = _families(step)
+        rate = out[f"matmul_gflops_{precision}"]
+        out[f"step_fraction_{precision}"] = out[f"step_gflops_{precision}"] / rate
+    return out
+
+
+def _median_call(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+FAMILIES = ("convolution", "mkldnn", "conv", "addmm", "bmm", "mm", "attention", "group_norm", "silu", "cat",
+            "copy_", "to", "add", "mul", "upsample", "clamp")  # fmt: skip
+
+
+def _families(fn) -> dict:
+    """Self CPU milliseconds of one call per operator family (first matching name fragment)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    totals: dict = {}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        family = next((f for f in FAMILIES if f in name), "other")
+        totals[family] = totals.get(family, 0.0) + event.self_cpu_time_total / 1e3
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
 def worker_ref(model: str, outputs: list[str], repeats: int, precision: str) -> dict:
@@ -223,6 +293,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench_results" / "generation.json")
     ap.add_argument("--diffusion-steps", type=int, default=DIFFUSION_STEPS)
     ap.add_argument("--warmup", type=int, default=WARMUP, help="untimed runs before the timed ones")
+    ap.add_argument("--rates", action="store_true", help="also measure matmul and diffusion-step GFLOP/s")
+    ap.add_argument("--profile", action="store_true", help="with --rates: per-family profile of a step")
+    ap.add_argument("--kept", action="store_true", help="five: also ours with the decoders kept resident")
     args = ap.parse_args()
     os.environ["BENCH_DIFFUSION_STEPS"], os.environ["BENCH_WARMUP"] = (
         str(args.diffusion_steps),
@@ -234,6 +307,8 @@ def main() -> None:
             result = worker_files(rest[0].split(","))
         elif kind == "scene":
             result = worker_scene(rest[0], rest[1], int(rest[2]))
+        elif kind == "rates":
+            result = worker_rates(int(rest[0]), rest[1] == "profile")
         elif kind == "ref":
             result = worker_ref(rest[0], rest[1].split(","), int(rest[2]), rest[3])
         else:
@@ -241,20 +316,22 @@ def main() -> None:
         print(json.dumps(result))
         return
     rows = []
+    if args.rates:
+        rates = run_worker(OURS_PY, "rates", "3", "profile" if args.profile else "-")
+        rows.append({"scenario": "rates", "who": "ours", **rates})
+        print("rates:", json.dumps(rates), flush=True)
     scenarios = [n for n in args.scenarios.split(",") if n] if args.repeats > 0 else []  # 0: scene only
     needed = {m for n in scenarios for m in SCENARIOS[n]} | ({"LULC"} if args.scene else set())
     print("tokenizer files:", run_worker(OURS_PY, "files", ",".join(sorted(needed))), flush=True)
     for name in scenarios:
         outs = ",".join(SCENARIOS[name])
         plan = [
-            ("ours fp32", OURS_PY, "ours", "fp32"),
+            ("ours default (auto)", OURS_PY, "ours", "auto"),
             ("reference (as imported: medium)", PEER_PY, "ref", "medium"),
-            ("ours bf16", OURS_PY, "ours", "bf16"),
+            ("ours fp32", OURS_PY, "ours", "fp32"),
             ("reference fp32 (highest)", PEER_PY, "ref", "highest"),
         ]
-        if name == "lulc":
-            plan = [p for p in plan if p[0] != "ours bf16"]
-        if name == "five":
+        if name == "five" and args.kept:
             plan.insert(1, ("ours fp32 (decoders kept)", OURS_PY, "ours-kept", "fp32"))
         for label, python, kind, precision in plan:
             result = run_worker(python, kind, args.model, outs, str(args.repeats), precision)

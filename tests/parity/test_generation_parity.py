@@ -31,7 +31,7 @@ _spec.loader.exec_module(goldens)
 
 KEYS = {"LULC": "tok_lulc@224", "DEM": "tok_dem@224"}
 ENCODER_KEYS = ["untok_sen2l2a@224", "tok_lulc@224"]
-GREEDY = GenerationOptions(strategy="single", chain=True, temperature=0.0)
+GREEDY = GenerationOptions(strategy="single", chain=True, temperature=0.0, precision="fp32")  # parity path
 
 
 class _Unused:
@@ -100,7 +100,7 @@ def test_logits_match_the_reference(small):
 
 def test_unchained_generation_differs_from_the_reference(small):
     golden, gen, x = small
-    opts = GenerationOptions(strategy="single", chain=False, temperature=0.0)
+    opts = GenerationOptions(strategy="single", chain=False, temperature=0.0, precision="fp32")
     out = gen.generate_tokens({"S2L2A": x}, opts, seed=0, standardize=False)
     assert torch.equal(out["LULC"].reshape(2, -1), golden["tokens_tok_lulc@224"])
     assert not torch.equal(out["DEM"].reshape(2, -1), golden["tokens_tok_dem@224"])

@@ -44,7 +44,7 @@ def test_generate_refuses_options_out_of_range(
     "values,phrase",
     [
         ({"strategy": "beam"}, "unknown decoding strategy 'beam'; choose one of 'single', 'roar', 'maskgit'"),
-        ({"precision": "fp16"}, "precision must be one of 'fp32', 'bf16'"),
+        ({"precision": "fp16"}, "precision must be one of 'auto', 'fp32', 'bf16'"),
         ({"guidance": 0.0}, "guidance must be > 0"),
         ({"steps": 2.5}, "steps must be an integer, got 2.5"),
         ({"temperature": "hot"}, "temperature must be a number, got 'hot'"),

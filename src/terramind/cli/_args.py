@@ -31,7 +31,6 @@ from terramind.modalities import get_modality
 
 Check = Callable[[argparse.Namespace], None]
 CHECKS = "_checks"  # namespace attribute holding a command's post-parse checks
-PRECISIONS = ("fp32", "bf16")
 WEIGHTS_HELP = "'hub' (the official release, default), 'random' (untrained) or a local file"
 
 
@@ -480,12 +479,15 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 
 def add_precision(p: argparse.ArgumentParser) -> None:
-    """``--precision {fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    """``--precision {auto,fp32,bf16}``; ``--bf16`` is the deprecated spelling of ``--precision bf16``."""
+    from terramind.build import precision  # the one list of precisions, beside what auto means
+
     p.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="fp32 (default) or bf16 autocast (faster on GPUs and AMX CPUs, slightly different results)",
+        choices=precision.PRECISIONS,
+        default="auto",
+        help="auto (default): bf16 where the hardware multiplies bf16 natively (CPUs with avx512_bf16 or "
+        "amx_bf16, CUDA GPUs of compute capability 8.0+), else fp32; fp32: exact (parity); bf16: autocast",
     )
     deprecated(p, "--bf16", "--precision bf16", "precision", nargs=0, const="bf16")
 
@@ -945,3 +947,25 @@ def add_task_checkpoint(p: argparse.ArgumentParser) -> None:
         help="the task's config file(s)",
     )
     p.add_argument("--ckpt_path", required=True, type=input_file, help="a checkpoint written by `fit`")
+
+
+COMPILE_CHOICES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+
+
+def compile_setting(text: str) -> bool | str:
+    """Parse ``auto``, ``on`` or ``off`` into ``GenerationOptions.compile``'s ``"auto"``, True or False."""
+    if text not in COMPILE_CHOICES:
+        raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+    return COMPILE_CHOICES[text]
+
+
+def add_compile(p: argparse.ArgumentParser) -> None:
+    """``--compile {auto,on,off}`` -> ``args.compile`` as ``GenerationOptions.compile`` takes it."""
+    p.add_argument(
+        "--compile",
+        type=compile_setting,
+        default="auto",
+        metavar="{auto,on,off}",
+        help="compile the diffusion decoders: auto (default: on a GPU from the second batch of a shape, "
+        "never on the CPU, where compiling takes minutes), on, off",
+    )

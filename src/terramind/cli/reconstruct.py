@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from terramind.build.precision import autocast
 from terramind.cli import _args
 from terramind.cli.tokenize import add_common, load_tokenizer, read_tile, to_model_input
 from terramind.data.geotiff import write_raster
@@ -71,12 +72,9 @@ def run(args: argparse.Namespace) -> int:
     tok = load_tokenizer(spec.name, _args.tokenizer_weights(args), args.device)
     x = to_model_input(raster, spec.name, offset, args.device, multiple=tok.side_multiple)
     generator = torch.Generator().manual_seed(args.seed)
-    autocast = torch.autocast(
-        torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16"
-    )
     with torch.inference_mode():
         ids = tok.encode(x)
-        with autocast:
+        with autocast(args.precision, args.device):
             out = tok.decode(ids, steps=args.diffusion_steps, generator=generator)[0].float().cpu().numpy()
     out = crop_to(out, raster.georef.height, raster.georef.width)  # undo the padding of to_model_input
     valid = raster.valid

@@ -19,14 +19,16 @@ does not depend on the tile batch size.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 import torch
 
+from terramind.build.precision import autocast
 from terramind.core.errors import InputError, ModalityError, ShapeError
-from terramind.generation.options import PRECISIONS, GenerationOptions
+from terramind.generation.options import AUTO_COMPILE_AFTER, GenerationOptions
 from terramind.generation.strategies import decode_grid, decode_sequence, get_strategy
 from terramind.layers.sampling import fresh_seed, generators
 from terramind.modalities import Kind, ModalitySpec, destandardize, get_modality, modality_names, standardize
@@ -163,6 +165,7 @@ class Generator:
         self.model = model.eval()
         self.last_seed: int | None = None
         self._held: tuple[str, Tokenizer] | None = None  # the on-demand tokenizer used last
+        self._decodes: Counter[tuple[object, ...]] = Counter()  # decoder runs by (output, shape, precision)
 
     @property
     def device(self) -> torch.device:
@@ -420,16 +423,24 @@ class Generator:
             gens = generators(tokens.seed, tokens.sample_indices, f"noise/{spec.name}")
             noise = torch.cat([torch.randn(shape, generator=g) for g in gens])
         with self._autocast(opts.precision):
-            values = tokenizer.decode(ids, steps=opts.diffusion_steps, noise=noise)
+            compiled = self._compile_now(spec, ids, opts)
+            values = tokenizer.decode(ids, steps=opts.diffusion_steps, noise=noise, compile=compiled)
         return values.float()
+
+    def _compile_now(self, spec: ModalitySpec, ids: torch.Tensor, opts: GenerationOptions) -> bool:
+        """Whether this decode runs compiled: as asked, or under "auto" once its shape ran often enough."""
+        device = self.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (spec.name, tuple(ids.shape), dtype)
+        runs, self._decodes[key] = self._decodes[key], self._decodes[key] + 1
+        if opts.compile != "auto":
+            return bool(opts.compile)
+        after = AUTO_COMPILE_AFTER.get(self.device.type)
+        return spec.classes is None and after is not None and runs >= after
 
     @contextlib.contextmanager
     def _autocast(self, precision: str) -> Iterator[None]:
-        dtype = PRECISIONS[precision]
-        if dtype is None:
-            yield
-            return
-        with torch.autocast(self.device.type, dtype=dtype):
+        with autocast(precision, self.device):
             yield
 
     def _image_tokenizer(self, name: str) -> ImageTokenizerLike:

@@ -14,17 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-import torch
-
+from terramind.build.precision import PRECISIONS, Precision
 from terramind.core.errors import InputError
 from terramind.generation.schedule import TemperatureSchedule
 from terramind.generation.strategies import STRATEGIES
 from terramind.layers.sampling import SamplingConfig
 
 StrategyName = Literal["single", "roar", "maskgit"]
-Precision = Literal["fp32", "bf16"]
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-"""Autocast dtype of each precision (None: none). A new precision is one entry here and one in the Literal."""
+Compile = bool | Literal["auto"]
+AUTO_COMPILE_AFTER: dict[str, int | None] = {"cuda": 1, "cpu": None}
+"""``compile="auto"``: per device type, compile a decoder once it has run this many times at one shape
+(None: never). A one-tile command never compiles (the first call of a shape always runs eager); a scene or a
+batch job compiles from its second batch on. CPU: see BENCHMARKS.md for why it stays eager."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ class GenerationOptions:
         guidance: Classifier-free guidance scale (1 = off); the unconditional pass drops the inputs.
         chain: Feed each generated output to the encoder for the following outputs.
         diffusion_steps: DDIM steps of the diffusion decoders.
-        precision: ``"fp32"`` or ``"bf16"`` (autocast for model and tokenizer decoders).
+        precision: ``"auto"`` (bf16 where the hardware multiplies bf16 natively, else fp32; see
+            :mod:`terramind.build.precision`), ``"fp32"`` (exact, the parity path) or ``"bf16"`` (autocast for
+            model and tokenizer decoders).
+        compile: Compile the diffusion decoders (:mod:`terramind.layers.compile`): True, False or
+            ``"auto"`` (see :data:`AUTO_COMPILE_AFTER`).
     """
 
     strategy: StrategyName = "roar"
@@ -55,7 +60,8 @@ class GenerationOptions:
     guidance: float = 1.0
     chain: bool = True
     diffusion_steps: int = 10
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
+    compile: Compile = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.temperature_schedule, str):  # the CLI/JSON spelling
@@ -68,6 +74,8 @@ class GenerationOptions:
             )
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {_names(Precision)}, got {self.precision!r}")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise InputError(f"compile must be true, false or 'auto', got {self.compile!r}")
         for name, kinds in _TYPES.items():
             value = getattr(self, name)
             if isinstance(value, bool) is not (kinds == (bool,)) or not isinstance(value, kinds):

@@ -27,8 +27,9 @@ class ImageTokenizerLike(Protocol):
         steps: int = 50,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
+        compile: bool = False,
     ) -> torch.Tensor:
-        """Standardized image (B, C, H, W) of ids (B, h, w) (LULC: class logits)."""
+        """Standardized image (B, C, H, W) of ids (B, h, w) (LULC: class logits); ``compile``: a hint."""
         ...
 
 

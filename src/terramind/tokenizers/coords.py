@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 import os
 import re
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from terramind.core.errors import CheckpointError, InputError
 from terramind.modalities.tokens import PAD_ID
-from tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # imported when a vocabulary is read: generating images needs no Hugging Face tokenizers
+    from tokenizers import Tokenizer
 
 GRID = 0.25  # degrees between neighbouring coordinate tokens
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[SOS]", "[EOS]", "[S_0]", "[S_1]", "[S_2]")  # ids 0..6 in the release
@@ -49,6 +52,8 @@ class CoordsTokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> CoordsTokenizer:
         """Load the vocabulary JSON (``config.json`` of the release)."""
+        from tokenizers import Tokenizer
+
         try:
             return cls(Tokenizer.from_file(os.fspath(path)))
         except Exception as err:  # tokenizers raises a bare Exception for missing or malformed files

@@ -7,6 +7,11 @@ blocks per level, single-head attention at downsampling factors 4 and 8 and in t
 computed in fp32, the timestep embedding added after each block's first convolution. Submodule names
 (``input_blocks.5.0.in_layers.2`` ...) follow the official state dicts, which is why the residual blocks keep
 their ``nn.Sequential`` layouts (index 2 of ``out_layers`` is the release's dropout slot).
+
+Under CPU autocast (bf16) the feature maps run channels-last (NHWC): oneDNN's bf16 convolutions, which are
+~70% of a step, skip their layout reorders, and GroupNorm, SiLU and the adds have NHWC kernels. Measured on
+the base S1RTC decoder, one 224 px step: 4.2 s instead of 5.1 s of CPU time (2 threads, avx512_bf16), the
+same result to bf16 rounding. fp32 keeps NCHW, so the exact (parity) path is untouched.
 """
 
 from __future__ import annotations
@@ -220,6 +225,8 @@ class PatchedUNet(nn.Module):
         cond = F.interpolate(codes.to(folded.dtype), size=(hp, wp), mode="nearest")
         emb = self.time_embed(timestep_features(t.reshape(-1), self.cfg.model_channels).to(x.device))
         h = torch.cat([folded, cond], dim=1)
+        if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            h = h.contiguous(memory_format=torch.channels_last)  # bf16 on the CPU: NHWC (module docstring)
         skips = []
         for stage in self.input_blocks:
             h = stage(h, emb)
