@@ -5,6 +5,9 @@ worker and set of input modalities; the worker keeps it) and :meth:`~Job.run` wr
 its folder through the scene engine, so each scene streams in bounded memory, resumes after an interruption
 (rerun: the engine's resume state in the scene's folder) and is written atomically.
 
+Every job also takes the keyword-only tiling fields of :class:`TiledJob` (``tile``, ``overlap``,
+``batch_size``, ``device``).
+
 ========================  =========================================  ======================================
 kind                      one scene                                  writes (in ``OUTPUT/<scene>/``)
 ========================  =========================================  ======================================
@@ -116,8 +119,6 @@ class TiledJob:
 class GenerateJob(TiledJob):
     """``generate``: the outputs ``to`` of every scene, as ``terramind generate`` writes them.
 
-    The tiling fields (keyword-only) are those of :class:`TiledJob`.
-
     Attributes:
         to: Output modalities, in order.
         model: Model name.
@@ -190,8 +191,6 @@ class GenerateJob(TiledJob):
 class EmbedJob(TiledJob):
     """``embed``: the embedding product of every scene, as ``terramind embed --scene`` writes it.
 
-    The tiling fields (keyword-only) are those of :class:`TiledJob`.
-
     Attributes:
         model: Model name.
         weights: ``hub``, ``random`` or a path.
@@ -251,8 +250,6 @@ class EmbedJob(TiledJob):
 @dataclass(frozen=True)
 class WaterJob(TiledJob):
     """``zeroshot-water``: the water mask of every scene, as ``terramind zeroshot water`` writes it.
-
-    The tiling fields (keyword-only) are those of :class:`TiledJob`.
 
     Attributes:
         model: Model name.
@@ -326,8 +323,6 @@ class LoadedTask:
 @dataclass(frozen=True)
 class PredictJob(TiledJob):
     """``predict``: a fine-tuned model's map of every scene, as ``terramind finetune scene`` writes it.
-
-    The tiling fields (keyword-only) are those of :class:`TiledJob`.
 
     Attributes:
         config: The task's config file(s).
