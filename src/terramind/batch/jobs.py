@@ -5,6 +5,9 @@ worker and set of input modalities; the worker keeps it) and :meth:`~Job.run` wr
 its folder through the scene engine, so each scene streams in bounded memory, resumes after an interruption
 (rerun: the engine's resume state in the scene's folder) and is written atomically.
 
+Every job also takes the keyword-only tiling fields of :class:`TiledJob` (``tile``, ``overlap``,
+``batch_size``, ``device``).
+
 ========================  =========================================  ======================================
 kind                      one scene                                  writes (in ``OUTPUT/<scene>/``)
 ========================  =========================================  ======================================
@@ -72,21 +75,48 @@ def _inputs(scene: Scene) -> dict[str, Path]:
     return {mod: as_path(source) for mod, source in scene.inputs.items()}
 
 
-def _settings(job: Any) -> dict[str, Any]:
-    out = {"job": job.kind}
-    for key, value in asdict(job).items():
-        if not callable(value):
-            out[key] = value.as_dict() if isinstance(value, GenerationOptions) else value
-    return out
-
-
 def _note_random(weights: str | None) -> None:
     if weights in (None, "random"):
         print("terramind: note: running with RANDOM (untrained) weights", flush=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TiledJob:
+    """What every job shares: how a scene is tiled and run, and its recorded settings.
+
+    The fields are keyword-only, so each job's own fields keep their positions.
+
+    Attributes:
+        tile: Tile side in pixels.
+        overlap: Tile overlap in pixels.
+        batch_size: Tiles per model call.
+        device: Torch device of the worker.
+    """
+
+    tile: int = 224
+    overlap: int = 32
+    batch_size: int = 4
+    device: str = "cpu"
+
+    def settings(self) -> dict[str, Any]:
+        """Return the job's options (its fields, the loader excepted, and ``job``: its kind)."""
+        fields = asdict(self)
+        out = {"job": fields["kind"]}
+        for key, value in fields.items():
+            if not callable(value):
+                out[key] = value.as_dict() if isinstance(value, GenerationOptions) else value
+        return out
+
+    def _done(self, outputs: Sequence[Path], grid: Any, start: float) -> SceneDone:
+        """Return the record of a scene (``grid``: its scanned georeference) written since ``start``."""
+        from terramind.scene import TileLayout
+
+        tiles = TileLayout(grid.height, grid.width, self.tile, self.overlap).num_tiles
+        return SceneDone(tuple(map(str, outputs)), tiles, time.perf_counter() - start)
+
+
 @dataclass(frozen=True)
-class GenerateJob:
+class GenerateJob(TiledJob):
     """``generate``: the outputs ``to`` of every scene, as ``terramind generate`` writes them.
 
     Attributes:
@@ -97,10 +127,6 @@ class GenerateJob:
         options: Decoding options.
         seed: Seed of all sampling.
         offset: Per modality, the DN offset (STAC items imply theirs where not given here).
-        tile: Tile side in pixels.
-        overlap: Tile overlap in pixels.
-        batch_size: Tiles per model call.
-        device: Torch device of the worker.
     """
 
     to: tuple[str, ...]
@@ -110,10 +136,6 @@ class GenerateJob:
     options: GenerationOptions = field(default_factory=GenerationOptions)
     seed: int = 0
     offset: Mapping[str, float] = field(default_factory=dict)
-    tile: int = 224
-    overlap: int = 32
-    batch_size: int = 4
-    device: str = "cpu"
     kind: str = "generate"
 
     def check(self, scene: Scene) -> None:
@@ -126,10 +148,6 @@ class GenerateJob:
         for name in [*scene.inputs, *self.to]:
             if not get_modality(name).is_image:
                 raise ModalityError(f"{scene.row}: {name} is not an image: batch generate takes images only")
-
-    def settings(self) -> dict[str, Any]:
-        """Return the job's options."""
-        return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
         """Build the generator (decoders resident: a worker runs many tiles); return it with its digest."""
@@ -150,7 +168,7 @@ class GenerateJob:
         """Generate the scene's outputs into ``folder``."""
         from terramind.core.files import output_folder
         from terramind.generation.scene import generate_scene, generator_tile_fn
-        from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene
+        from terramind.scene import WORK_DIR, SceneOutput, fill_values, scan_scene
         from terramind.scene.offsets import resolve_offsets
 
         generator, digest = loaded
@@ -166,12 +184,11 @@ class GenerateJob:
                 batch=self.batch_size, fill=fill_values(list(inputs), offset), settings=settings,
                 weights=digest, overwrite=overwrite, lock_dir=folder,
             )  # fmt: skip
-        tiles = TileLayout(grid.height, grid.width, self.tile, self.overlap).num_tiles
-        return SceneDone(tuple(map(str, written)), tiles, time.perf_counter() - start)
+        return self._done(written, grid, start)
 
 
 @dataclass(frozen=True)
-class EmbedJob:
+class EmbedJob(TiledJob):
     """``embed``: the embedding product of every scene, as ``terramind embed --scene`` writes it.
 
     Attributes:
@@ -181,10 +198,6 @@ class EmbedJob:
         pool: Patches per cell side.
         layer: Encoder block read.
         offset: Per modality, the DN offset.
-        tile: Tile side in pixels.
-        overlap: Tile overlap in pixels.
-        batch_size: Tiles per model call.
-        device: Torch device of the worker.
     """
 
     model: str = "terramind_v1_base"
@@ -193,10 +206,6 @@ class EmbedJob:
     pool: int = 1
     layer: int = -1
     offset: Mapping[str, float] = field(default_factory=dict)
-    tile: int = 224
-    overlap: int = 32
-    batch_size: int = 4
-    device: str = "cpu"
     kind: str = "embed"
 
     def check(self, scene: Scene) -> None:
@@ -207,10 +216,6 @@ class EmbedJob:
         for name in scene.inputs:
             if get_modality(name).classes is not None:
                 raise ModalityError(f"{scene.row}: {name} is a class map: embedding products take images")
-
-    def settings(self) -> dict[str, Any]:
-        """Return the job's options."""
-        return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
         """Build the backbone over these modalities; return it with its weights digest."""
@@ -243,7 +248,7 @@ class EmbedJob:
 
 
 @dataclass(frozen=True)
-class WaterJob:
+class WaterJob(TiledJob):
     """``zeroshot-water``: the water mask of every scene, as ``terramind zeroshot water`` writes it.
 
     Attributes:
@@ -252,10 +257,6 @@ class WaterJob:
         tokenizer_weights: As ``--tokenizer-weights`` (None: as ``weights``).
         flooded_vegetation: Count flooded vegetation as water.
         seed: Seed of all sampling.
-        tile: Tile side in pixels.
-        overlap: Tile overlap in pixels.
-        batch_size: Tiles per model call.
-        device: Torch device of the worker.
     """
 
     model: str = "terramind_v1_base"
@@ -263,10 +264,6 @@ class WaterJob:
     tokenizer_weights: str | None = None
     flooded_vegetation: bool = False
     seed: int = 0
-    tile: int = 224
-    overlap: int = 32
-    batch_size: int = 4
-    device: str = "cpu"
     kind: str = "zeroshot-water"
 
     def check(self, scene: Scene) -> None:
@@ -274,10 +271,6 @@ class WaterJob:
         from terramind.generation.generate import check_modalities
 
         check_modalities(list(scene.inputs), ["LULC"])
-
-    def settings(self) -> dict[str, Any]:
-        """Return the job's options."""
-        return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
         """Build the LULC generator; return it with its weights digest."""
@@ -290,7 +283,7 @@ class WaterJob:
         from terramind.core.files import output_folder
         from terramind.evaluate.zeroshot import map_water
         from terramind.generation.scene import generator_tile_fn
-        from terramind.scene import SceneOutput, TileLayout, scan_scene
+        from terramind.scene import SceneOutput, scan_scene
         from terramind.scene.offsets import resolve_offsets
 
         generator, digest = loaded
@@ -307,8 +300,7 @@ class WaterJob:
                 overlap=self.overlap, batch=self.batch_size, settings=self.settings(), weights=digest,
                 overwrite=overwrite, offset=offset,
             )  # fmt: skip
-        tiles = TileLayout(grid.height, grid.width, self.tile, self.overlap).num_tiles
-        return SceneDone((str(out),), tiles, time.perf_counter() - start)
+        return self._done([out], grid, start)
 
 
 @dataclass(frozen=True)
@@ -329,7 +321,7 @@ class LoadedTask:
 
 
 @dataclass(frozen=True)
-class PredictJob:
+class PredictJob(TiledJob):
     """``predict``: a fine-tuned model's map of every scene, as ``terramind finetune scene`` writes it.
 
     Attributes:
@@ -337,27 +329,15 @@ class PredictJob:
         ckpt_path: The checkpoint written by ``fit``.
         loader: Builds the task from ``(config, ckpt_path)`` (a module-level function: it is sent to the
             workers by reference).
-        tile: Tile side in pixels.
-        overlap: Tile overlap in pixels.
-        batch_size: Tiles per model call.
-        device: Torch device of the worker.
     """
 
     config: tuple[str, ...]
     ckpt_path: str
     loader: Callable[[Sequence[str], str], LoadedTask]
-    tile: int = 224
-    overlap: int = 32
-    batch_size: int = 4
-    device: str = "cpu"
     kind: str = "predict"
 
     def check(self, scene: Scene) -> None:
         """Accept every scene: its inputs are checked against the model's when it is loaded."""
-
-    def settings(self) -> dict[str, Any]:
-        """Return the job's options."""
-        return _settings(self)
 
     def load(self, modalities: Sequence[str]) -> Any:
         """Build the fine-tuned task on the worker's device."""
@@ -369,7 +349,7 @@ class PredictJob:
         """Write the scene's prediction into ``folder``."""
         from terramind.core.files import output_folder
         from terramind.finetune.scene import predict_scene
-        from terramind.scene import TileLayout, scan_scene
+        from terramind.scene import scan_scene
 
         start, inputs = time.perf_counter(), _inputs(scene)
         grid = scan_scene(inputs)
@@ -379,8 +359,7 @@ class PredictJob:
                 loaded.model, inputs, loaded.specs, out, out_channels=loaded.out_channels, kind=loaded.kind,
                 tile=self.tile, overlap=self.overlap, batch=self.batch_size, overwrite=overwrite,
             )  # fmt: skip
-        tiles = TileLayout(grid.height, grid.width, self.tile, self.overlap).num_tiles
-        return SceneDone((str(out),), tiles, time.perf_counter() - start)
+        return self._done([out], grid, start)
 
 
 def _library(value: str | None) -> str | None:

@@ -969,3 +969,38 @@ def add_compile(p: argparse.ArgumentParser) -> None:
         help="compile the diffusion decoders: auto (default: on a GPU from the second batch of a shape, "
         "never on the CPU, where compiling takes minutes), on, off",
     )
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """Add what to generate and how (``generate``, ``batch generate``: the same flags in both).
+
+    ``--to``, the model and weights, the seed, the decoding options (read by
+    :func:`terramind.cli.generate.options_from_args`), offsets, tiling and precision.
+    """
+    from terramind.generation.strategies import STRATEGIES
+
+    p.add_argument(
+        "--to", required=True, type=modality_list, metavar="MOD[,MOD...]", help="outputs, in order"
+    )
+    add_model(p)
+    add_weights(p)
+    add_seed(p)
+    p.add_argument("--steps", type=positive_int, default=1, help="token decoding steps per output")
+    p.add_argument("--strategy", default="roar", choices=sorted(STRATEGIES), help="decoding strategy")
+    add_diffusion_steps(p)
+    add_sampling(p)
+    add_offsets(p)
+    p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
+    add_tiling(p)
+    add_precision(p)
+
+
+def add_water_options(p: argparse.ArgumentParser) -> None:
+    """Add the zero-shot water mask's options (``zeroshot water``, ``batch zeroshot-water``).
+
+    ``--flooded-vegetation``, and the model, weights and seed of the LULC generation.
+    """
+    p.add_argument("--flooded-vegetation", action="store_true", help="count flooded vegetation as water")
+    add_model(p)
+    add_weights(p)
+    add_seed(p)

@@ -57,26 +57,6 @@ def _manifest(text: str) -> Path:
     return path
 
 
-def _generate_options(p: argparse.ArgumentParser) -> None:
-    # the same spelling, default and help as `terramind generate` (tests/cli/test_flags.py checks it)
-    from terramind.generation.strategies import STRATEGIES
-
-    p.add_argument(
-        "--to", required=True, type=_args.modality_list, metavar="MOD[,MOD...]", help="outputs, in order"
-    )
-    _args.add_model(p)
-    _args.add_weights(p)
-    _args.add_seed(p)
-    p.add_argument("--steps", type=_args.positive_int, default=1, help="token decoding steps per output")
-    p.add_argument("--strategy", default="roar", choices=sorted(STRATEGIES), help="decoding strategy")
-    _args.add_diffusion_steps(p)
-    _args.add_sampling(p)
-    _args.add_offsets(p)
-    p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
-    _args.add_tiling(p)
-    _args.add_precision(p)
-
-
 def _embed_options(p: argparse.ArgumentParser) -> None:
     from terramind.cli.embed import add_product_options
 
@@ -89,10 +69,7 @@ def _embed_options(p: argparse.ArgumentParser) -> None:
 
 
 def _water_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flooded-vegetation", action="store_true", help="count flooded vegetation as water")
-    _args.add_model(p)
-    _args.add_weights(p)
-    _args.add_seed(p)
+    _args.add_water_options(p)
     _args.add_tiling(p)
 
 
@@ -102,7 +79,10 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
 
 
 JOB_PARSERS = {
-    "generate": ("generate modalities for every scene (as `terramind generate`)", _generate_options),
+    "generate": (
+        "generate modalities for every scene (as `terramind generate`)",
+        _args.add_generation_options,
+    ),
     "embed": ("an embedding product per scene (as `terramind embed --scene`)", _embed_options),
     "zeroshot-water": ("a water mask per scene (as `terramind zeroshot water`)", _water_options),
     "predict": ("a fine-tuned model's map per scene (as `terramind finetune scene`)", _predict_options),

@@ -22,7 +22,6 @@ from terramind.core.lock import folder_lock
 from terramind.generation.generate import check_modalities
 from terramind.generation.options import GenerationOptions
 from terramind.generation.scene import generate_scene, generator_digest, generator_tile_fn
-from terramind.generation.strategies import STRATEGIES
 from terramind.modalities import get_modality
 from terramind.scene import WORK_DIR, SceneOutput, TileLayout, fill_values, scan_scene, tqdm_progress
 from terramind.scene.quicklook import write_quicklook
@@ -38,26 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _args.add_scene_inputs(p)
-    p.add_argument(
-        "--to", required=True, type=_args.modality_list, metavar="MOD[,MOD...]", help="outputs, in order"
-    )
     _args.add_output(p, "output folder (created if missing)", folder=True)
     _args.deprecated(p, "--out", "-o/--output", "output", type=Path)
-    _args.add_model(p)
-    _args.add_weights(p)
-    _args.add_seed(p)
-    p.add_argument("--steps", type=_args.positive_int, default=1, help="token decoding steps per output")
-    p.add_argument("--strategy", default="roar", choices=sorted(STRATEGIES), help="decoding strategy")
-    _args.add_diffusion_steps(p)
-    _args.add_sampling(p)
-    _args.add_offsets(p)
-    p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
-    _args.add_tiling(p)
+    _args.add_generation_options(p)
     _args.add_grid(p)
     _args.add_resampling(p)
     _args.add_stac(p)
     _args.add_batch_size(p)
-    _args.add_precision(p)
     _args.add_device(p)
     p.add_argument("--png", action="store_true", help="also write PNG quicklooks")
     _args.add_overwrite(p)

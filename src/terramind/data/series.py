@@ -17,7 +17,8 @@ Sources of one modality's series:
   ``bands`` ``(T, C, H, W)`` (``T = 4`` for S1RTC and S2L2A, 1 for DEM; any numeric dtype, kept until
   standardising) and ``time`` ``(T,)`` (``datetime64[ns]``, or integers with a CF ``units`` attribute
   ``"<unit> since <date>"``, default nanoseconds since 1970-01-01; values at or below 1e6 ns mean "no
-  date", as in TerraMesh). The label's ``bands`` is ``(1, 1, H, W)``, ``(1, H, W)`` or ``(H, W)`` class ids.
+  date", as in TerraMesh: one decoding for both, :mod:`terramind.data.zarr_time`). The label's ``bands``
+  is ``(1, 1, H, W)``, ``(1, H, W)`` or ``(H, W)`` class ids.
 
 Rules (one-line errors): dates of a series must be strictly increasing; every date of a sample must be on
 one grid (CRS, transform, size: reproject first, e.g. with ``gdalwarp -tap``; this reader does not
@@ -45,13 +46,11 @@ from terramind.core.optional import require
 from terramind.data.geotiff import GeoRef, Raster, band_positions, read_raster
 from terramind.data.policy import check_pixels
 from terramind.data.tiles import ModalityInput, d4, prepare_input, read_label
+from terramind.data.zarr_time import zarr_time_ns
 
 EPOCH = date(1970, 1, 1)
 ZARR_SUFFIX = ".zarr.zip"
 IMPACTMESH_LABEL = "MASK"  # assumed label folder of the ImpactMesh layout (module docstring)
-NO_TIME_NS = 1e6  # zarr time values at or below this mean "no date" (TerraMesh's convention)
-_UNIT_NS = {"nanoseconds": 1, "microseconds": 10**3, "milliseconds": 10**6, "seconds": 10**9,
-            "minutes": 60 * 10**9, "hours": 3600 * 10**9, "days": 86400 * 10**9}  # fmt: skip
 # A date in a file name: 2021-06-01 / 2021_06_01, or 20210601 not inside a longer number.
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -305,20 +304,9 @@ def _zarr_group(path: Path) -> Any:
 
 
 def zarr_days(array: Any) -> np.ndarray:
-    """Days since 1970-01-01 of a zarr ``time`` array (0 for "no date"; module docstring for the rules)."""
-    values = np.asarray(array[...]).reshape(-1)
-    if np.issubdtype(values.dtype, np.datetime64):
-        ns = values.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
-    else:
-        units = str(array.attrs.get("units", "nanoseconds since 1970-01-01"))
-        unit, _, origin = units.partition(" since ")
-        if unit.strip() not in _UNIT_NS:
-            raise InputError(
-                f"time units {units!r} not understood: use '<unit> since <date>' ({', '.join(_UNIT_NS)})"
-            )
-        start = parse_date(origin) or EPOCH
-        ns = values.astype(np.float64) * _UNIT_NS[unit.strip()] + days(start) * 86400e9
-    return np.where(ns <= NO_TIME_NS, 0.0, ns / 86400e9)
+    """Days since 1970-01-01 of a zarr ``time`` array (0 for "no date"; :mod:`terramind.data.zarr_time`)."""
+    ns = zarr_time_ns(array)
+    return np.where(np.isnan(ns), 0.0, ns / 86400e9)
 
 
 def read_zarr_series(path: Path, mod: ModalityInput, max_steps: int | None = None) -> SeriesArrays:

@@ -20,7 +20,8 @@ Assumptions (not confirmed from the card or the loader; checked defensively):
   stored (not confirmed per modality); no nodata/fill value is documented (the paper says NaNs were filled),
   so none is masked here.
 - ``time`` may also be a real ``datetime64`` array or carry a CF ``units`` attribute (``"<unit> since
-  <date>"``); both are decoded. Values at or below 1e6 ns are treated as "no timestamp", as the loader does.
+  <date>"``); both are decoded (:mod:`terramind.data.zarr_time`, shared with the ImpactMesh series reader).
+  Values at or below 1e6 ns are treated as "no timestamp", as the loader does.
 - A CRS is mentioned by the card but not read by the loader, so its encoding is assumed: rioxarray's CF
   convention, a scalar ``spatial_ref`` array whose ``crs_wkt`` (or ``spatial_ref``) attribute holds the
   WKT and whose ``GeoTransform`` attribute holds GDAL's six numbers. Both are returned when present.
@@ -59,6 +60,7 @@ from terramind.core.files import atomic_path
 from terramind.core.optional import require
 from terramind.data.sample import Sample
 from terramind.data.stream import SampleStream, SourceDecodeError, StreamConfig
+from terramind.data.zarr_time import zarr_time_ns
 from terramind.modalities import get_modality
 
 Subset = Literal["majortom", "ssl4eos12", "combined"]
@@ -72,17 +74,6 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "majortom": ("majortom",),
     "ssl4eos12": ("ssl4eos12",),
     "combined": ("majortom", "ssl4eos12"),
-}
-# Below this many ns since the epoch a ``time`` value means "no timestamp" (DEM stores 0).
-NO_TIME_NS = 1e6
-_UNIT_NS = {
-    "nanoseconds": 1,
-    "microseconds": 10**3,
-    "milliseconds": 10**6,
-    "seconds": 10**9,
-    "minutes": 60 * 10**9,
-    "hours": 3600 * 10**9,
-    "days": 86400 * 10**9,
 }
 _SHARD = re.compile(r"^(?P<subset>[a-z0-9]+)_shard_(?P<id>\d{6})\.tar$")
 
@@ -107,27 +98,18 @@ class ZarrSample:
 
 
 def _decode_time(array: Any) -> str | None:
-    """Turn a zarr ``time`` array into an ISO string (None for "no timestamp")."""
-    values = np.asarray(array[...]).reshape(-1)
-    if values.size == 0:
+    """Turn a zarr ``time`` array into an ISO string (None for "no timestamp" and for units not understood).
+
+    The decoding is :func:`terramind.data.zarr_time.zarr_time_ns`; an origin or unit it cannot read is
+    reported as "no timestamp" rather than a wrong one.
+    """
+    try:
+        ns = zarr_time_ns(array)
+    except InputError:
         return None
-    value = values[0]
-    if np.issubdtype(values.dtype, np.datetime64):
-        ns = int(value.astype("datetime64[ns]").astype(np.int64))
-    else:
-        units = str(array.attrs.get("units", "nanoseconds since 1970-01-01"))
-        unit, _, origin = units.partition(" since ")
-        if unit not in _UNIT_NS:
-            return None
-        try:
-            base = datetime.fromisoformat(origin.strip().replace(" ", "T")).replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None  # an origin we cannot read: report "no timestamp" rather than a wrong one
-        epoch_ns = int((base - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
-        ns = int(value) * _UNIT_NS[unit] + epoch_ns
-    if ns <= NO_TIME_NS:
+    if ns.size == 0 or np.isnan(ns[0]):
         return None
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(float(ns[0]) / 1e9, tz=timezone.utc).isoformat()
 
 
 def _georeference(group: Any) -> tuple[str | None, tuple[float, ...] | None]:

@@ -43,7 +43,33 @@ from terramind.data.tiles import (
 from terramind.modalities import SensorSpec, using_catalog, with_sensors
 
 
-class GeoTiffDataModule(L.LightningDataModule):
+class SplitDataModule(L.LightningDataModule):
+    """A data module whose four Lightning dataloaders are one ``_loader(split, shuffle)`` per split.
+
+    Subclasses define ``_loader``; the training split is shuffled, the others are read in order.
+    """
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[dict[str, Any]]:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
+        """Return shuffled training batches (augmented where the data module augments)."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
+        """Return the validation batches."""
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
+        """Return the test batches."""
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader[dict[str, Any]]:
+        """Return the prediction batches (every sample of the predict split; labels not needed)."""
+        return self._loader("predict")
+
+
+class GeoTiffDataModule(SplitDataModule):
     """Fine-tuning data from folders of GeoTIFFs with matching file names.
 
     Args:
@@ -293,19 +319,3 @@ class GeoTiffDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return shuffled, augmented training batches."""
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return validation batches."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return test batches."""
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return prediction batches (labels not needed)."""
-        return self._loader("predict")

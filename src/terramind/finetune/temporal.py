@@ -87,12 +87,20 @@ def _check_some_valid(valid: torch.Tensor) -> None:
         raise ShapeError(f"samples {empty} have no valid date: every series needs at least one")
 
 
-class MeanAggregator(nn.Module):
-    """Mean over the valid dates (masked: a missing date is excluded, not counted as zeros)."""
+class _SameWidth(nn.Module):
+    """An aggregator whose tokens keep the backbone's width (``out_width`` = ``width``).
+
+    Args:
+        width: Token width D.
+    """
 
     def __init__(self, width: int) -> None:
         super().__init__()
         self.out_width = width
+
+
+class MeanAggregator(_SameWidth):
+    """Mean over the valid dates (masked: a missing date is excluded, not counted as zeros)."""
 
     def forward(self, x: torch.Tensor, times: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(B, T, N, D) -> (B, N, D)``."""
@@ -101,12 +109,8 @@ class MeanAggregator(nn.Module):
         return (x * w).sum(dim=1) / w.sum(dim=1)
 
 
-class MaxAggregator(nn.Module):
+class MaxAggregator(_SameWidth):
     """Element-wise maximum over the valid dates."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.out_width = width
 
     def forward(self, x: torch.Tensor, times: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(B, T, N, D) -> (B, N, D)``."""
@@ -154,12 +158,8 @@ class ConcatAggregator(nn.Module):
         return rearrange(x, "b t n d -> b n (t d)")
 
 
-class DifferenceAggregator(nn.Module):
+class DifferenceAggregator(_SameWidth):
     """Bi-temporal change: the later date's tokens minus the earlier date's (exactly two valid dates)."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.out_width = width
 
     def forward(self, x: torch.Tensor, times: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(B, T, N, D) -> (B, N, D)``."""

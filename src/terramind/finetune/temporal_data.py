@@ -16,16 +16,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from torch.utils.data import DataLoader
 
 from terramind.core.errors import InputError
 from terramind.data.series import IMPACTMESH_LABEL, SeriesDataset, SeriesSample, collate_series, find_samples
 from terramind.data.tiles import SPLITS, modality_inputs
+from terramind.finetune.datamodule import SplitDataModule
 from terramind.modalities import SensorSpec, using_catalog, with_sensors
 
 
-class TemporalDataModule(L.LightningDataModule):
+class TemporalDataModule(SplitDataModule):
     """Time-series fine-tuning data.
 
     Args:
@@ -142,19 +142,3 @@ class TemporalDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_series,
         )
-
-    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return shuffled training batches."""
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return the validation batches."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return the test batches."""
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Return every sample, for prediction."""
-        return self._loader("predict")
