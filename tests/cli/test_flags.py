@@ -35,6 +35,10 @@ DIFFERENT = {
         "the scene commands (generate, zeroshot water, inspect) also take band files as a list or a glob",
     ),
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
+    "--format": (
+        {"default", "choices", "help"},
+        "the kind of file written: export's model formats (onnx, torch-export), embed's products (cog, parquet)",
+    ),
     "--workers": (
         {"help"},
         "how many at once in both; serve's workers are jobs sharing one model, batch's each hold a model",

@@ -32,7 +32,7 @@ def test_option_fields_are_the_records_fields_with_its_defaults() -> None:
         assert f.default == (str(value) if f.name == "temperature_schedule" else value), f.name
         assert f.help, f"{f.name} has no help text (the record's docstring names it)"
     assert schemas.ALL_FIELDS["strategy"].choices == ("single", "roar", "maskgit")
-    assert schemas.ALL_FIELDS["precision"].choices == ("fp32", "bf16")
+    assert schemas.ALL_FIELDS["precision"].choices == ("auto", "fp32", "bf16")
 
 
 def test_every_field_matches_the_generate_command() -> None:

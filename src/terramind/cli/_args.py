@@ -975,7 +975,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     """Add what to generate and how (``generate``, ``batch generate``: the same flags in both).
 
     ``--to``, the model and weights, the seed, the decoding options (read by
-    :func:`terramind.cli.generate.options_from_args`), offsets, tiling and precision.
+    :func:`terramind.cli.generate.options_from_args`), offsets, tiling, precision and compiling.
     """
     from terramind.generation.strategies import STRATEGIES
 
@@ -993,6 +993,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-chain", action="store_true", help="do not feed generated outputs to later outputs")
     add_tiling(p)
     add_precision(p)
+    add_compile(p)
 
 
 def add_water_options(p: argparse.ArgumentParser) -> None:

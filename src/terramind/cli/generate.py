@@ -81,7 +81,7 @@ def options_from_args(args: argparse.Namespace) -> GenerationOptions:
     return GenerationOptions(
         strategy=args.strategy, steps=args.steps, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, chain=not args.no_chain, diffusion_steps=args.diffusion_steps,
-        precision=args.precision,
+        precision=args.precision, compile=args.compile,
     )  # fmt: skip
 
 

@@ -38,7 +38,7 @@ class ServeConfig:
     model: str = "terramind_v1_base"
     weights: str = "hub"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     token: str | None = None
     data_root: Path | None = None
     examples_dir: Path | None = None

@@ -208,7 +208,7 @@ def parse_offsets(text: str) -> dict[str, float]:
 
 
 def parse_request(
-    form: Mapping[str, str], served: tuple[str, ...], *, precision: str = "fp32"
+    form: Mapping[str, str], served: tuple[str, ...], *, precision: str = "auto"
 ) -> tuple[JobSpec, GenerationOptions]:
     """Read a request's job fields and decoding options (absent fields take their defaults).
 
