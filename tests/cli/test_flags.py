@@ -37,7 +37,7 @@ DIFFERENT = {
     "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
     "--format": (
         {"default", "choices", "help"},
-        "the kind of file written: export's model formats (onnx, torch-export), embed's products (cog, parquet)",
+        "the kind of file written: export's model formats (onnx, torch-export), embed's products",
     ),
     "--workers": (
         {"help"},
