@@ -131,12 +131,16 @@ class _Task(L.LightningModule):
         reflect-padded (:func:`terramind.data.padding.pad_to_multiple`) and dense outputs cropped back to
         the input's size, so a 120 px tile gives a 120 px map on the tile's grid.
         """
-        inputs: dict[str, torch.Tensor] = batch["inputs"]
+        out = self.predict_inputs(batch["inputs"])
+        return {"prediction": self.postprocess(out), "path": batch.get("path")}
+
+    def predict_inputs(self, inputs: Any) -> torch.Tensor:
+        """Raw outputs for a batch's inputs, padded to the patch multiple and cropped back (dense outputs)."""
         height, width = next(iter(inputs.values())).shape[-2:]
         out = self(_pad_inputs(inputs))
         if out.ndim == 4:  # dense (B, C, H, W): back to the input's pixels
             out = crop_to(out, height, width)
-        return {"prediction": self.postprocess(out), "path": batch.get("path")}
+        return out
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:
         """Turn raw outputs into the values written by ``predict`` (identity for regression)."""

@@ -63,6 +63,10 @@ class TemporalSegmentationTask(SegmentationTask):
         super().__init__(backbone, num_classes, **options)
         self.model = SeriesDenseModel(self.model)  # type: ignore[arg-type]
 
+    def predict_inputs(self, inputs: Any) -> torch.Tensor:
+        """Raw outputs for a series, as it is (padding a series to the patch multiple is not done yet)."""
+        return self(inputs)
+
 
 class ChangeDetectionTask(TemporalSegmentationTask):
     """Bi-temporal change detection: two dates (before, after) -> change classes per pixel.
