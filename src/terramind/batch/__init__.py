@@ -6,7 +6,7 @@ generate, embed, zeroshot-water, predict) over every scene of a manifest (:mod:`
 with the ``batch`` extra; they are imported only when a batch runs, so a base install imports this package.
 """
 
-from terramind.batch.jobs import JOBS, EmbedJob, GenerateJob, LoadedTask, PredictJob, SceneDone, WaterJob
+from terramind.batch.jobs import JOBS, EmbedJob, GenerateJob, PredictJob, SceneDone, WaterJob
 from terramind.batch.manifest import Scene, read_manifest
 from terramind.batch.results import SceneRecord, read_results
 from terramind.batch.runner import BatchReport, Cluster, check_address, run
@@ -17,7 +17,6 @@ __all__ = [
     "Cluster",
     "EmbedJob",
     "GenerateJob",
-    "LoadedTask",
     "PredictJob",
     "Scene",
     "SceneDone",

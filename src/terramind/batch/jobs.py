@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from terramind.batch.manifest import Scene
 from terramind.data.geotiff import as_path
 from terramind.generation.options import GenerationOptions
+from terramind.scene.run import DenseTask
 
 
 @dataclass(frozen=True)
@@ -304,23 +305,6 @@ class WaterJob(TiledJob):
 
 
 @dataclass(frozen=True)
-class LoadedTask:
-    """A fine-tuned dense model ready for scenes (what a :class:`PredictJob` loader returns).
-
-    Attributes:
-        model: Maps ``{modality: (B, C, T, T)}`` standardised tiles to ``(B, out_channels, T, T)``.
-        specs: How each modality is read and standardised (the datamodule's ``inputs``).
-        out_channels: Classes or values per pixel.
-        kind: ``classes`` or ``values``.
-    """
-
-    model: Any
-    specs: Sequence[Any]
-    out_channels: int
-    kind: str
-
-
-@dataclass(frozen=True)
 class PredictJob(TiledJob):
     """``predict``: a fine-tuned model's map of every scene, as ``terramind finetune scene`` writes it.
 
@@ -333,7 +317,7 @@ class PredictJob(TiledJob):
 
     config: tuple[str, ...]
     ckpt_path: str
-    loader: Callable[[Sequence[str], str], LoadedTask]
+    loader: Callable[[Sequence[str], str], DenseTask]
     kind: str = "predict"
 
     def check(self, scene: Scene) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from terramind.cli import _args
 from terramind.core.errors import TerraMindError
 from terramind.core.optional import require
+from terramind.scene.run import DenseTask
 
 FAILED = 1  # exit code when any scene failed (the results table says which and why)
 
@@ -118,17 +119,11 @@ def build_job(args: argparse.Namespace) -> Any:
     return PredictJob(tuple(map(str, args.config)), str(args.ckpt_path), load_task, **common)
 
 
-def load_task(config: Sequence[str], ckpt_path: str) -> Any:
-    """Build a fine-tuned dense task from its config and checkpoint, as ``finetune scene`` does (on a worker).
-
-    Returns:
-        A :class:`terramind.batch.LoadedTask`.
-    """
-    from terramind.batch import LoadedTask
+def load_task(config: Sequence[str], ckpt_path: str) -> DenseTask:
+    """Build a fine-tuned dense task from config and checkpoint as ``finetune scene`` does (on a worker)."""
     from terramind.cli.finetune import load_dense_task
 
-    task = load_dense_task(config, ckpt_path, command="batch predict")
-    return LoadedTask(task.model, task.specs, task.out_channels, task.kind)
+    return load_dense_task(config, ckpt_path, command="batch predict")
 
 
 def run(args: argparse.Namespace) -> int:

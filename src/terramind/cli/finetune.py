@@ -17,34 +17,15 @@ from __future__ import annotations
 import argparse
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from terramind.cli import _args
 from terramind.core.errors import TerraMindError
 from terramind.core.files import check_output_path
 from terramind.core.optional import require
-
-if TYPE_CHECKING:
-    from terramind.scene.sinks import OutputKind
-
-
-@dataclass(frozen=True)
-class DenseTask:
-    """A fine-tuned dense model loaded for whole scenes (what ``finetune scene`` and ``batch predict`` run).
-
-    Attributes:
-        model: Maps ``{modality: (B, C, T, T)}`` standardised tiles to ``(B, out_channels, T, T)``.
-        specs: How each modality is read and standardised (the datamodule's ``inputs``).
-        out_channels: Classes or values per pixel.
-        kind: ``classes`` (segmentation) or ``values`` (regression).
-    """
-
-    model: Any
-    specs: Sequence[Any]
-    out_channels: int
-    kind: OutputKind
+from terramind.scene.run import DenseTask
+from terramind.scene.sinks import OutputKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,13 +27,30 @@ from terramind.core.errors import InputError
 from terramind.core.files import check_output_path, output_folder
 from terramind.core.lock import folder_lock
 from terramind.scene.engine import TileFn, TileLayout, run_tiles
-from terramind.scene.sinks import Sink
+from terramind.scene.sinks import OutputKind, Sink
 from terramind.scene.sources import Source, combined
 from terramind.scene.state import CHECKPOINT_SECONDS, StateStore, run_key, throttled
 
 WORK_DIR = ".terramind-partial"  # generation's work folder inside its output folder
 Progress = Callable[[int, int], Callable[[int], None]]
 """``(total tiles, tiles already done) -> update(tiles just done)``."""
+
+
+@dataclass(frozen=True)
+class DenseTask:
+    """A fine-tuned dense model loaded for whole scenes (what ``finetune scene`` and ``batch predict`` run).
+
+    Attributes:
+        model: Maps ``{modality: (B, C, T, T)}`` standardised tiles to ``(B, out_channels, T, T)``.
+        specs: How each modality is read and standardised (the datamodule's ``inputs``).
+        out_channels: Classes or values per pixel.
+        kind: ``classes`` (segmentation) or ``values`` (regression).
+    """
+
+    model: Any
+    specs: Sequence[Any]
+    out_channels: int
+    kind: OutputKind
 
 
 def tqdm_progress(desc: str) -> Progress:
