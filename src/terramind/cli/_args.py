@@ -332,6 +332,15 @@ def add_tile_input(p: argparse.ArgumentParser) -> None:
 
 
 def _check_tile_input(args: argparse.Namespace) -> None:
+    _one_tile(args)
+    if args.file.is_dir():
+        raise InputError(f"input {str(args.file)!r} is a folder: give one GeoTIFF tile")
+    if not args.file.exists():
+        raise InputError(f"input file {str(args.file)!r} does not exist")
+
+
+def _one_tile(args: argparse.Namespace) -> None:
+    """Read ``FILE --modality M`` or one ``--input M=FILE`` into ``args.input``, ``.modality``, ``.file``."""
     if args.input is not None and (args.file is not None or args.modality is not None):
         raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
     if args.input is None:
@@ -341,10 +350,6 @@ def _check_tile_input(args: argparse.Namespace) -> None:
     if len(args.input) != 1:
         raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
     ((args.modality, args.file),) = args.input.items()
-    if args.file.is_dir():
-        raise InputError(f"input {str(args.file)!r} is a folder: give one GeoTIFF tile")
-    if not args.file.exists():
-        raise InputError(f"input file {str(args.file)!r} does not exist")
 
 
 def add_output(p: argparse.ArgumentParser, what: str, *, folder: bool = False, required: bool = True) -> None:
@@ -923,17 +928,9 @@ def add_scene_tile_input(p: argparse.ArgumentParser) -> None:
 
 
 def _check_scene_tile_input(args: argparse.Namespace) -> None:
-    if args.input is not None and (args.file is not None or args.modality is not None):
-        raise InputError("give the tile either as FILE --modality M or as --input M=FILE, not both")
-    if args.input is None:
-        if args.file is None or args.modality is None:
-            raise InputError("give the tile as FILE --modality M (or --input M=FILE)")
-        if not args.file.exists():
-            raise InputError(f"input {str(args.file)!r} does not exist")
-        args.input = {args.modality: args.file}
-    if len(args.input) != 1:
-        raise InputError(f"this command takes one tile, got --input {', '.join(args.input)}")
-    ((args.modality, args.file),) = args.input.items()
+    if args.input is None and args.file is not None and args.modality is not None and not args.file.exists():
+        raise InputError(f"input {str(args.file)!r} does not exist")
+    _one_tile(args)
 
 
 def add_task_checkpoint(p: argparse.ArgumentParser) -> None:
