@@ -390,15 +390,15 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         check_output_dir(args.output)
 
 
+def add_config_files(p: argparse.ArgumentParser, help: str) -> None:
+    """``-c/--config FILE``, repeatable and required: the files a command reads in order (``args.config``)."""
+    p.add_argument("-c", "--config", action="append", required=True, type=input_file, help=help)
+
+
 def add_training_configs(p: argparse.ArgumentParser) -> None:
     """``-c/--config`` (repeatable: a base and overlays, deep-merged, later wins) and ``--resume``."""
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        required=True,
-        type=input_file,
-        help="YAML run config; repeat for overlays (-c base.yaml -c more.yaml: mappings merge, later wins)",
+    add_config_files(
+        p, "YAML run config; repeat for overlays (-c base.yaml -c more.yaml: mappings merge, later wins)"
     )
     p.add_argument(
         "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
@@ -935,14 +935,7 @@ def _check_scene_tile_input(args: argparse.Namespace) -> None:
 
 def add_task_checkpoint(p: argparse.ArgumentParser) -> None:
     """``-c/--config`` (one or more) and ``--ckpt_path`` of a fine-tuned task (``finetune scene``, batch)."""
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        required=True,
-        type=input_file,
-        help="the task's config file(s)",
-    )
+    add_config_files(p, "the task's config file(s)")
     p.add_argument("--ckpt_path", required=True, type=input_file, help="a checkpoint written by `fit`")
 
 
