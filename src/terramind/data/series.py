@@ -230,7 +230,8 @@ class SeriesArrays:
     source: str
 
 
-def _check_steps(count: int, max_steps: int | None, what: str) -> None:
+def check_steps(count: int, max_steps: int | None, what: str) -> None:
+    """Refuse a series of more than ``max_steps`` dates (``what`` names it), saying what to do."""
     if max_steps is not None and count > max_steps:
         raise ShapeError(f"{what} has {count} dates, more than max_steps={max_steps}: drop dates or raise it")
 
@@ -247,7 +248,7 @@ def read_geotiff_series(
     what = f"{mod.name} series {str(files[0].path.parent)!r}" if files else mod.name
     if not files:
         raise InputError(f"{what}: no files")
-    _check_steps(len(files), max_steps, what)
+    check_steps(len(files), max_steps, what)
     check_increasing(files, what)
     steps, invalid, first = [], [], None
     for f in files:
@@ -326,7 +327,7 @@ def read_zarr_series(path: Path, mod: ModalityInput, max_steps: int | None = Non
     if data.ndim != 4:
         raise ShapeError(f"{str(path)!r}: 'bands' is {data.shape}, expected (T, C, H, W)")
     what = f"{mod.name} series {str(path)!r}"
-    _check_steps(data.shape[0], max_steps, what)
+    check_steps(data.shape[0], max_steps, what)
     if data.shape[1] != mod.file_band_count:
         raise ShapeError(f"{what} has {data.shape[1]} bands, {mod.name} files hold {mod.file_band_count}")
     times = zarr_days(group["time"]) if "time" in names else np.zeros(data.shape[0])

@@ -173,6 +173,7 @@ def scene_source(
     resampling: str = DEFAULT_RESAMPLING,
     grid: str | None = None,
     bands: Mapping[str, BandChoice] | None = None,
+    onto: tuple[str, GeoRef] | None = None,
 ) -> Source:
     """Return the source of a scene's inputs, each by its form, all read on one target grid.
 
@@ -183,6 +184,8 @@ def scene_source(
             finest, inputs on another grid); class maps are always ``nearest`` (:mod:`terramind.scene.warp`).
         grid: The input whose grid the scene is read on (default: the first input's).
         bands: Inputs read as a band subset (a fine-tuned model's bands): they are read in that order.
+        onto: A grid from elsewhere (what it is called in notes, the grid), instead of an input's: every
+            input on another grid is warped onto it (a date of a time series read on the first date's grid).
 
     Raises:
         InputError: An input that cannot be read, a band missing, an unknown ``grid`` or inputs that do
@@ -193,9 +196,12 @@ def scene_source(
     if not named:
         raise InputError("no scene inputs given")
     natives = {name: _native(name, value, resampling) for name, value in named.items()}
-    target_name = _target_name(list(named), grid)
-    first = natives[target_name]
-    target = open_georef(first) if isinstance(first, Path) else first.georef
+    if onto is not None:
+        target_name, target = onto
+    else:
+        target_name = _target_name(list(named), grid)
+        first = natives[target_name]
+        target = open_georef(first) if isinstance(first, Path) else first.georef
     target = replace(target, band_names=(), nodata=None)
     rasters = {n: v for n, v in natives.items() if isinstance(v, Path)}
     sources: list[Source] = []
