@@ -995,3 +995,42 @@ def add_water_options(p: argparse.ArgumentParser) -> None:
     add_model(p)
     add_weights(p)
     add_seed(p)
+
+
+SERIES_HELP = (
+    "a modality and its series: a folder of GeoTIFFs dated in their names (tile_2021-06-01.tif), a CSV of "
+    "path,date[,modality] rows, an ImpactMesh .zarr.zip (not for a whole scene: it has no grid), or one "
+    "GeoTIFF for a static modality such as DEM (repeat for several modalities)"
+)
+
+
+def add_series(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--series MOD=PATH`` (repeatable) -> ``args.series``: canonical modality -> existing path.
+
+    The one spelling of a time series on the command line (``embed-series``, ``finetune scene``), read by
+    :func:`terramind.data.series.series_source` as the temporal datamodule reads a sample's series.
+
+    Args:
+        p: The parser.
+        required: Whether the command needs at least one.
+    """
+    p.add_argument(
+        "--series",
+        action=PairsAction,
+        type=input_pair,
+        required=required,
+        metavar="MOD=PATH",
+        help=SERIES_HELP,
+    )
+
+
+def say_once(say: Callable[[str], None] = note) -> Callable[[str], None]:
+    """``say`` (default :func:`note`) that passes each distinct line on once (a warp seen by two readers)."""
+    said: set[str] = set()
+
+    def once(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            say(line)
+
+    return once

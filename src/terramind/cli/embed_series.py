@@ -24,15 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Embed a time series with the TerraMind encoder run on every date; writes the array and "
         "the row names. Modalities on one date axis are encoded together (--group date).",
     )
-    p.add_argument(
-        "--series",
-        action=_args.PairsAction,
-        type=_args.input_pair,
-        required=True,
-        metavar="MOD=PATH",
-        help="a modality and its series: a folder of GeoTIFFs dated in their names, a CSV path,date, a "
-        ".zarr.zip, or one GeoTIFF for a static modality (repeat for several modalities)",
-    )
+    _args.add_series(p)
     _args.add_output(p, "emb.npy (+ emb.names.txt) or emb.parquet (needs terramind[embed])")
     _args.add_model(p)
     _args.add_weights(p, tokenizers=False)

@@ -327,17 +327,17 @@ class SeriesSource:
         reference = StandardisedSource({target: dated[target][0].value}, [_spec(self.specs, target)])
         name = f"{target} {_label(dated[target][0])}".strip()
         self.georef = reference.georef
-        self.sources: dict[str, list[StandardisedSource]] = {}
+        self.dates: dict[str, list[StandardisedSource]] = {}
         self.files: dict[str, Any] = {}
         self.notes: list[str] = []
         for mod in self.specs:
-            self.sources[mod.name] = []
+            self.dates[mod.name] = []
             for f in dated[mod.name]:
                 spec = with_product_offsets({mod.name: f.value}, [mod], say)[0]  # per date: baselines change
                 src = StandardisedSource(
                     {mod.name: f.value}, [spec], resampling=resampling, onto=(name, self.georef)
                 )
-                self.sources[mod.name].append(src)
+                self.dates[mod.name].append(src)
                 self.files.update({f"{k}@{_label(f) or 'static'}": p for k, p in src.files.items()})
                 self.notes += [f"{mod.name} {_label(f)}: {line}" for line in notes(src)]
         self.times = {m: np.array([days(f.date) for f in files]) for m, files in dated.items()}
@@ -348,7 +348,7 @@ class SeriesSource:
         data = {}
         for mod in self.specs:
             steps, seen = [], np.zeros_like(valid)
-            for src in self.sources[mod.name]:
+            for src in self.dates[mod.name]:
                 x, ok = src.read_rows(top, height)
                 steps.append(np.where(ok[None], x[mod.name], np.nan))  # (C, h, W), NaN: invalid that date
                 seen |= ok
