@@ -18,7 +18,12 @@ Sources of one modality's series:
   standardising) and ``time`` ``(T,)`` (``datetime64[ns]``, or integers with a CF ``units`` attribute
   ``"<unit> since <date>"``, default nanoseconds since 1970-01-01; values at or below 1e6 ns mean "no
   date", as in TerraMesh: one decoding for both, :mod:`terramind.data.zarr_time`). The label's ``bands``
-  is ``(1, 1, H, W)``, ``(1, H, W)`` or ``(H, W)`` class ids.
+  is ``(1, 1, H, W)``, ``(1, H, W)`` or ``(H, W)`` class ids. The grid (:func:`zarr_georef`, also assumed):
+  the CRS from a scalar ``spatial_ref`` array's ``crs_wkt`` (or ``spatial_ref``) attribute, as TerraMesh
+  and rioxarray write it, or the group's ``crs`` attribute; the transform from ``spatial_ref``'s
+  ``GeoTransform`` (GDAL's six numbers), else from 1-D pixel-centre coordinates ``x`` ``(W,)`` and ``y``
+  ``(H,)``, regularly spaced. A sample stating neither is read without a grid (predictions are then written
+  without one, with a warning); coordinates that are irregular or of the wrong length are refused.
 
 Rules (one-line errors): dates of a series must be strictly increasing; every date of a sample must be on
 one grid (CRS, transform, size: reproject first, e.g. with ``gdalwarp -tap``; this reader does not
@@ -37,8 +42,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import affine
 import numpy as np
 import torch
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from torch.utils.data import Dataset, get_worker_info
 
 from terramind.core.errors import InputError, ShapeError
@@ -218,7 +226,7 @@ class SeriesArrays:
         times: ``(T,)`` float64 days since 1970-01-01 (0 where unknown, e.g. DEM).
         valid: ``(T,)`` bool: False for a date without any valid pixel.
         invalid: ``(H, W)`` pixels without a valid value at any valid date.
-        georef: The grid (GeoTIFF sources; None for zarr).
+        georef: The grid (None for a zarr sample that states none).
         source: Where it was read from (for messages and outputs).
     """
 
@@ -338,7 +346,60 @@ def read_zarr_series(path: Path, mod: ModalityInput, max_steps: int | None = Non
         raise InputError(f"{what}: dates are not increasing ({times.tolist()} days since 1970-01-01)")
     steps = [prepare_input(mod, step[list(mod.index)], None) for step in data]
     x = np.stack([s for s, _ in steps], axis=1)
-    return _arrays(x, times, np.stack([bad for _, bad in steps]), None, str(path))
+    georef = zarr_georef(group, data.shape[-2], data.shape[-1], str(path))
+    return _arrays(x, times, np.stack([bad for _, bad in steps]), georef, str(path))
+
+
+def zarr_georef(group: Any, height: int, width: int, what: str) -> GeoRef | None:
+    """Return the grid a zarr sample states (module docstring: assumed encodings), or None without one.
+
+    A grid needs both a CRS and a transform; a sample stating only one of them has none.
+
+    Raises:
+        InputError: An unreadable CRS, or ``x``/``y`` coordinates of the wrong length or not regularly
+            spaced (a wrong grid would be worse than none).
+    """
+    arrays = set(group.array_keys())
+    ref = dict(group["spatial_ref"].attrs) if "spatial_ref" in arrays else {}
+    text = ref.get("crs_wkt") or ref.get("spatial_ref") or dict(group.attrs).get("crs")
+    if not text:
+        return None
+    try:
+        crs = CRS.from_user_input(text)
+    except CRSError as err:
+        raise InputError(f"{what!r}: its CRS {str(text)[:60]!r} cannot be read ({err})") from None
+    if geo := ref.get("GeoTransform"):
+        c, a, b, f, d, e = (float(v) for v in str(geo).split())  # GDAL's order: c a b f d e
+        transform = affine.Affine(a, b, c, d, e, f)
+    elif {"x", "y"} <= arrays:
+        transform = _transform_from_centres(group["x"][...], group["y"][...], height, width, what)
+    else:
+        return None
+    return GeoRef(crs, transform, width, height)
+
+
+def _transform_from_centres(
+    x: np.ndarray, y: np.ndarray, height: int, width: int, what: str
+) -> affine.Affine:
+    """Return the transform of a grid given by its pixel-centre coordinates (a column per x, a row per y)."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if (x.size, y.size) != (width, height) or min(width, height) < 2:
+        raise InputError(
+            f"{what!r}: coordinates x ({x.size}) and y ({y.size}) do not give the {width}x{height} grid of "
+            "its bands (at least 2 each)"
+        )
+    dx, dy = np.diff(x), np.diff(y)
+    # regular to 1e-6 pixel: float64 coordinates of a grid (rioxarray, xarray) are exact up to rounding
+    if not (
+        dx[0] != 0
+        and dy[0] != 0
+        and np.allclose(dx, dx[0], rtol=0, atol=abs(dx[0]) * 1e-6)
+        and np.allclose(dy, dy[0], rtol=0, atol=abs(dy[0]) * 1e-6)
+    ):
+        raise InputError(
+            f"{what!r}: its x/y coordinates are not regularly spaced: not a grid it can be written on"
+        )
+    return affine.Affine(dx[0], 0.0, x[0] - dx[0] / 2, 0.0, dy[0], y[0] - dy[0] / 2)
 
 
 def read_zarr_label(path: Path) -> np.ndarray:
@@ -374,7 +435,10 @@ class SeriesSample:
 
 @dataclass
 class SeriesDataset(Dataset[dict[str, Any]]):
-    """Samples with a time axis: ``{"inputs", "times", "valid", "label", "path"}`` per sample.
+    """Samples with a time axis: ``{"inputs", "times", "valid", "label", "path", "name", "grid"}`` per sample.
+
+    ``path`` is the first modality's first file, ``name`` the sample's name (what predictions are named
+    after) and ``grid`` its grid as :func:`grid_record` (None: the sample states none).
 
     Args:
         samples: Where each sample's files are.
@@ -425,6 +489,8 @@ class SeriesDataset(Dataset[dict[str, Any]]):
             "times": {m: torch.from_numpy(a.times) for m, a in read.items()},
             "valid": {m: torch.from_numpy(a.valid) for m, a in read.items()},
             "path": next(iter(read.values())).source,
+            "name": sample.name,
+            "grid": grid_record(next((a.georef for a in read.values() if a.georef is not None), None)),
         }
         if label is not None:
             out["label"] = arrays[-1]
@@ -473,7 +539,7 @@ def collate_series(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch series samples; shorter series are padded with missing dates (``valid`` False).
 
     Returns:
-        ``{"inputs": Series, "label": (B, H, W), "path": [str]}``.
+        ``{"inputs": Series, "label": (B, H, W), "path": [str], "name": [str], "grid": [dict | None]}``.
     """
     names = list(samples[0]["inputs"])
     inputs, times, valid = {}, {}, {}
@@ -483,9 +549,34 @@ def collate_series(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         times[m] = torch.stack([_pad(s["times"][m], steps, 0) for s in samples])  # float64 days
         valid[m] = torch.stack([_pad(s["valid"][m], steps, 0) for s in samples])
     batch: dict[str, Any] = {"inputs": Series(inputs, times, valid), "path": [s["path"] for s in samples]}
+    for key in ("name", "grid"):
+        if key in samples[0]:
+            batch[key] = [s[key] for s in samples]
     if "label" in samples[0]:
         batch["label"] = torch.stack([s["label"] for s in samples])
     return batch
+
+
+def grid_record(georef: GeoRef | None) -> dict[str, Any] | None:
+    """Return a sample's grid as plain values, or None.
+
+    Batches pass through Lightning's device transfer, which refuses frozen dataclasses such as
+    :class:`GeoRef`; :func:`grid_from_record` turns the record back.
+    """
+    if georef is None:
+        return None
+    crs = georef.crs.to_wkt() if georef.crs is not None else None
+    return {"crs": crs, "transform": list(georef.transform)[:6], "width": georef.width,
+            "height": georef.height, "nodata": georef.nodata}  # fmt: skip
+
+
+def grid_from_record(record: Mapping[str, Any] | None) -> GeoRef | None:
+    """Return the :class:`GeoRef` of a :func:`grid_record` (None for None)."""
+    if record is None:
+        return None
+    crs = CRS.from_user_input(record["crs"]) if record["crs"] else None
+    transform = affine.Affine(*(float(v) for v in record["transform"]))
+    return GeoRef(crs, transform, int(record["width"]), int(record["height"]), record["nodata"])
 
 
 def _pad(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:

@@ -8,15 +8,16 @@ as :class:`terramind.finetune.temporal_data.TemporalDataModule` batches it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from terramind.core.errors import TerraMindError
+from terramind.data.padding import crop_to
 from terramind.data.series import Series, as_series
 from terramind.finetune.model import DenseModel, input_size
-from terramind.finetune.tasks import SegmentationTask
+from terramind.finetune.tasks import SegmentationTask, _pad_inputs  # the single-time padding, shared
 from terramind.finetune.temporal import TemporalBackbone
 from terramind.modalities.tokens import PATCH_SIZE as PATCH
 
@@ -64,8 +65,17 @@ class TemporalSegmentationTask(SegmentationTask):
         self.model = SeriesDenseModel(self.model)  # type: ignore[arg-type]
 
     def predict_inputs(self, inputs: Any) -> torch.Tensor:
-        """Raw outputs for a series, as it is (padding a series to the patch multiple is not done yet)."""
-        return self(inputs)
+        """Raw outputs for a series, padded to the patch multiple and cropped back (as single dates are).
+
+        Every ``(B, C, T, H, W)`` series and static ``(B, C, H, W)`` input is mirror-padded at the bottom and
+        right to sides that are multiples of 16 (:mod:`terramind.data.padding`); stamps and masks are kept.
+        """
+        series = as_series(inputs)
+        height, width = input_size(series.inputs)
+        out = self(Series(_pad_inputs(series.inputs), series.times, series.valid))
+        return (
+            cast(torch.Tensor, crop_to(out, height, width)) if out.ndim == 4 else out
+        )  # slices a tensor too
 
 
 class ChangeDetectionTask(TemporalSegmentationTask):
