@@ -71,7 +71,7 @@ class TemporalSegmentationTask(SegmentationTask):
         right to sides that are multiples of 16 (:mod:`terramind.data.padding`); stamps and masks are kept.
         """
         series = as_series(inputs)
-        height, width = input_size(series.inputs)
+        height, width = next(iter(series.inputs.values())).shape[-2:]
         out = self(Series(_pad_inputs(series.inputs), series.times, series.valid))
         return (
             cast(torch.Tensor, crop_to(out, height, width)) if out.ndim == 4 else out

@@ -22,6 +22,7 @@ import affine
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from rasterio.errors import NotGeoreferencedWarning
 
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_dir
@@ -75,7 +76,10 @@ class GeoTiffPredictionWriter(BasePredictionWriter):
     def _write_map(self, pred: torch.Tensor, name: str, georef: GeoRef) -> None:
         data = pred.unsqueeze(0) if pred.ndim == 2 else pred  # (C, H, W)
         target = self.output_dir / f"{name}_pred.tif"
-        write_raster(target, data.numpy(), georef, overwrite=self.overwrite)
+        with warnings.catch_warnings():
+            if georef.crs is None:  # said once by _grid already, in words the user can act on
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            write_raster(target, data.numpy(), georef, overwrite=self.overwrite)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``predictions.csv`` for per-image predictions."""
