@@ -199,3 +199,28 @@ def test_run_series_scene_writes_what_the_library_writes_and_refuses_bad_series_
                     "--grid S1GRD: no such input")  # fmt: skip
     _one_line_error(argparse.Namespace(**{**vars(bad), "series": series, "input": paths}), task, InputError,
                     "given by both --series and --input")  # fmt: skip
+
+
+def test_precision_bf16_is_close_to_fp32_and_auto_is_said_once(
+    make_series: MakeSeries,
+    make_encoder: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = make_series(steps=2, masked=None)
+    task = _task(make_encoder)
+    outs = {
+        p: _predict(task, scene_series(_paths(root)), tmp_path / f"{p}.tif", precision=p)
+        for p in ("fp32", "bf16")
+    }
+    with rasterio.open(outs["fp32"]) as a, rasterio.open(outs["bf16"]) as b:
+        exact, low = a.read(), b.read()
+    assert not np.array_equal(exact, low)  # bf16 autocast did run
+    # bf16 keeps 8 significant bits: relative error 2^-9 per rounding; the chain (2 encoder layers, the
+    # mean, neck, 2 decoder convolutions, head) rounds at most 16 times, each bounded by the output scale
+    np.testing.assert_allclose(low, exact, rtol=0, atol=16 * 2**-9 * np.abs(exact).max())
+    capsys.readouterr()
+    for name in ("auto1", "auto2"):
+        _predict(task, scene_series(_paths(root)), tmp_path / f"{name}.tif", precision="auto")
+    said = capsys.readouterr().err
+    assert said.count("precision auto ->") <= 1  # once per process (a test before may have said it already)
