@@ -224,3 +224,41 @@ def test_precision_bf16_is_close_to_fp32_and_auto_is_said_once(
         _predict(task, scene_series(_paths(root)), tmp_path / f"{name}.tif", precision="auto")
     said = capsys.readouterr().err
     assert said.count("precision auto ->") <= 1  # once per process (a test before may have said it already)
+
+
+class _FailingAfter(torch.nn.Module):
+    """The temporal model, interrupted (KeyboardInterrupt) after ``calls`` forward passes."""
+
+    def __init__(self, model: torch.nn.Module, calls: int) -> None:
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.model.backbone  # type: ignore[return-value]
+
+    def forward(self, series: Any) -> torch.Tensor:
+        if self.calls == 0:
+            raise KeyboardInterrupt
+        self.calls -= 1
+        return self.model(series)
+
+
+def test_an_interrupted_series_scene_resumes_to_the_uninterrupted_result(
+    make_series: MakeSeries, make_encoder: Callable[..., Any], tmp_path: Path
+) -> None:
+    root = make_series(steps=3, masked=1)
+    task = _task(make_encoder)
+    series = scene_series(_paths(root))
+    (tmp_path / "ref").mkdir()
+    reference = _predict(task, series, tmp_path / "ref" / "p.tif", batch=1)
+    out = tmp_path / "p.tif"
+    run = {"batch": 1, "checkpoint_seconds": 0}
+    with pytest.raises(KeyboardInterrupt):
+        _predict(argparse.Namespace(model=_FailingAfter(task.model, 2)), series, out, **run)
+    assert not out.exists() and list(tmp_path.glob(".terramind-predict-p/*"))  # the state of 2 tiles is kept
+    counting = _FailingAfter(task.model, 100)
+    _predict(argparse.Namespace(model=counting), series, out, **run)
+    assert counting.calls == 100 - 2  # only the 2 tiles not done before
+    with rasterio.open(out) as a, rasterio.open(reference) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
