@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
@@ -141,6 +142,11 @@ def test_dates_not_increasing_more_than_max_steps_and_a_single_time_model_are_re
                               decoder_kwargs={"channels": 8}, layer_indices=[1])  # fmt: skip
     with pytest.raises(ShapeError, match=r"S2L2A has a time axis \(3 dates\) but this model takes one date"):
         _predict(single, series, tmp_path / "c.tif")
+    far = series["S1RTC"][1].path  # a date of another place: refused as a single-time input would be
+    with rasterio.open(far, "r+") as dst:
+        dst.transform = dst.transform * Affine.translation(100000, 0)
+    with pytest.raises(InputError, match=r"S1RTC 2021-04-06: S1RTC does not overlap S2L2A 2021-04-01: .*same place"):
+        _predict(_task(make_encoder), series, tmp_path / "d.tif")
     assert not list(tmp_path.glob("*.tif"))  # nothing written, no work folder left
     assert not list(tmp_path.glob(".terramind-*"))
 

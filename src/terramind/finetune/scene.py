@@ -333,10 +333,15 @@ class SeriesSource:
         for mod in self.specs:
             self.dates[mod.name] = []
             for f in dated[mod.name]:
-                spec = with_product_offsets({mod.name: f.value}, [mod], say)[0]  # per date: baselines change
-                src = StandardisedSource(
-                    {mod.name: f.value}, [spec], resampling=resampling, onto=(name, self.georef)
-                )
+                try:
+                    spec = with_product_offsets({mod.name: f.value}, [mod], say)[
+                        0
+                    ]  # per date: baselines change
+                    src = StandardisedSource(
+                        {mod.name: f.value}, [spec], resampling=resampling, onto=(name, self.georef)
+                    )
+                except (InputError, ShapeError) as err:  # say which date
+                    raise type(err)(f"{mod.name} {_label(f) or '(static)'}: {err}") from None
                 self.dates[mod.name].append(src)
                 self.files.update({f"{k}@{_label(f) or 'static'}": p for k, p in src.files.items()})
                 self.notes += [f"{mod.name} {_label(f)}: {line}" for line in notes(src)]
