@@ -5,8 +5,10 @@ per date), ``data_root/<MODALITY>/<name>.tif`` (static, e.g. DEM), ``data_root/<
 (ImpactMesh; label folder ``MASK``), optional ``data_root/series/<name>.csv`` lists, and labels in
 ``data_root/<label_folder>/<name>.tif|.zarr.zip``. Splits come from ``data_root/splits/<split>.txt`` (one
 sample name per line) or a seeded ratio split. Reading is Lightning-free (:mod:`terramind.data.series`);
-batches are ``{"inputs": Series, "label": (B, H, W), "path": [str]}``. Training samples get one random D4
-transform, the same for every date, modality and the label.
+batches are ``{"inputs": Series, "label": (B, H, W), "path": [str], "name": [str], "grid": [dict | None]}``
+(``predict`` names each output ``<name>_pred.tif`` and writes it on ``grid``, the sample's grid as
+:func:`terramind.data.series.grid_record`). Training samples get one random D4 transform, the same for every
+date, modality and the label.
 """
 
 from __future__ import annotations
