@@ -145,7 +145,8 @@ def test_dates_not_increasing_more_than_max_steps_and_a_single_time_model_are_re
     far = series["S1RTC"][1].path  # a date of another place: refused as a single-time input would be
     with rasterio.open(far, "r+") as dst:
         dst.transform = dst.transform * Affine.translation(100000, 0)
-    with pytest.raises(InputError, match=r"S1RTC 2021-04-06: S1RTC does not overlap S2L2A 2021-04-01: .*same place"):
+    far_date = r"S1RTC 2021-04-06: S1RTC does not overlap S2L2A 2021-04-01: .*same place"
+    with pytest.raises(InputError, match=far_date):
         _predict(_task(make_encoder), series, tmp_path / "d.tif")
     assert not list(tmp_path.glob("*.tif"))  # nothing written, no work folder left
     assert not list(tmp_path.glob(".terramind-*"))
@@ -176,7 +177,9 @@ def test_run_series_scene_writes_what_the_library_writes_and_refuses_bad_series_
 ) -> None:
     root = make_series(steps=3, masked=1)
     specs = modality_inputs(MODS, {}, {}, {}, {})
-    task = DenseTask(_task(make_encoder).model, specs, CLASSES, "values")
+    model = _task(make_encoder).model
+    assert model.out_channels == CLASSES  # what load_dense_task reads of a fine-tuned model
+    task = DenseTask(model, specs, model.out_channels, "values")
     paths = _paths(root)
     series, dem = {m: p for m, p in paths.items() if m != "DEM"}, {"DEM": paths["DEM"]}
     out = run_series_scene(_args(tmp_path, series=series, input=dem), task)

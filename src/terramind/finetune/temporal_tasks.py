@@ -34,6 +34,11 @@ class SeriesDenseModel(nn.Module):
         """The temporal backbone (what ``freeze_backbone`` freezes)."""
         return self.dense.backbone
 
+    @property
+    def out_channels(self) -> int:
+        """Classes or values per pixel (what ``finetune scene`` writes), as :class:`DenseModel` declares."""
+        return int(self.dense.out_channels)
+
     def forward(self, series: Series | dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, out_channels, H, W)`` outputs for series of size ``H x W``."""
         series = as_series(series)
