@@ -1004,6 +1004,8 @@ def config_setting(text: str) -> tuple[tuple[str, ...], Any]:
     """Parse ``--set SECTION.KEY=VALUE`` into the key path and the YAML-parsed value."""
     import yaml
 
+    from terramind.train.config import parse_yaml
+
     key, sep, value = text.partition("=")
     path = tuple(key.strip().split("."))
     if not sep or not all(path):
@@ -1011,7 +1013,7 @@ def config_setting(text: str) -> tuple[tuple[str, ...], Any]:
             f"expected SECTION.KEY=VALUE (e.g. trainer.max_epochs=5), got {text!r}"
         )
     try:
-        return path, yaml.safe_load(value)
+        return path, parse_yaml(value)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(f"{key}: the value is not valid YAML: {err}") from None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -366,12 +367,28 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
         raise type(err)(f"{where}: {err}") from err
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text as config files are read (``1e-3`` is a float, as a user means it)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: plain data only
+
+
 def _read(file: Path) -> dict[str, Any]:
     """One YAML file as a mapping."""
     if not file.is_file():
         raise InputError(f"config file {str(file)!r} does not exist")
     try:
-        values = yaml.safe_load(file.read_text()) or {}
+        values = parse_yaml(file.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"{file}: not valid YAML: {err}") from err
     if not isinstance(values, Mapping):
