@@ -51,7 +51,9 @@ def test_the_issue_configs_exist() -> None:
 def test_config_instantiates(name: str, tmp_path: Path) -> None:
     override = tmp_path / "tiny.yaml"
     override.write_text(yaml.safe_dump(TINY))
-    config = load_yaml(FinetuneConfig, *_configs()[name], override, sets={"trainer": {"out_dir": str(tmp_path)}})
+    config = load_yaml(
+        FinetuneConfig, *_configs()[name], override, sets={"trainer": {"out_dir": str(tmp_path)}}
+    )
     task, datamodule = build(config)
     assert isinstance(task, (SegmentationTask, ClassificationTask))
     backbone = task.model.backbone

@@ -1,5 +1,4 @@
-"""The time-series configs load into FinetuneConfig and build as ``terramind finetune`` builds them, with a tiny
-encoder."""
+"""The time-series configs load into FinetuneConfig and build as ``terramind finetune`` does (tiny encoder)."""
 
 from __future__ import annotations
 

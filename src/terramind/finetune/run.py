@@ -45,12 +45,12 @@ def build(config: FinetuneConfig) -> tuple[L.LightningModule, L.LightningDataMod
         ``(task, datamodule)``; the datamodule reads the backbone's input modalities.
     """
     sensors = list(config.sensors) or None
-    backbone: torch.nn.Module = Backbone(**config.kwargs("backbone"), sensors=sensors)
-    modalities = list(backbone.modalities)
+    encoder = Backbone(**config.kwargs("backbone"), sensors=sensors)
+    backbone: torch.nn.Module = encoder
     if config.temporal is not None:
-        backbone = TemporalBackbone(backbone, **config.kwargs("temporal"))
+        backbone = TemporalBackbone(encoder, **config.kwargs("temporal"))
     task = TASKS[config.task["kind"]](backbone, **config.kwargs("task"))
-    data = DATA[config.data["kind"]](modalities=modalities, sensors=sensors, **config.kwargs("data"))
+    data = DATA[config.data["kind"]](modalities=encoder.modalities, sensors=sensors, **config.kwargs("data"))
     return task, data
 
 
