@@ -1,4 +1,4 @@
-"""The time-series configs load into FinetuneConfig and build as ``terramind finetune`` does (tiny encoder)."""
+"""The time-series configs load into FinetuneConfig and build as ``terramind finetune`` does (tiny model)."""
 
 from __future__ import annotations
 
