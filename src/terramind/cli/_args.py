@@ -67,7 +67,7 @@ class Parser(argparse.ArgumentParser):
 def unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
     """``--options`` in ``argv`` that ``parser`` does not know, not even abbreviated.
 
-    Empty for parsers with subcommands or that pass the rest on (``finetune`` to LightningCLI).
+    Empty for parsers with subcommands or that pass the rest on (``nargs=REMAINDER``).
     """
     if any(
         isinstance(a, argparse._SubParsersAction) or a.nargs == argparse.REMAINDER for a in parser._actions
