@@ -141,7 +141,7 @@ class FinetuneConfig:
             values = getattr(self, section)
             if values is not None:
                 check_arguments(
-                    TARGETS[section](merged), arguments(values, section), section, filled=FILLED[section]
+                    TARGETS[section](merged), values, section, filled=FILLED[section], extra=_extra(section)
                 )
         with_sensors(list(self.sensors))  # a sensor named like a catalog modality fails where it is read
 
@@ -153,9 +153,10 @@ class FinetuneConfig:
             if isinstance(found, Mapping) and kind_of is not None:
                 check_arguments(
                     kind_of,
-                    arguments(found, section),
+                    found,
                     f"{where}.{section}",
                     filled=FILLED[section],
+                    extra=_extra(section),
                     complete=False,
                 )
 
@@ -163,6 +164,11 @@ class FinetuneConfig:
         """Return a section's keyword arguments (without ``kind``); empty for an absent section."""
         values = getattr(self, section)
         return arguments(values, section) if values is not None else {}
+
+
+def _extra(section: str) -> tuple[str, ...]:
+    """Keys of a section besides its constructor's arguments: ``kind`` where a table picks the class."""
+    return ("kind",) if section in KINDS else ()
 
 
 def arguments(values: Mapping[str, Any], section: str) -> dict[str, Any]:

@@ -507,6 +507,7 @@ def check_arguments(
     where: str,
     *,
     filled: Collection[str] = (),
+    extra: Collection[str] = (),
     complete: bool = True,
 ) -> None:
     """Refuse keys that are not keyword arguments of ``target`` (and, if ``complete``, missing required ones).
@@ -519,10 +520,11 @@ def check_arguments(
         values: The section.
         where: File and section, for messages.
         filled: Arguments the caller supplies itself (not valid keys).
+        extra: Keys of the section that are not arguments (``kind``, which picks ``target``).
         complete: The section is the merged one: also refuse missing required arguments.
     """
     valid, required = keyword_arguments(target)
-    valid, required = valid - set(filled), required - set(filled)
+    valid, required = (valid - set(filled)) | set(extra), required - set(filled)
     if unknown := set(values) - valid:
         raise unknown_keys(where, unknown, valid, values)
     if complete and (missing := required - set(values)):
