@@ -202,19 +202,16 @@ def _finetune_config(tmp_path: Path, examples: Path) -> Path:
     (tmp_path / "train.txt").write_text("\n".join(TILES[:2]))
     backbone = {"name": "terramind_v1_tiny", "modalities": ["S2L2A"], "encoder_depth": 1}
     config = {
-        "seed_everything": 0,
-        "trainer": {"max_steps": 1, "accelerator": "cpu", "limit_val_batches": 0, "logger": False,
-                    "enable_progress_bar": False, "enable_model_summary": False,
-                    "default_root_dir": str(tmp_path / "run")},
-        "model": {"class_path": "terramind.finetune.SegmentationTask", "init_args": {
-            "backbone": {"class_path": "terramind.finetune.Backbone", "init_args": backbone},
-            "num_classes": 10, "layer_indices": [0], "decoder": "fcn", "decoder_kwargs": {"channels": 16},
-            "scheduler": "none"}},
-        "data": {"class_path": "terramind.finetune.datamodule.GeoTiffDataModule", "init_args": {
-            "data_root": str(examples), "modalities": ["S2L2A"], "num_classes": 10,
-            "folders": {"label": "LULC"},
-            "splits": {"train": str(tmp_path / "train.txt"), "val": str(tmp_path / "train.txt")},
-            "augment": False, "batch_size": 2}},
+        "seed": 0,
+        "trainer": {"max_steps": 1, "accelerator": "cpu", "validate": False, "logger": "none",
+                    "progress_bar": False, "out_dir": str(tmp_path / "run")},
+        "task": {"kind": "segmentation", "num_classes": 10, "layer_indices": [0], "decoder": "fcn",
+                 "decoder_kwargs": {"channels": 16}, "scheduler": "none"},
+        "backbone": backbone,
+        "data": {"kind": "geotiff", "data_root": str(examples), "num_classes": 10,
+                 "folders": {"label": "LULC"},
+                 "splits": {"train": str(tmp_path / "train.txt"), "val": str(tmp_path / "train.txt")},
+                 "augment": False, "batch_size": 2},
     }  # fmt: skip
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

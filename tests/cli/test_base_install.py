@@ -45,7 +45,8 @@ SCRIPT = textwrap.dedent(
     results["finetune scene"] = run(["finetune", "scene", "--help"])
     results["pretrain run"] = run(["pretrain", "-c", "configs/pretrain/tiny_cpu.yaml"])
     results["prepare run"] = run(["prepare", "--src", "examples", "-o", OUT])
-    results["finetune run"] = run(["finetune", "fit", "-c", "configs/finetune/sen1floods11_s2.yaml"])
+    floods = ["-c", "configs/finetune/sen1floods11/base.yaml", "-c", "configs/finetune/sen1floods11/s2.yaml"]
+    results["finetune run"] = run(["finetune", "fit", *floods])
     print(json.dumps(results))
     """
 )
@@ -61,7 +62,7 @@ def test_every_help_works_and_train_commands_name_the_extra(tmp_path: Path) -> N
 
     results = json.loads(done.stdout)
     helps = {k: v for k, v in results.items() if not k.endswith(" run")}
-    assert len(helps) >= 14  # every command, zeroshot water and finetune scene
+    assert len(helps) >= 14  # every command, zeroshot water and the finetune commands
     assert {k: code for k, (code, _) in helps.items() if code != 0} == {}
     for name in ("pretrain run", "prepare run", "finetune run"):
         code, err = results[name]

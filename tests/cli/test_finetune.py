@@ -15,66 +15,44 @@ from terramind.cli.main import main
 NAMES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
 
 
-def _config(tmp_path: Path, examples: Path, **model: Any) -> Path:
+def _config(tmp_path: Path, examples: Path, **task: Any) -> Path:
     (tmp_path / "train.txt").write_text("\n".join(NAMES[:4]))
     (tmp_path / "predict.txt").write_text(NAMES[4])
     config = {
-        "seed_everything": 0,
+        "seed": 0,
         "trainer": {
             "max_steps": 4,
             "accelerator": "cpu",
-            "log_every_n_steps": 1,
-            "limit_val_batches": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(tmp_path)},
-            },
-            "callbacks": [
-                {
-                    "class_path": "terramind.finetune.GeoTiffPredictionWriter",
-                    "init_args": {"output_dir": str(tmp_path / "pred")},
-                }
-            ],
+            "log_every": 1,
+            "validate": False,
+            "progress_bar": False,
+            "out_dir": str(tmp_path / "run"),
         },
-        "model": {
-            "class_path": "terramind.finetune.SegmentationTask",
-            "init_args": {
-                "backbone": {
-                    "class_path": "terramind.finetune.Backbone",
-                    "init_args": {
-                        "name": "terramind_v1_tiny",
-                        "modalities": ["S2L2A", "S1RTC"],
-                        "encoder_depth": 1,
-                    },
-                },
-                "num_classes": 10,
-                "layer_indices": [0],
-                "decoder": "fcn",
-                "decoder_kwargs": {"channels": 32},
-                "lr": 1e-3,
-                "scheduler": "none",
-                "head_dropout": 0.0,
-                **model,
-            },
+        "predict": {"output_dir": str(tmp_path / "pred")},
+        "task": {
+            "kind": "segmentation",
+            "num_classes": 10,
+            "layer_indices": [0],
+            "decoder": "fcn",
+            "decoder_kwargs": {"channels": 32},
+            "lr": 1e-3,
+            "scheduler": "none",
+            "head_dropout": 0.0,
+            **task,
         },
+        "backbone": {"name": "terramind_v1_tiny", "modalities": ["S2L2A", "S1RTC"], "encoder_depth": 1},
         "data": {
-            "class_path": "terramind.finetune.datamodule.GeoTiffDataModule",
-            "init_args": {
-                "data_root": str(examples),
-                "modalities": ["S2L2A", "S1RTC"],
-                "num_classes": 10,
-                "folders": {"label": "LULC"},
-                "splits": {
-                    "train": str(tmp_path / "train.txt"),
-                    "val": str(tmp_path / "train.txt"),
-                    "predict": str(tmp_path / "predict.txt"),
-                },
-                "augment": False,
-                "batch_size": 4,
+            "kind": "geotiff",
+            "data_root": str(examples),
+            "num_classes": 10,
+            "folders": {"label": "LULC"},
+            "splits": {
+                "train": str(tmp_path / "train.txt"),
+                "val": str(tmp_path / "train.txt"),
+                "predict": str(tmp_path / "predict.txt"),
             },
+            "augment": False,
+            "batch_size": 4,
         },
     }
     path = tmp_path / "config.yaml"
@@ -83,7 +61,7 @@ def _config(tmp_path: Path, examples: Path, **model: Any) -> Path:
 
 
 def _losses(tmp_path: Path) -> list[float]:
-    (metrics,) = tmp_path.glob("lightning_logs/version_*/metrics.csv")
+    (metrics,) = tmp_path.glob("run/logs/version_*/metrics.csv")
     with metrics.open() as f:
         return [float(r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
 
@@ -95,6 +73,7 @@ def test_finetune_fit_then_predict_on_example_tiles(tmp_path: Path, examples_dir
     assert len(losses) == 4
     assert losses[-1] < 0.8 * losses[0], losses  # the same four tiles every step: the loss must fall
     (ckpt,) = tmp_path.rglob("*.ckpt")
+    assert ckpt.name == "last.ckpt"
     assert main(["finetune", "predict", "-c", str(config), "--ckpt_path", str(ckpt)]) == 0
     out = tmp_path / "pred" / f"{NAMES[4]}_pred.tif"
     with rasterio.open(out) as pred, rasterio.open(examples_dir / "S2L2A" / f"{NAMES[4]}.tif") as src:
@@ -118,7 +97,7 @@ def test_config_errors_surface_before_training(
     tmp_path: Path, examples_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _config(tmp_path, examples_dir, num_classes=5)
-    text = config.read_text().replace("num_classes: 10\n    splits", "num_classes: 5\n    splits")
+    text = config.read_text().replace("num_classes: 10\n  splits", "num_classes: 5\n  splits")
     config.write_text(text)
     assert main(["finetune", "fit", "-c", str(config)]) == 2
     assert "classes outside 0..4" in capsys.readouterr().err

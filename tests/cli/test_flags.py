@@ -28,13 +28,12 @@ DIFFERENT = {
     ),
     "--config": (
         {"action", "default", "help"},
-        "finetune scene takes several -c files, as LightningCLI does",
+        "the training commands' -c files are run configs (base + overlays), a task's are its config",
     ),
     "--input": (
         {"type", "help"},
         "the scene commands (generate, zeroshot water, inspect) also take band files as a list or a glob",
     ),
-    "--help": ({"action", "default", "help", "nargs", "const"}, "finetune forwards --help to LightningCLI"),
     "--format": (
         {"default", "choices", "help"},
         "the kind of file written: export's model formats (onnx, torch-export), embed's products",
@@ -57,6 +56,7 @@ RUNS_MODEL = (
 )
 RUNS_TOKENIZER = ("tokenize", "reconstruct")
 RUNS_TASK = ("finetune scene", "batch predict")
+TRAINERS = ("pretrain", "train-tokenizer", "finetune fit")
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -163,3 +163,9 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_the_three_trainers_share_config_options(name: str) -> None:
+    options = commands()[name]._option_string_actions
+    assert [o for o in ("--config", "--resume", "--set", "--print-config") if o not in options] == []

@@ -1,4 +1,5 @@
-"""Every shipped config builds (with a tiny backbone), and its data section reads a mock of its dataset."""
+"""Every shipped config loads into FinetuneConfig and builds (with a tiny backbone); its data section reads a
+mock of its dataset."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import numpy as np
 import pytest
 import yaml
 
-from terramind.cli.finetune import cli
 from terramind.finetune import Backbone, ClassificationTask, SegmentationTask
+from terramind.finetune.config import FinetuneConfig
 from terramind.finetune.datamodule import GeoTiffDataModule
+from terramind.finetune.run import build
+from terramind.train.config import load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
 TINY = {
     "trainer": {"precision": "32-true", "accelerator": "cpu"},
-    "model": {"init_args": {"backbone": {"init_args": {"name": "terramind_v1_tiny", "weights": None}}}},
+    "backbone": {"name": "terramind_v1_tiny", "weights": None},
 }
 
 
@@ -48,20 +51,21 @@ def test_the_issue_configs_exist() -> None:
 def test_config_instantiates(name: str, tmp_path: Path) -> None:
     override = tmp_path / "tiny.yaml"
     override.write_text(yaml.safe_dump(TINY))
-    files = [arg for p in [*_configs()[name], override] for arg in ("-c", str(p))]
-    run = cli([*files, f"--trainer.default_root_dir={tmp_path}"], run=False)
-    assert isinstance(run.model, (SegmentationTask, ClassificationTask))
-    backbone = run.model.model.backbone
+    config = load_yaml(
+        FinetuneConfig, *_configs()[name], override, sets={"trainer": {"out_dir": str(tmp_path)}}
+    )
+    task, datamodule = build(config)
+    assert isinstance(task, (SegmentationTask, ClassificationTask))
+    backbone = task.model.backbone
     assert isinstance(backbone, Backbone)
     assert (backbone.tim is not None) == name.endswith("_tim")
-    assert isinstance(run.datamodule, GeoTiffDataModule)
-    assert run.datamodule.modalities == backbone.modalities
+    assert isinstance(datamodule, GeoTiffDataModule)
+    assert datamodule.modalities == backbone.modalities
 
 
 def _data_args(paths: list[Path], root: Path) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    for path in paths:  # as LightningCLI reads several -c files: later ones win
-        args |= yaml.safe_load(path.read_text()).get("data", {}).get("init_args", {})
+    config = load_yaml(FinetuneConfig, *paths)  # the -c files merged as the CLI merges them
+    args = config.kwargs("data") | {"modalities": config.backbone["modalities"]}
     args["data_root"] = str(root)
     return args | {"crop_size": None, "num_workers": 0, "batch_size": 1}
 

@@ -32,33 +32,21 @@ NUM_CLASSES = 4
 
 def _config(tmp_path: Path, examples: Path) -> Path:
     config = {
-        "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False},
-        "model": {
-            "class_path": "terramind.finetune.SegmentationTask",
-            "init_args": {
-                "backbone": {
-                    "class_path": "terramind.finetune.Backbone",
-                    "init_args": {
-                        "name": "terramind_v1_tiny",
-                        "modalities": ["S2L2A", "S1RTC"],
-                        "encoder_depth": 1,
-                    },
-                },
-                "num_classes": NUM_CLASSES,
-                "layer_indices": [0],
-                "decoder": "fcn",
-                "decoder_kwargs": {"channels": 8},
-            },
+        "seed": 0,
+        "trainer": {"accelerator": "cpu", "logger": "none", "progress_bar": False},
+        "task": {
+            "kind": "segmentation",
+            "num_classes": NUM_CLASSES,
+            "layer_indices": [0],
+            "decoder": "fcn",
+            "decoder_kwargs": {"channels": 8},
         },
+        "backbone": {"name": "terramind_v1_tiny", "modalities": ["S2L2A", "S1RTC"], "encoder_depth": 1},
         "data": {
-            "class_path": "terramind.finetune.datamodule.GeoTiffDataModule",
-            "init_args": {
-                "data_root": str(examples),
-                "modalities": ["S2L2A", "S1RTC"],
-                "num_classes": NUM_CLASSES,
-                "folders": {"label": "LULC"},
-            },
+            "kind": "geotiff",
+            "data_root": str(examples),
+            "num_classes": NUM_CLASSES,
+            "folders": {"label": "LULC"},
         },
     }
     path = tmp_path / "config.yaml"
@@ -69,10 +57,12 @@ def _config(tmp_path: Path, examples: Path) -> Path:
 @pytest.fixture
 def task_files(tmp_path: Path, examples_dir: Path) -> tuple[Path, Path]:
     """A config and a checkpoint of its (untrained) task, as ``fit`` writes it (``state_dict``)."""
-    from terramind.cli.finetune import cli
+    from terramind.finetune.config import FinetuneConfig
+    from terramind.finetune.run import build
+    from terramind.train.config import load_yaml
 
     config = _config(tmp_path, examples_dir)
-    task = cli(["-c", str(config)], run=False).model
+    task, _ = build(load_yaml(FinetuneConfig, config))
     ckpt = tmp_path / "task.ckpt"
     torch.save({"state_dict": task.state_dict()}, ckpt)
     return config, ckpt

@@ -131,7 +131,7 @@ def test_finetune_fit_from_a_truncated_ckpt_path(run_cli, tmp_path) -> None:
     config = ft._config(tmp_path, EXAMPLES)
     cut = _truncated_checkpoint(tmp_path / "best.ckpt")
     run = tmp_path / "run"
-    outcome = run_cli(["finetune", "fit", "-c", config, "--ckpt_path", cut], watch=cut.parent)
+    outcome = run_cli(["finetune", "fit", "-c", config, "--resume", cut], watch=cut.parent)
     assert outcome.code == 2 and "Traceback" not in outcome.err, outcome.err
     assert "cannot read checkpoint" in outcome.err and "best.ckpt" in outcome.err
     assert not list(run.rglob("*.ckpt"))  # nothing trained, nothing saved

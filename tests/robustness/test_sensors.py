@@ -40,25 +40,11 @@ def test_pretrain_refuses_a_bad_sensor(
 def test_finetune_refuses_a_sensor_named_like_an_official_modality(run_cli, tmp_path: Path) -> None:
     sensor = {**GOOD, "name": "sen2l2a"}
     config = {
-        "trainer": {"accelerator": "cpu", "max_steps": 1, "default_root_dir": str(tmp_path / "runs")},
-        "model": {
-            "class_path": "terramind.finetune.SegmentationTask",
-            "init_args": {
-                "backbone": {
-                    "class_path": "terramind.finetune.Backbone",
-                    "init_args": {
-                        "name": "terramind_v1_tiny",
-                        "modalities": ["sen2l2a"],
-                        "sensors": [sensor],
-                    },
-                },
-                "num_classes": 2,
-            },
-        },
-        "data": {
-            "class_path": "terramind.finetune.datamodule.GeoTiffDataModule",
-            "init_args": {"data_root": str(tmp_path), "modalities": ["sen2l2a"], "num_classes": 2},
-        },
+        "trainer": {"accelerator": "cpu", "max_steps": 1, "out_dir": str(tmp_path / "runs")},
+        "sensors": [sensor],
+        "task": {"kind": "segmentation", "num_classes": 2},
+        "backbone": {"name": "terramind_v1_tiny", "modalities": ["sen2l2a"]},
+        "data": {"kind": "geotiff", "data_root": str(tmp_path), "num_classes": 2},
     }
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -357,14 +357,17 @@ def test_resume_within_a_row_computes_only_the_remaining_tiles(tmp_path):
 
 
 def test_fine_tuning_trainers_write_checkpoints_atomically(tmp_path, examples_dir):
-    from terramind.cli.finetune import cli
+    from terramind.finetune.config import FinetuneConfig
+    from terramind.train.config import load_yaml
+    from terramind.train.engine import build_trainer
 
     spec = importlib.util.spec_from_file_location("ft_cli", ROOT / "tests" / "cli" / "test_finetune.py")
     assert spec is not None and spec.loader is not None
     ft = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ft)
-    built = cli(["-c", str(ft._config(tmp_path, examples_dir))], run=False)
-    assert isinstance(built.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    config = load_yaml(FinetuneConfig, ft._config(tmp_path, examples_dir))
+    trainer = build_trainer(config.trainer, 0.0, sampler=True)  # the builder of every fine-tuning command
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 class _PerPixel(torch.nn.Module):

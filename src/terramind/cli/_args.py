@@ -67,7 +67,7 @@ class Parser(argparse.ArgumentParser):
 def unknown_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
     """``--options`` in ``argv`` that ``parser`` does not know, not even abbreviated.
 
-    Empty for parsers with subcommands or that pass the rest on (``finetune`` to LightningCLI).
+    Empty for parsers with subcommands or that pass the rest on (``nargs=REMAINDER``).
     """
     if any(
         isinstance(a, argparse._SubParsersAction) or a.nargs == argparse.REMAINDER for a in parser._actions
@@ -396,31 +396,34 @@ def add_config_files(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_training_configs(p: argparse.ArgumentParser) -> None:
-    """``-c/--config`` (repeatable: a base and overlays, deep-merged, later wins) and ``--resume``."""
+    """``-c/--config`` (repeatable: a base and overlays, deep-merged, later wins), ``--resume``, ``--set``."""
     add_config_files(
         p, "YAML run config; repeat for overlays (-c base.yaml -c more.yaml: mappings merge, later wins)"
     )
     p.add_argument(
         "--resume", default=None, help="checkpoint path, or 'last' (<out_dir>/checkpoints/last.ckpt)"
     )
+    add_config_overrides(p)
 
 
 def load_training_configs(args: argparse.Namespace, module: str, config_class: str) -> Any:
     """Import a trainer (naming the ``train`` extra if missing), read its config(s) and check the run.
 
     Args:
-        args: The command's namespace (``config``: one path or more, base first; ``resume``).
-        module: The trainer's module (``terramind.train.pretrain``).
+        args: The command's namespace (``config``: one path or more, base first; ``set``; ``resume``).
+        module: The trainer's module (``terramind.train.pretrain``, ``terramind.finetune.config``).
         config_class: The config dataclass's name in that module or in ``terramind.train.config``.
 
     Returns:
-        The loaded config (the files deep-merged, later wins), checked by :func:`check_training_run`.
+        The loaded config (the files deep-merged, later wins, then ``--set``), checked by
+        :func:`check_training_run` unless it is only printed (``--print-config``).
     """
     trainer = require(module, "train")
     config_module = require("terramind.train.config", "train")
     cls = getattr(trainer, config_class, None) or getattr(config_module, config_class)
-    config = config_module.load_yaml(cls, *args.config)
-    check_training_run(config.trainer, args.resume)
+    config = config_module.load_yaml(cls, *args.config, sets=config_sets(args))
+    if not getattr(args, "print_config", False):
+        check_training_run(config.trainer, getattr(args, "resume", None))
     return config
 
 
@@ -1034,3 +1037,58 @@ def say_once(say: Callable[[str], None] = note) -> Callable[[str], None]:
             say(line)
 
     return once
+
+
+def config_setting(text: str) -> tuple[tuple[str, ...], Any]:
+    """Parse ``--set SECTION.KEY=VALUE`` into the key path and the YAML-parsed value."""
+    import yaml
+
+    from terramind.train.config import parse_yaml
+
+    key, sep, value = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not sep or not all(path):
+        raise argparse.ArgumentTypeError(
+            f"expected SECTION.KEY=VALUE (e.g. trainer.max_epochs=5), got {text!r}"
+        )
+    try:
+        return path, parse_yaml(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{key}: the value is not valid YAML: {err}") from None
+
+
+def add_config_overrides(p: argparse.ArgumentParser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable, after the ``-c`` files) and ``--print-config``."""
+    p.add_argument(
+        "--set", action="append", default=[], type=config_setting, metavar="SECTION.KEY=VALUE",
+        help="replace one config value after the -c files (YAML value; repeatable), e.g. "
+        "--set data.data_root=/data/x --set trainer.max_epochs=5",
+    )  # fmt: skip
+    p.add_argument(
+        "--print-config", action="store_true", help="print the merged, checked config as YAML and exit"
+    )
+
+
+def config_sets(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the ``--set`` values as one nested mapping (later ones win), the loader's last overlay."""
+    merged: dict[str, Any] = {}
+    for path, value in getattr(args, "set", []):
+        node = merged
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise InputError(f"--set {'.'.join(path)}: {key} is set to a value, not a section")
+        node[path[-1]] = value
+    return merged
+
+
+def print_config(args: argparse.Namespace, config: Any) -> bool:
+    """Print the config as YAML if ``--print-config`` asked for it; return whether it did."""
+    if not getattr(args, "print_config", False):
+        return False
+    import yaml
+
+    from terramind.train.config import to_dict
+
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+    return True

@@ -1,24 +1,22 @@
-"""``terramind finetune fit|validate|test|predict -c config.yaml``: Lightning's CLI over our tasks.
+"""``terramind finetune fit|validate|test|predict -c config.yaml``: fine-tune a task; ``scene``: whole scenes.
 
-Everything after ``finetune`` goes to :class:`lightning.pytorch.cli.LightningCLI`, so its whole surface
-works (``--print_config``, ``--trainer.max_epochs=5``, ``--ckpt_path``, several ``-c`` files). The model is
-any task class (``terramind.finetune.SegmentationTask``, ...) and the data any LightningDataModule, both
-named by ``class_path`` in the config; see ``configs/finetune/``.
+The config is the one dialect of every trainer (:mod:`terramind.finetune.config`, read like ``pretrain``'s):
+several ``-c`` files merge in order, ``--set SECTION.KEY=VALUE`` comes last, ``--print-config`` shows the
+merged result. ``fit`` resumes with ``--resume last`` or a path; ``validate``, ``test`` and ``predict`` load
+``--ckpt_path``. A checkpoint written by another config is refused in one line before any step.
 
 ``terramind finetune scene -c config.yaml --ckpt_path best.ckpt --input S2L2A=scene.tif -o out.tif``
 predicts a whole scene of any size with a fine-tuned dense model (overlapping tiles, blended); inputs on
 other grids are warped onto the first input's (or ``--grid MOD``'s), ``--stac`` also writes a STAC item.
-:func:`load_dense_task` is the one place a fine-tuned task is built from its config and checkpoint (also
-for ``terramind batch predict``).
+:func:`load_dense_task` is the one place a fine-tuned dense task is built from its config and checkpoint
+(also for ``terramind batch predict``).
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from terramind.cli import _args
 from terramind.core.errors import TerraMindError
@@ -27,91 +25,54 @@ from terramind.core.optional import require
 from terramind.scene.run import DenseTask
 from terramind.scene.sinks import OutputKind
 
+SCENE_DESCRIPTION = "Predict a whole scene with a fine-tuned dense model (overlapping tiles, blended)."
+COMMANDS = {
+    "validate": "validate a checkpoint on the validation split",
+    "test": "test a checkpoint on the test split",
+    "predict": "predict the predict split with a checkpoint (GeoTIFFs into predict.output_dir)",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``finetune`` subcommand; its arguments are passed through to LightningCLI."""
+    """Add ``finetune`` with its commands ``fit``, ``validate``, ``test``, ``predict`` and ``scene``."""
     parser = sub.add_parser(
         "finetune",
-        help="fine-tune, validate, test or predict with a task config (LightningCLI); predict a whole scene",
-        description="Run LightningCLI: terramind finetune {fit,validate,test,predict} -c config.yaml [...]; "
-        "or predict a whole scene: terramind finetune scene --help",
-        add_help=False,
+        help="fine-tune, validate, test or predict with a task config; predict a whole scene",
+        description="Fine-tune TerraMind on a task (see configs/finetune/): terramind finetune "
+        "{fit,validate,test,predict} -c config.yaml [...]; or predict a whole scene: finetune scene.",
     )
-    parser.add_argument("-h", "--help", action="store_true", help="LightningCLI's help")
-    parser.add_argument("lightning_args", nargs=argparse.REMAINDER, help="arguments for LightningCLI")
-    parser.set_defaults(func=run, usage_text=parser.format_help())
-
-
-def cli(args: list[str], **kwargs: Any) -> Any:
-    """Build and run the LightningCLI on ``args`` (``["fit", "-c", "config.yaml", ...]``).
-
-    Args:
-        args: Subcommand and options, as on the command line.
-        kwargs: Extra :class:`LightningCLI` arguments (tests pass ``run=False`` etc.).
-
-    Returns:
-        The LightningCLI instance.
-    """
-    require("lightning", "train")
-    import lightning as L
-    from lightning.pytorch.cli import LightningCLI
-
-    from terramind.checkpoints.io import check_checkpoint
-    from terramind.checkpoints.lightning_io import with_atomic_checkpoints
-
-    class AtomicCheckpointsCLI(LightningCLI):
-        """LightningCLI whose trainer writes checkpoints atomically (never a truncated ``.ckpt``)."""
-
-        def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-            plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
-            return super().instantiate_trainer(**{**kwargs, "plugins": with_atomic_checkpoints(plugins)})
-
-        def _parse_ckpt_path(self) -> None:
-            """Refuse a ``--ckpt_path`` cut short in one line, before Lightning reads its hyperparameters."""
-            subcommand = self.config.get("subcommand")
-            ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
-            if ckpt and Path(ckpt).exists():  # not "last"/"best", which Lightning resolves itself
-                check_checkpoint(ckpt)
-            super()._parse_ckpt_path()
-
-    with warnings.catch_warnings():
-        # we pass the arguments explicitly on purpose (they are what follows `terramind finetune`)
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return AtomicCheckpointsCLI(
-            L.LightningModule,
-            L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=args,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            **kwargs,
-        )
-
-
-def _config_error(err: ValueError) -> TerraMindError | None:
-    """Recover our own message from jsonargparse's wrapper around an error raised while building a class.
-
-    jsonargparse tries each type of ``Optional[LightningModule]`` and reports all failures in one
-    ValueError; the lines that are not about ``NoneType`` are what our constructors said.
-    """
-    text = str(err)
-    if "Does not validate against any of the Union subtypes" not in text:
-        return None
-    reasons = [
-        line.strip()[2:]
-        for line in text.splitlines()
-        if line.strip().startswith("- ") and "NoneType" not in line
-    ]
-    return TerraMindError("invalid config: " + "; ".join(reasons)) if reasons else None
-
-
-def scene_parser() -> argparse.ArgumentParser:
-    """Build the parser of ``terramind finetune scene`` (the rest of ``finetune`` is LightningCLI's)."""
-    p = _args.Parser(
-        prog="terramind finetune scene",
-        description="Predict a whole scene with a fine-tuned dense model (overlapping tiles, blended).",
+    commands = parser.add_subparsers(dest="finetune_command", metavar="COMMAND", required=True)
+    fit = commands.add_parser(
+        "fit",
+        help="train the task (needs terramind[train])",
+        description="Fine-tune a task config; checkpoints go to <trainer.out_dir>/checkpoints.",
     )
+    _args.add_training_configs(fit)
+    fit.set_defaults(func=run)
+    for name, text in COMMANDS.items():
+        p = commands.add_parser(name, help=f"{text} (needs terramind[train])", description=f"{text}.")
+        _args.add_task_checkpoint(p)
+        _args.add_config_overrides(p)
+        p.set_defaults(func=run)
+    scene_command = commands.add_parser("scene", help=SCENE_DESCRIPTION, description=SCENE_DESCRIPTION)
+    add_scene_options(scene_command)
+    scene_command.set_defaults(func=run_scene)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config and run ``fit``, ``validate``, ``test`` or ``predict`` (or print the config)."""
+    config = _args.load_training_configs(args, "terramind.finetune.config", "FinetuneConfig")
+    if _args.print_config(args, config):
+        return 0
+    from terramind.finetune.run import run as run_task
+
+    run_task(config, args.finetune_command, ckpt_path=getattr(args, "ckpt_path", None), resume=args.resume
+             if args.finetune_command == "fit" else None)  # fmt: skip
+    return 0
+
+
+def add_scene_options(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``terramind finetune scene``."""
     _args.add_task_checkpoint(p)
     _args.add_scene_inputs(p)
     _args.add_grid(p)
@@ -122,13 +83,21 @@ def scene_parser() -> argparse.ArgumentParser:
     _args.add_device(p)
     _args.add_overwrite(p)
     _args.add_stac(p)
+
+
+def scene_parser() -> argparse.ArgumentParser:
+    """Build a stand-alone parser of ``terramind finetune scene`` (what ``finetune scene`` parses)."""
+    p = _args.Parser(prog="terramind finetune scene", description=SCENE_DESCRIPTION)
+    add_scene_options(p)
     return p
 
 
 def load_dense_task(config: Sequence[str | Path], ckpt_path: str | Path, *, command: str) -> DenseTask:
     """Build a fine-tuned dense task from its config file(s) and load the weights of a ``fit`` checkpoint.
 
-    The checkpoint is read first, so a cut-short one fails before the model is built.
+    The checkpoint is read first, so a cut-short one fails before the model is built. Time-series tasks
+    (``temporal_segmentation``, ``change_detection``) load too: their model takes a series; the task and
+    datamodule themselves come from :func:`terramind.finetune.run.load_task`.
 
     Args:
         config: The task's config file(s), as given to ``-c`` (later files override earlier ones).
@@ -140,21 +109,22 @@ def load_dense_task(config: Sequence[str | Path], ckpt_path: str | Path, *, comm
 
     Raises:
         CheckpointError: The checkpoint is missing, cut short or not a training checkpoint.
-        TerraMindError: The config is not a SegmentationTask/RegressionTask with a GeoTiffDataModule.
+        TerraMindError: The config's task is not dense (classification).
     """
     require("lightning", "train")
-    from terramind.checkpoints.io import read_training_checkpoint
-    from terramind.finetune.datamodule import GeoTiffDataModule
+    from terramind.finetune.run import load_task
     from terramind.finetune.tasks import RegressionTask, SegmentationTask
 
-    state = read_training_checkpoint(ckpt_path)
-    built = cli([arg for c in config for arg in ("-c", str(c))], run=False)
-    task, data = built.model, built.datamodule
-    if not isinstance(task, (SegmentationTask, RegressionTask)) or not isinstance(data, GeoTiffDataModule):
-        raise TerraMindError(f"{command} needs a SegmentationTask or RegressionTask with a GeoTiffDataModule")
-    task.load_state_dict(state)
+    loaded = load_task(config, ckpt_path)
+    task = loaded.task
+    if not isinstance(task, SegmentationTask | RegressionTask):
+        raise TerraMindError(
+            f"{command} needs a dense task (task kind segmentation, regression, temporal_segmentation or "
+            f"change_detection), got {loaded.config.task['kind']}"
+        )
+    dense = getattr(task.model, "dense", task.model)  # a time-series model wraps the single-date one
     kind: OutputKind = "classes" if isinstance(task, SegmentationTask) else "values"
-    return DenseTask(task.model, data.inputs, task.model.out_channels, kind)
+    return DenseTask(task.model, loaded.data.inputs, dense.out_channels, kind)  # type: ignore[attr-defined]
 
 
 def _say_once(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -169,14 +139,12 @@ def _say_once(say: Callable[[str], None]) -> Callable[[str], None]:
     return once
 
 
-def scene(argv: list[str]) -> Path:
+def scene(args: argparse.Namespace) -> Path:
     """``finetune scene``: build the task from its config, load a checkpoint, predict a whole scene.
 
     Returns:
         The written GeoTIFF.
     """
-    args = scene_parser().parse_args(argv)
-    _args.run_checks(args)
     from terramind.finetune.scene import predict_scene
     from terramind.scene import scan_scene, tqdm_progress
     from terramind.scene.stac_item import item_path
@@ -211,22 +179,7 @@ def scene(argv: list[str]) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run LightningCLI with the forwarded arguments; config errors become one-line messages."""
-    if args.lightning_args[:1] == ["scene"]:
-        print(f"wrote {scene(list(args.lightning_args[1:]))}")
-        return 0
-    if args.help or not args.lightning_args:
-        try:
-            require("lightning.pytorch.cli", "train")
-        except TerraMindError as err:  # a base install: our help, and how to get LightningCLI's
-            print(f"{args.usage_text}\nLightningCLI's options need the train extra: {err}")
-            return 0
-    try:
-        cli(list(args.lightning_args) if args.lightning_args and not args.help else ["--help"])
-    except ValueError as err:
-        wrapped = _config_error(err)
-        if wrapped is None:
-            raise
-        raise wrapped from err
+def run_scene(args: argparse.Namespace) -> int:
+    """Run ``finetune scene`` and name the written file."""
+    print(f"wrote {scene(args)}")
     return 0

@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the config and train."""
+    """Load the config and train (or only print it: ``--print-config``)."""
     config = _args.load_training_configs(args, "terramind.train.pretrain", "PretrainConfig")
+    if _args.print_config(args, config):
+        return 0
     from terramind.train.pretrain import pretrain
 
     pretrain(config, resume=args.resume)

@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the config and train."""
+    """Load the config and train (or only print it: ``--print-config``)."""
     config = _args.load_training_configs(args, "terramind.train.tokenizer", "TokenizerTrainConfig")
+    if _args.print_config(args, config):
+        return 0
     from terramind.train.tokenizer import train_tokenizer
 
     train_tokenizer(config, resume=args.resume)

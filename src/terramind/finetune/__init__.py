@@ -1,7 +1,8 @@
 """Fine-tuning TerraMind on a user's task: backbone -> neck -> decoder -> head, Lightning tasks, writers.
 
-Configs name these classes by ``class_path`` (see ``configs/finetune/``), e.g.
-``terramind.finetune.SegmentationTask`` with ``backbone: {class_path: terramind.finetune.Backbone}``.
+A run is one :class:`terramind.finetune.config.FinetuneConfig` (see ``configs/finetune/``): ``task: {kind:
+segmentation, ...}`` picks :class:`SegmentationTask` from a table, ``backbone:`` holds :class:`Backbone`'s
+arguments; :mod:`terramind.finetune.run` builds and runs it on the engine of ``terramind.train``.
 """
 
 from terramind.finetune.backbone import Backbone, model_config

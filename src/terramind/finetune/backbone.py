@@ -1,10 +1,11 @@
 """The fine-tuning backbone: a TerraMind encoder of any size, inputs, band subsets and optional TiM.
 
-:class:`Backbone` is what task configs name (``class_path: terramind.finetune.Backbone``). It builds the
-encoder (:class:`terramind.model.TerraMindBackbone`), loads weights from a checkpoint file, adapts patch
-embeddings to band subsets by band name, and, with ``tim_modalities``, adds a frozen TiM generator whose
-token ids are appended to the inputs (tim/tim.py): with ``merge=None`` the sequence grows by one token grid
-(196 tokens at 224 px) per TiM modality; with ``merge="mean"`` the TiM modality joins the average.
+:class:`Backbone` is what a task config's ``backbone:`` section builds (its keys are these arguments). It
+builds the encoder (:class:`terramind.model.TerraMindBackbone`), loads weights from a checkpoint file,
+adapts patch embeddings to band subsets by band name, and, with ``tim_modalities``, adds a frozen TiM
+generator whose token ids are appended to the inputs (tim/tim.py): with ``merge=None`` the sequence grows
+by one token grid (196 tokens at 224 px) per TiM modality; with ``merge="mean"`` the TiM modality joins
+the average.
 
 Token-type inputs (LULC class maps, NDVI) are tokenized by frozen tokenizers inside the backbone, so a
 datamodule gives them as rasters like any other input. The tokenizers are tools, not fine-tuned weights:

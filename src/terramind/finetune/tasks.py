@@ -3,8 +3,9 @@
 Each task owns a model from :mod:`terramind.finetune.model`, a loss from :mod:`terramind.finetune.losses`
 and torchmetrics collections; the optimiser is AdamW over the trainable parameters with a plateau, cosine
 or no learning-rate schedule (the official fine-tuning example uses AdamW with ReduceLROnPlateau(0.5, 5),
-configs/finetune/), each optionally after a linear warmup over the first ``warmup_steps`` steps (torch's
-``LinearLR``; chained before cosine with ``SequentialLR``, beside the plateau schedule otherwise).
+configs/finetune/), each optionally after a linear warmup over the first ``warmup_steps`` steps. Warmup +
+cosine is pretraining's per-step schedule (:mod:`terramind.train.optim`); beside the plateau schedule the
+warmup is torch's ``LinearLR``.
 
 Batches are dicts ``{"inputs": {modality: (B, C, H, W)}, "label": ..., "path": [str]}`` as
 :class:`terramind.finetune.datamodule.GeoTiffDataModule` produces them.
@@ -27,8 +28,10 @@ from terramind.data.padding import crop_to, pad_to_multiple, padding_to_multiple
 from terramind.finetune.losses import build_loss
 from terramind.finetune.model import DenseModel, PooledModel
 from terramind.layers.decay import param_groups
+from terramind.train.optim import build_optimizer
 
 Scheduler = Literal["plateau", "cosine", "none"]
+ADAMW_BETAS = (0.9, 0.999)  # torch's AdamW default, which fine-tuning has always used
 Batch = dict[str, Any]
 
 
@@ -147,26 +150,25 @@ class _Task(L.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        """AdamW over trainable parameters (``layers.decay`` policy), the chosen schedule and warmup."""
-        optimizer = torch.optim.AdamW(param_groups(self, self.weight_decay), lr=self.lr)
-        schedules: list[dict[str, Any]] = []
-        warmup = self._warmup(optimizer)
+        """AdamW over trainable parameters (``layers.decay`` policy), the chosen schedule and warmup.
+
+        ``cosine`` is :func:`terramind.train.optim.build_optimizer`'s per-step warmup + cosine, the schedule
+        of pretraining (the same learning rate per step as torch's ``LinearLR`` then ``CosineAnnealingLR``).
+        """
         if self.scheduler == "cosine":
             steps = max(int(self.trainer.estimated_stepping_batches), 1)
-            main: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(steps - self.warmup_steps, 1)
-            )
-            if warmup is not None:  # warmup, then cosine over the remaining steps
-                main = torch.optim.lr_scheduler.SequentialLR(
-                    optimizer, [warmup, main], milestones=[self.warmup_steps]
-                )
-            schedules.append({"scheduler": main, "interval": "step"})
-        else:
-            if warmup is not None:
-                schedules.append({"scheduler": warmup, "interval": "step"})
-            if self.scheduler == "plateau":
-                plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
-                schedules.append({"scheduler": plateau, "monitor": self.monitor})
+            optimizer, schedule = build_optimizer(
+                self, lr=self.lr, weight_decay=self.weight_decay, betas=ADAMW_BETAS,
+                warmup_steps=self.warmup_steps, total_steps=steps,
+            )  # fmt: skip
+            return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+        optimizer = torch.optim.AdamW(param_groups(self, self.weight_decay), lr=self.lr, betas=ADAMW_BETAS)
+        schedules: list[dict[str, Any]] = []
+        if (warmup := self._warmup(optimizer)) is not None:
+            schedules.append({"scheduler": warmup, "interval": "step"})
+        if self.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+            schedules.append({"scheduler": plateau, "monitor": self.monitor})
         return ([optimizer], schedules) if schedules else optimizer
 
     def _warmup(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:

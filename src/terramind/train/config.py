@@ -1,16 +1,22 @@
-"""Frozen run configurations for pretraining, loaded from YAML with strict key checking.
+"""Frozen run configurations, loaded from YAML with strict key checking: the one config dialect.
 
-A YAML file maps one-to-one onto these dataclasses (nested sections are nested dataclasses); an unknown or
-misspelt key is an error naming the valid keys, never silently ignored.
+Pretraining, tokenizer training and fine-tuning read their YAML here. A file maps one-to-one onto frozen
+dataclasses (nested sections are nested dataclasses; a section whose keys are a constructor's arguments,
+like fine-tuning's ``task:``, is checked against that constructor's signature); an unknown or misspelt key
+is an error naming the file, the section and the valid keys, never silently ignored. Several files merge
+in order (``-c base.yaml -c more.yaml``, then ``--set SECTION.KEY=VALUE``): mappings key by key, anything
+else replaced. All three share :class:`TrainerSection`, run by :mod:`terramind.train.engine`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import inspect
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -182,24 +188,63 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class TrainerSection:
-    """The Lightning engine: devices, strategy, precision, steps, logging and checkpoints.
+class EarlyStoppingSection:
+    """Stop when a logged metric has not improved for ``patience`` validations.
 
     Attributes:
-        max_steps: Optimizer steps.
+        monitor: The metric (``val/loss``, ``val/mIoU``).
+        patience: Validations without improvement before stopping.
+        mode: ``min`` (lower is better) or ``max``.
+        min_delta: Smallest change that counts as an improvement.
+    """
+
+    monitor: str = "val/loss"
+    patience: int = 20
+    mode: str = "min"
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of("mode", self.mode, MONITOR_MODES)
+
+
+LOGGERS = ("csv", "tensorboard", "none")
+MONITOR_MODES = ("min", "max")
+LR_MONITOR = ("step", "epoch")
+
+
+def _one_of(name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainerSection:
+    """The Lightning engine of every trainer (pretraining, tokenizer training, fine-tuning).
+
+    Attributes:
+        max_steps: Optimizer steps (-1: no step limit, ``max_epochs`` decides).
+        max_epochs: Passes over the data (None: Lightning's default, 1000 when ``max_steps`` is -1).
         accelerator: ``cpu``, ``gpu``, ``auto``.
         devices: Devices per node (int or ``auto``).
         num_nodes: Nodes (SLURM/torchrun fill in ranks).
         strategy: ``auto``, ``ddp``, ``fsdp``.
         precision: ``32-true``, ``bf16-mixed``, ``16-mixed``.
         out_dir: Run folder (checkpoints, logs).
-        logger: ``csv`` or ``tensorboard``.
+        logger: ``csv``, ``tensorboard`` or ``none``.
         log_every: Steps between log lines.
-        checkpoint_every: Steps between checkpoints (``last.ckpt`` always updated).
+        checkpoint_every: Steps between ``step{N}.ckpt`` checkpoints (0: none; ``last.ckpt`` is always
+            written, at these steps or else at the end of each epoch). Not with ``monitor``.
         progress_bar: Rich progress bar with tokens/s.
+        validate: Run the validation loop after each epoch (fine-tuning; pretraining streams have none).
+        monitor: Keep the best checkpoint (``best-{epoch:03d}.ckpt``) by this logged metric, checked after
+            each validation, besides ``last.ckpt``; None: no best checkpoint.
+        monitor_mode: ``min`` or ``max``: which value of ``monitor`` is best.
+        early_stopping: Stop when a metric stops improving; None: never.
+        lr_monitor: Log the learning rate every ``step`` or ``epoch``; None: not logged.
     """
 
     max_steps: int = 1000
+    max_epochs: int | None = None
     accelerator: str = "auto"
     devices: int | str = "auto"
     num_nodes: int = 1
@@ -210,6 +255,25 @@ class TrainerSection:
     log_every: int = 10
     checkpoint_every: int = 100
     progress_bar: bool = True
+    validate: bool = False
+    monitor: str | None = None
+    monitor_mode: str = "min"
+    early_stopping: EarlyStoppingSection | None = None
+    lr_monitor: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_of("logger", self.logger, LOGGERS)
+        _one_of("monitor_mode", self.monitor_mode, MONITOR_MODES)
+        _one_of("lr_monitor", self.lr_monitor, (None, *LR_MONITOR))
+        if self.monitor is not None and self.checkpoint_every:
+            raise InputError(
+                f"monitor ({self.monitor}) keeps the best checkpoint after each validation; "
+                f"set checkpoint_every: 0 with it (it is {self.checkpoint_every})"
+            )
+        if (self.monitor or self.early_stopping) and not self.validate:
+            raise InputError("monitor and early_stopping watch validation metrics: set validate: true")
+        if self.max_steps < 0 and self.max_steps != -1:
+            raise InputError(f"max_steps must be -1 (no limit) or >= 0, got {self.max_steps}")
 
 
 @dataclass(frozen=True)
@@ -290,9 +354,8 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    if unknown := set(values) - names:
+        raise unknown_keys(where, unknown, names, values)
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
     try:
         return cls(**kwargs)
@@ -304,12 +367,28 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config") ->
         raise type(err)(f"{where}: {err}") from err
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader that also reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text as config files are read (``1e-3`` is a float, as a user means it)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: plain data only
+
+
 def _read(file: Path) -> dict[str, Any]:
     """One YAML file as a mapping."""
     if not file.is_file():
         raise InputError(f"config file {str(file)!r} does not exist")
     try:
-        values = yaml.safe_load(file.read_text()) or {}
+        values = parse_yaml(file.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"{file}: not valid YAML: {err}") from err
     if not isinstance(values, Mapping):
@@ -322,10 +401,17 @@ def _check_keys(cls: Any, values: Mapping[str, Any], where: str) -> None:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := set(values) - names:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+        raise unknown_keys(where, unknown, names, values)
     for key, value in values.items():
-        if dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
-            _check_keys(hints[key], value, f"{where}.{key}")
+        section = _section_class(hints[key])
+        if section is not None and isinstance(value, Mapping):
+            _check_keys(section, value, f"{where}.{key}")
+
+
+def _section_class(tp: Any) -> Any:
+    """Return the dataclass of a section's annotation (``Section`` or ``Section | None``), or None."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    return next((t for t in options if dataclasses.is_dataclass(t)), None)
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -338,24 +424,111 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-def load_yaml(cls: type[T], path: str | Path, *overlays: str | Path) -> T:
+def load_yaml(
+    cls: type[T], path: str | Path, *overlays: str | Path, sets: Mapping[str, Any] | None = None
+) -> T:
     """Read a YAML file, and overlays deep-merged over it in order (later wins), into the dataclass ``cls``.
+
+    Each file is checked on its own first, so an unknown key names the file that says it. A class may add
+    checks that need the merged config (``check_layer(values, merged, where)``, e.g. keyword arguments of the
+    class a merged ``kind`` names).
 
     Args:
         cls: The config dataclass.
         path: The base file.
         overlays: Files whose values replace the base's (mappings merge, lists and scalars are replaced).
+        sets: Values applied after the files, as one more overlay (the CLI's ``--set SECTION.KEY=VALUE``).
 
     Raises:
         InputError: A missing or invalid file, or an unknown key (naming the file and the section).
     """
-    files = [Path(p) for p in (path, *overlays)]
+    layers = [(str(f), _read(Path(f))) for f in (path, *overlays)]
+    if sets:
+        layers.append(("--set", dict(sets)))
     merged: dict[str, Any] = {}
-    for file in files:
-        values = _read(file)
-        _check_keys(cls, values, str(file))
+    for _, values in layers:
         merged = deep_merge(merged, values)
-    return from_dict(cls, merged, " + ".join(str(f) for f in files))
+    check_layer = getattr(cls, "check_layer", None)
+    for where, values in layers:
+        _check_keys(cls, values, where)
+        if check_layer is not None:
+            check_layer(values, merged, where)
+    return from_dict(cls, merged, " + ".join(where for where, _ in layers))
+
+
+# Keys of Lightning's CLI configs (``class_path``/``init_args``), which we no longer read: named in the error.
+_OLD_KEYS = frozenset({"class_path", "init_args", "dict_kwargs", "seed_everything"})
+OLD_FORM = "this is the old LightningCLI form (class_path/init_args): see the README's fine-tuning section"
+
+
+def unknown_keys(where: str, unknown: set[str], valid: set[str], values: Mapping[str, Any]) -> InputError:
+    """Build the error for unknown keys of a section: the keys, the valid ones, a pointer for the old form."""
+    text = f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(valid)}"
+    old = any(
+        k in _OLD_KEYS or (isinstance(values[k], Mapping) and bool(_OLD_KEYS & set(values[k])))
+        for k in unknown
+    )
+    return InputError(f"{text}; {OLD_FORM}" if old else text)
+
+
+def keyword_arguments(target: Callable[..., Any]) -> tuple[set[str], set[str]]:
+    """Return the keyword arguments a class takes and those it requires.
+
+    A constructor's ``**options`` are followed to the base classes' ``__init__`` it forwards them to, so a
+    subclass that adds one argument still offers all of its base's.
+
+    Returns:
+        ``(valid, required)`` argument names.
+    """
+    inits = (
+        [vars(k)["__init__"] for k in target.__mro__ if "__init__" in vars(k)]
+        if isinstance(target, type)
+        else [target]
+    )
+    valid: set[str] = set()
+    required: set[str] = set()
+    for init in inits:
+        forwards = False
+        for name, p in inspect.signature(init).parameters.items():
+            forwards |= p.kind is p.VAR_KEYWORD
+            if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or name in valid:
+                continue
+            valid.add(name)
+            if p.default is p.empty:
+                required.add(name)
+        if not forwards:
+            break
+    return valid, required
+
+
+def check_arguments(
+    target: Callable[..., Any],
+    values: Mapping[str, Any],
+    where: str,
+    *,
+    filled: Collection[str] = (),
+    extra: Collection[str] = (),
+    complete: bool = True,
+) -> None:
+    """Refuse keys that are not keyword arguments of ``target`` (and, if ``complete``, missing required ones).
+
+    A config section whose keys are a constructor's arguments is checked against that constructor's
+    signature, so the schema has one home and nothing is silently ignored.
+
+    Args:
+        target: The class (or function) the section's values are passed to.
+        values: The section.
+        where: File and section, for messages.
+        filled: Arguments the caller supplies itself (not valid keys).
+        extra: Keys of the section that are not arguments (``kind``, which picks ``target``).
+        complete: The section is the merged one: also refuse missing required arguments.
+    """
+    valid, required = keyword_arguments(target)
+    valid, required = (valid - set(filled)) | set(extra), required - set(filled)
+    if unknown := set(values) - valid:
+        raise unknown_keys(where, unknown, valid, values)
+    if complete and (missing := required - set(values)):
+        raise InputError(f"{where}: missing key(s) {sorted(missing)} ({getattr(target, '__name__', target)})")
 
 
 def to_dict(config: object) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""The trainer engine of pretraining and tokenizer training.
+"""The trainer engine of pretraining, tokenizer training and fine-tuning.
 
-What both trainers share lives here, once: the Lightning trainer builder (devices, strategy, precision,
-logging, checkpoints written atomically by :class:`~terramind.checkpoints.lightning_io.AtomicCheckpointIO`),
-resume from ``last`` or a path, the run identity a resume must match, the data source of a run's ``data``
-section, the SDPA backends allowed while training, moving our typed batches to the device, and :func:`fit`.
-Parameter groups (the one weight-decay policy of :mod:`terramind.layers.decay`) and the warmup + cosine
-schedule are :mod:`terramind.train.optim`'s. Fine-tuning sits beside ``train`` in the layer contract and
-cannot import it; it shares the decay policy and the atomic checkpoints, not this module.
+What the three trainers share lives here, once: the Lightning trainer builder (devices, strategy, precision,
+logging, validation, best/last checkpoints written atomically by
+:class:`~terramind.checkpoints.lightning_io.AtomicCheckpointIO`, early stopping), resume from ``last`` or a
+path, the run identity a resume must match, the data source of a run's ``data`` section, the SDPA backends
+allowed while training, moving our typed batches to the device, and :func:`fit`. Parameter groups (the one
+weight-decay policy of :mod:`terramind.layers.decay`) and the warmup + cosine schedule are
+:mod:`terramind.train.optim`'s. Fine-tuning (``terramind.finetune``, one layer above) runs on this engine
+through :mod:`terramind.finetune.run`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from terramind.checkpoints.lightning_io import AtomicCheckpointIO
@@ -43,43 +50,75 @@ def strategy(name: str) -> str:
     return _UNUSED_PARAMETERS.get(name, name)
 
 
-def build_trainer(t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+def build_trainer(
+    t: TrainerSection, clip_grad: float, callbacks: Sequence[Callback] = (), *, sampler: bool = False
+) -> L.Trainer:
     """Build the Lightning trainer of a run: devices, strategy, precision, logging and checkpoints.
 
     Args:
         t: Engine settings.
         clip_grad: Gradient-norm clipping (0: off).
         callbacks: Extra callbacks.
+        sampler: Let Lightning shard map-style datasets over ranks (fine-tuning's datamodules); our
+            streams (pretraining, tokenizer training) split the data by rank themselves.
     """
     out = Path(t.out_dir)
-    logger = TensorBoardLogger(out, name="logs") if t.logger == "tensorboard" else CSVLogger(out, name="logs")
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename="step{step:08d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=t.checkpoint_every,
-        save_last=True,
-        save_top_k=-1,
-    )
     progress = [RichProgressBar()] if t.progress_bar else []
     return L.Trainer(
         max_steps=t.max_steps,
+        max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=strategy(t.strategy),
         precision=t.precision,  # type: ignore[arg-type]
         gradient_clip_val=clip_grad or None,
-        logger=logger,
-        callbacks=[*callbacks, checkpoints, *progress],
+        logger=_logger(t),
+        callbacks=[*callbacks, _checkpoints(t), *_watchers(t), *progress],
         plugins=[AtomicCheckpointIO()],
         log_every_n_steps=t.log_every,
         enable_model_summary=False,
         enable_progress_bar=t.progress_bar,
-        limit_val_batches=0,
-        use_distributed_sampler=False,
+        limit_val_batches=None if t.validate else 0,
+        use_distributed_sampler=sampler,
         default_root_dir=out,
     )
+
+
+def _logger(t: TrainerSection) -> Logger | bool:
+    """Return the run's logger under ``<out_dir>/logs`` (``logger: none``: no logs)."""
+    loggers = {"tensorboard": TensorBoardLogger, "csv": CSVLogger}
+    return loggers[t.logger](Path(t.out_dir), name="logs") if t.logger in loggers else False
+
+
+def _checkpoints(t: TrainerSection) -> ModelCheckpoint:
+    """``last.ckpt`` always; with ``monitor`` the best one, else one every ``checkpoint_every`` steps."""
+    common: dict[str, Any] = {
+        "dirpath": Path(t.out_dir) / "checkpoints",
+        "auto_insert_metric_name": False,
+        "save_last": True,
+    }
+    if t.monitor is not None:
+        return ModelCheckpoint(
+            **common, monitor=t.monitor, mode=t.monitor_mode, filename="best-{epoch:03d}", save_top_k=1
+        )
+    return ModelCheckpoint(
+        **common,
+        filename="step{step:08d}",
+        every_n_train_steps=t.checkpoint_every,
+        save_top_k=-1 if t.checkpoint_every else 0,
+    )
+
+
+def _watchers(t: TrainerSection) -> list[Callback]:
+    """Early stopping and the learning-rate monitor, where the section asks for them."""
+    found: list[Callback] = []
+    if (stop := t.early_stopping) is not None:
+        found.append(EarlyStopping(monitor=stop.monitor, patience=stop.patience, mode=stop.mode,
+                                   min_delta=stop.min_delta))  # fmt: skip
+    if t.lr_monitor is not None:
+        found.append(LearningRateMonitor(logging_interval=t.lr_monitor))  # type: ignore[arg-type]
+    return found
 
 
 # SDPA backends allowed while training: all but cuDNN. Masked pretraining changes the packed sequence lengths
@@ -138,6 +177,7 @@ def fit(
     clip_grad: float,
     callbacks: Sequence[Callback] = (),
     resume: str | None = None,
+    datamodule: L.LightningDataModule | None = None,
 ) -> L.Trainer:
     """Fit ``module`` with the run's trainer, from scratch or resumed, under the training attention backends.
 
@@ -147,13 +187,15 @@ def fit(
         clip_grad: Gradient-norm clipping (0: off).
         callbacks: Extra callbacks.
         resume: A checkpoint path, ``"last"`` or None.
+        datamodule: Fine-tuning's data (map-style, sharded over ranks by Lightning); None: the module
+            streams its own data.
 
     Returns:
         The trainer, after fitting.
     """
-    engine = build_trainer(trainer, clip_grad, callbacks)
+    engine = build_trainer(trainer, clip_grad, callbacks, sampler=datamodule is not None)
     with training_attention():
-        engine.fit(module, ckpt_path=resume_path(trainer, resume))
+        engine.fit(module, datamodule=datamodule, ckpt_path=resume_path(trainer, resume))
     return engine
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from terramind.core.errors import InputError
 from terramind.layers.decay import param_groups
 from terramind.train.config import OptimSection
 
@@ -49,7 +50,13 @@ def build_optimizer(
 
 
 def lightning_optimizers(model: nn.Module, optim: OptimSection, total_steps: int) -> dict[str, Any]:
-    """``configure_optimizers`` result for Lightning: :func:`build_optimizer` stepped every batch."""
+    """``configure_optimizers`` result for Lightning: :func:`build_optimizer` stepped every batch.
+
+    Raises:
+        InputError: ``total_steps`` below 1 (``trainer.max_steps: -1``): the schedule needs the run's length.
+    """
+    if total_steps < 1:
+        raise InputError(f"trainer.max_steps must be >= 1 for the warmup + cosine schedule: {total_steps}")
     optimizer, schedule = build_optimizer(
         model,
         lr=optim.lr,
