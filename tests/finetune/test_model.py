@@ -53,6 +53,11 @@ def test_dense_model_rejects_bad_sizes(standin: torch.nn.Module) -> None:
         model({"S2L2A": torch.randn(1, 12, 40, 40)})
 
 
+def test_dense_model_refuses_layer_indices_deeper_than_the_backbone(standin: torch.nn.Module) -> None:
+    with pytest.raises(ShapeError, match=r"layer_indices \[2, 5, 8, 99\] do not fit a backbone of"):
+        DenseModel(standin, 2, layer_indices=[2, 5, 8, 99], decoder="fcn")
+
+
 def test_pooled_model_logits(standin: torch.nn.Module) -> None:
     out = PooledModel(standin, 7)(_inputs())
     assert out.shape == (2, 7)

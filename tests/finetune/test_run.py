@@ -12,7 +12,7 @@ import yaml
 
 from terramind.core.errors import InputError
 from terramind.finetune.config import FinetuneConfig
-from terramind.finetune.temporal_tasks import ChangeDetectionTask, SeriesDenseModel
+from terramind.finetune.temporal_tasks import ChangeDetectionTask, SeriesDenseModel, TemporalSegmentationTask
 from terramind.train.config import check_arguments, from_dict, keyword_arguments, load_yaml
 from terramind.train.optim import warmup_cosine
 
@@ -25,13 +25,7 @@ def test_keyword_arguments_follow_forwarded_options_to_the_base_class() -> None:
     assert {"backbone", "num_classes", "loss", "decoder", "lr", "warmup_steps"} <= valid
     assert required == {"backbone"}  # num_classes has a default here, though SegmentationTask requires it
     with pytest.raises(InputError, match=r"task: missing key\(s\) \['num_classes'\]"):
-        check_arguments(TemporalSegmentation(), {}, "task", filled=("backbone",))
-
-
-def TemporalSegmentation() -> type:  # noqa: N802 (reads as the class it returns)
-    from terramind.finetune.temporal_tasks import TemporalSegmentationTask
-
-    return TemporalSegmentationTask
+        check_arguments(TemporalSegmentationTask, {}, "task", filled=("backbone",))
 
 
 def test_a_config_without_required_task_arguments_is_refused() -> None:

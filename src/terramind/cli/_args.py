@@ -816,13 +816,18 @@ def scene_input_pair(text: str) -> tuple[str, Path | tuple[Path, ...]]:
     return name, tuple(paths)
 
 
-def add_scene_inputs(p: argparse.ArgumentParser) -> None:
-    """``--input MOD=...`` of scene commands: raster/URL, folder/SAFE, STAC item, band-file list or glob."""
+def add_scene_inputs(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--input MOD=...`` of scene commands: raster/URL, folder/SAFE, STAC item, band-file list or glob.
+
+    Args:
+        p: The parser.
+        required: Whether the command needs at least one (``finetune scene`` also takes ``--series``).
+    """
     p.add_argument(
         "--input",
         action=PairsAction,
         type=scene_input_pair,
-        required=True,
+        required=required,
         metavar="MOD=PATH",
         help=SCENE_INPUT_HELP,
     )
@@ -842,8 +847,9 @@ def add_grid(p: argparse.ArgumentParser) -> None:
 
 
 def _check_grid(args: argparse.Namespace) -> None:
-    if args.grid is not None and args.grid not in (args.input or {}):
-        raise InputError(f"--grid {args.grid}: no such input; give one of {', '.join(args.input or {})}")
+    inputs = {**(getattr(args, "series", None) or {}), **(args.input or {})}  # --series: finetune scene
+    if args.grid is not None and args.grid not in inputs:
+        raise InputError(f"--grid {args.grid}: no such input; give one of {', '.join(inputs)}")
 
 
 def add_resampling(p: argparse.ArgumentParser) -> None:

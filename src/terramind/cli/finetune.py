@@ -15,7 +15,7 @@ other grids are warped onto the first input's (or ``--grid MOD``'s), ``--stac`` 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from terramind.cli import _args
@@ -74,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
 def add_scene_options(p: argparse.ArgumentParser) -> None:
     """Add the options of ``terramind finetune scene``."""
     _args.add_task_checkpoint(p)
-    _args.add_scene_inputs(p)
+    _args.add_scene_inputs(p, required=False)
+    _args.add_series(p, required=False)
+    p.add_argument(
+        "--max-steps", type=_args.positive_int, default=None, metavar="T",
+        help="with --series: refuse series of more dates (default: the model's maximum)",
+    )  # fmt: skip
     _args.add_grid(p)
     _args.add_resampling(p)
     _args.add_output(p, "GeoTIFF to write")
@@ -83,6 +88,13 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     _args.add_device(p)
     _args.add_overwrite(p)
     _args.add_stac(p)
+    _args.add_precision(p)
+    _args.add_check(p, _check_scene_inputs)
+
+
+def _check_scene_inputs(args: argparse.Namespace) -> None:
+    if not args.input and not args.series:
+        raise TerraMindError("give the scene as --input MOD=PATH, or a time series as --series MOD=PATH")
 
 
 def scene_parser() -> argparse.ArgumentParser:
@@ -127,18 +139,6 @@ def load_dense_task(config: Sequence[str | Path], ckpt_path: str | Path, *, comm
     return DenseTask(task.model, loaded.data.inputs, dense.out_channels, kind)  # type: ignore[attr-defined]
 
 
-def _say_once(say: Callable[[str], None]) -> Callable[[str], None]:
-    """``say`` that passes each distinct line on once."""
-    said: set[str] = set()
-
-    def once(line: str) -> None:
-        if line not in said:
-            said.add(line)
-            say(line)
-
-    return once
-
-
 def scene(args: argparse.Namespace) -> Path:
     """``finetune scene``: build the task from its config, load a checkpoint, predict a whole scene.
 
@@ -149,7 +149,11 @@ def scene(args: argparse.Namespace) -> Path:
     from terramind.scene import scan_scene, tqdm_progress
     from terramind.scene.stac_item import item_path
 
-    say = _say_once(_args.note)  # scan_scene and predict_scene see the same warps: say each once
+    if args.series:
+        from terramind.cli._series_scene import run_series_scene
+
+        return run_series_scene(args, load_dense_task(args.config, args.ckpt_path, command="finetune scene"))
+    say = _args.say_once()  # scan_scene and predict_scene see the same warps: say each once
     # every window read and checked before the model is built
     georef = scan_scene(args.input, grid=args.grid, resampling=args.resampling, say=say)
     if args.stac:
@@ -170,6 +174,7 @@ def scene(args: argparse.Namespace) -> Path:
         progress=tqdm_progress("predict"),
         grid=args.grid,
         resampling=args.resampling,
+        precision=args.precision,
         say=say,
     )
     if args.stac:

@@ -68,6 +68,11 @@ class DenseModel(nn.Module):
         super().__init__()
         widths = backbone_widths(backbone)
         indices = list(layer_indices) if layer_indices is not None else default_layer_indices(len(widths))
+        if not indices or not all(-len(widths) <= i < len(widths) for i in indices):
+            raise ShapeError(
+                f"layer_indices {indices} do not fit a backbone of {len(widths)} blocks: give indices "
+                f"0..{len(widths) - 1}"
+            )
         if scales is None and len(indices) == len(DEFAULT_SCALES):
             scales = DEFAULT_SCALES
         self.backbone = backbone
