@@ -1,4 +1,4 @@
-"""``terramind finetune scene --series``: a fine-tuned temporal task from its config and checkpoint, end to end."""
+"""``terramind finetune scene --series``: a fine-tuned temporal task from config and checkpoint."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def _checkpoint(files: list[Path], path: Path) -> Path:
     return path
 
 
+def _configs(files: list[Path]) -> list[str]:
+    return [arg for f in files for arg in ("-c", str(f))]
+
+
 def test_finetune_scene_series_predicts_a_temporal_scene_and_refuses_a_series_for_a_single_date_task(
     make_series: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,8 +48,9 @@ def test_finetune_scene_series_predicts_a_temporal_scene_and_refuses_a_series_fo
     ckpt = _checkpoint(files, tmp_path / "task.ckpt")
     out = tmp_path / "flood.tif"
     series = ["--series", f"S2L2A={root / 'S2L2A' / TILE}", "--series", f"S1RTC={root / 'S1RTC' / TILE}"]
-    common = ["--ckpt_path", str(ckpt), "--input", f"DEM={root / 'DEM' / f'{TILE}.tif'}", "--precision", "fp32"]
-    argv = ["finetune", "scene", *(a for f in files for a in ("-c", str(f))), *common, *series, "-o", str(out)]
+    dem = ["--input", f"DEM={root / 'DEM' / f'{TILE}.tif'}"]
+    common = ["--ckpt_path", str(ckpt), *dem, "--precision", "fp32", *series]
+    argv = ["finetune", "scene", *_configs(files), *common, "-o", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     with rasterio.open(out) as dst, rasterio.open(next((root / "S2L2A" / TILE).glob("*.tif"))) as first:
         classes = dst.read(1)
@@ -61,11 +66,12 @@ def test_finetune_scene_series_predicts_a_temporal_scene_and_refuses_a_series_fo
     single_ckpt = _checkpoint(single, tmp_path / "single.ckpt")
     refused = tmp_path / "refused.tif"
     s1 = ["--series", f"S1GRD={root / 'S1RTC' / TILE}"]  # three dates of a single-date task's modality
-    argv = ["finetune", "scene", *(a for f in single for a in ("-c", str(f))), "--ckpt_path", str(single_ckpt)]
+    argv = ["finetune", "scene", *_configs(single), "--ckpt_path", str(single_ckpt)]
     capsys.readouterr()
     assert main([*argv, *s1, "-o", str(refused)]) == 2
     err = capsys.readouterr().err
     assert "has a time axis (3 dates) but this model takes one date" in err and "Traceback" not in err
     assert not refused.exists()
     assert main([*argv, "-o", str(refused)]) == 2  # neither --input nor --series
-    assert "give the scene as --input MOD=PATH, or a time series as --series MOD=PATH" in capsys.readouterr().err
+    missing = "give the scene as --input MOD=PATH, or a time series as --series MOD=PATH"
+    assert missing in capsys.readouterr().err
