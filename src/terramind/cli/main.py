@@ -161,7 +161,7 @@ def _main(argv: list[str]) -> int:
     except UnknownOptionError as exc:  # a command's own parser (finetune scene)
         print(f"{exc.parser.prog}: error: {unknown_message(exc.parser, exc.options)}", file=sys.stderr)
         return USAGE_ERROR
-    except SystemExit as exc:  # a command's own parser (finetune scene, LightningCLI): help or usage error
+    except SystemExit as exc:  # a command's own parser: help or usage error
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

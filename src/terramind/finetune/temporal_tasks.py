@@ -63,8 +63,7 @@ class TemporalSegmentationTask(SegmentationTask):
         if not isinstance(backbone, TemporalBackbone):
             raise TerraMindError(
                 f"{type(self).__name__} needs a terramind.finetune.temporal.TemporalBackbone, got "
-                f"{type(backbone).__name__}: wrap the encoder "
-                "(encoder: {class_path: terramind.finetune.Backbone})"
+                f"{type(backbone).__name__}: wrap the encoder (in a config: add a temporal: section)"
             )
         super().__init__(backbone, num_classes, **options)
         self.model = SeriesDenseModel(self.model)  # type: ignore[arg-type]
