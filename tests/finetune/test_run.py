@@ -40,7 +40,12 @@ def test_load_dense_task_builds_a_temporal_task(tmp_path: Path) -> None:
 
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(
-        yaml.safe_dump({"backbone": {"name": "terramind_v1_tiny", "weights": None, "encoder_depth": 4}})
+        yaml.safe_dump(
+            {
+                "backbone": {"name": "terramind_v1_tiny", "weights": None, "encoder_depth": 4},
+                "task": {"layer_indices": [0, 1, 2, 3]},  # the config's [2, 5, 8, 11] need 12 blocks
+            }
+        )
     )
     files = [CONFIGS / "temporal" / "impactmesh_flood.yaml", tiny]
     task, _ = build(load_yaml(FinetuneConfig, *files))

@@ -19,6 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "tempor
 TINY = {
     "trainer": {"precision": "32-true", "accelerator": "cpu"},
     "backbone": {"name": "terramind_v1_tiny", "weights": None, "encoder_depth": 4},
+    "task": {"layer_indices": [0, 1, 2, 3]},  # the configs' [2, 5, 8, 11] need 12 blocks
 }
 
 

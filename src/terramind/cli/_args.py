@@ -1098,3 +1098,10 @@ def print_config(args: argparse.Namespace, config: Any) -> bool:
 
     print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
     return True
+
+
+def add_max_dates(p: argparse.ArgumentParser) -> None:
+    """``--max-steps T`` of time-series commands (``embed-series``, ``finetune scene --series``)."""
+    p.add_argument(
+        "--max-steps", type=positive_int, default=None, metavar="T", help="refuse series of more dates"
+    )

@@ -41,9 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="date: modalities share one date axis and are encoded together; modality: one series each "
         "(default date)",
     )
-    p.add_argument(
-        "--max-steps", type=_args.positive_int, default=None, metavar="T", help="refuse series of more dates"
-    )
+    _args.add_max_dates(p)
     _args.add_device(p)
     _args.add_overwrite(p)
     p.set_defaults(func=run)

@@ -76,10 +76,7 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     _args.add_task_checkpoint(p)
     _args.add_scene_inputs(p, required=False)
     _args.add_series(p, required=False)
-    p.add_argument(
-        "--max-steps", type=_args.positive_int, default=None, metavar="T",
-        help="with --series: refuse series of more dates (default: the model's maximum)",
-    )  # fmt: skip
+    _args.add_max_dates(p)
     _args.add_grid(p)
     _args.add_resampling(p)
     _args.add_output(p, "GeoTIFF to write")
