@@ -11,7 +11,10 @@ their ``nn.Sequential`` layouts (index 2 of ``out_layers`` is the release's drop
 Under CPU autocast (bf16) the feature maps run channels-last (NHWC): oneDNN's bf16 convolutions, which are
 ~70% of a step, skip their layout reorders, and GroupNorm, SiLU and the adds have NHWC kernels. Measured on
 the base S1RTC decoder, one 224 px step: 4.2 s instead of 5.1 s of CPU time (2 threads, avx512_bf16), the
-same result to bf16 rounding. fp32 keeps NCHW, so the exact (parity) path is untouched.
+same result to bf16 rounding. fp32 keeps NCHW, so the exact (parity) path is untouched. The decode's
+once-per-decode bf16 weights are channels-last too (:func:`channels_last`): oneDNN wants a conv's weight in
+its input's memory format and otherwise copies it in every call (8 % of a step in a torch.profiler breakdown;
+``benchmarks/bench_unet_step.py``); the result is bit-identical.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class UNetConfig:
     def time_dim(self) -> int:
         """Width of the timestep embedding MLP."""
         return 4 * self.model_channels
+
+
+def channels_last(device: torch.device | str) -> bool:
+    """Whether the UNet runs channels-last (NHWC) on ``device`` now: under bf16/fp16 autocast on the CPU."""
+    return torch.device(device).type == "cpu" and torch.is_autocast_enabled("cpu")
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -225,7 +233,7 @@ class PatchedUNet(nn.Module):
         cond = F.interpolate(codes.to(folded.dtype), size=(hp, wp), mode="nearest")
         emb = self.time_embed(timestep_features(t.reshape(-1), self.cfg.model_channels).to(x.device))
         h = torch.cat([folded, cond], dim=1)
-        if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if channels_last(h.device):
             h = h.contiguous(memory_format=torch.channels_last)  # bf16 on the CPU: NHWC (module docstring)
         skips = []
         for stage in self.input_blocks:
