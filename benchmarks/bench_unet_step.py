@@ -39,47 +39,17 @@ import torch
 from torch.func import functional_call
 
 
-class PackedConv2d(torch.nn.Module):
-    """A bf16 Conv2d whose weight oneDNN reordered once (what inductor's freezing does), for the A/B."""
-
-    def __init__(self, conv: torch.nn.Conv2d, size: list[int]) -> None:
-        super().__init__()
-        w = conv.weight.detach().to(torch.bfloat16)
-        self.args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        self.weight = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), *self.args, size)
-        self.bias = None if conv.bias is None else conv.bias.detach().to(torch.bfloat16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        pad, stride, dil, groups = self.args
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, pad, stride, dil, groups, "none", [], ""
+def nhwc_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The ``nhwc`` variant: conv/linear parameters in bf16, 4-D conv weights channels-last."""
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    return {
+        f"{prefix}.{name}" if prefix else name: p.to(
+            torch.bfloat16, memory_format=torch.channels_last if p.dim() == 4 else torch.preserve_format
         )
-
-
-def packed_copy(unet: torch.nn.Module, example: tuple) -> torch.nn.Module:
-    """A deep copy of ``unet`` with every Conv2d prepacked for the input sizes it sees on ``example``."""
-    import copy
-
-    twin = copy.deepcopy(unet)
-    sizes: dict[str, list[int]] = {}
-
-    def record(name: str):  # a pre-hook that returns None (a value would replace the arguments)
-        return lambda module, inputs: sizes.__setitem__(name, list(inputs[0].shape))
-
-    hooks = [
-        m.register_forward_pre_hook(record(n))
-        for n, m in twin.named_modules()
-        if isinstance(m, torch.nn.Conv2d)
-    ]
-    twin(*example)
-    for h in hooks:
-        h.remove()
-    for name, size in sizes.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = twin.get_submodule(parent_name) if parent_name else twin
-        setattr(parent, child, PackedConv2d(twin.get_submodule(name), size))
-    return twin
+        for prefix, layer in module.named_modules()
+        if isinstance(layer, kinds)
+        for name, p in layer.named_parameters(recurse=False)
+    }
 
 
 def main() -> None:
@@ -104,15 +74,12 @@ def main() -> None:
     cpu: dict[str, list[float]] = {k: [] for k in times}  # CPU seconds of both threads: not the waits
     outs = {}
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        calls = {
-            name: functools.partial(
-                functional_call, unet, _cast_weights(unet, bf16, channels_last=name == "nhwc"), (x, t, codes)
-            )
-            for name in ("plain", "nhwc")
+        variants = {
+            "plain": _cast_weights(unet, bf16),  # the decode before this change
+            "nhwc": nhwc_weights(unet),
+            "packed": _cast_weights(unet, bf16, packed=True),  # the decode now
         }
-        packed = packed_copy(unet, (x, t, codes))
-        weights = _cast_weights(packed, bf16)  # the linear layers; the convs hold their packed weights
-        calls["packed"] = functools.partial(functional_call, packed, weights, (x, t, codes))
+        calls = {k: functools.partial(functional_call, unet, w, (x, t, codes)) for k, w in variants.items()}
         for name, call in calls.items():
             outs[name] = call()  # warm-up, and the output compared below
         order = list(calls)
