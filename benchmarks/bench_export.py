@@ -49,7 +49,7 @@ def _eager_auto(built: Any, part: str) -> Callable[[], Any]:
 
     from terramind.build.precision import resolve_precision
     from terramind.tokenizers.image import _cast_weights
-    from terramind.tokenizers.unet import prepacks
+    from terramind.tokenizers.unet import channels_last
 
     choice = resolve_precision("auto", "cpu")
     if choice.dtype is None:
@@ -57,7 +57,7 @@ def _eager_auto(built: Any, part: str) -> Callable[[], Any]:
     if part == "decoder-step":  # the decode's own step: weights cast once per decode (tokenizers/image.py)
         unet = built.module.unet
         with torch.autocast("cpu", dtype=choice.dtype):  # as the decode casts them: inside autocast
-            weights = _cast_weights(unet, choice.dtype, packed=prepacks("cpu", choice.dtype))
+            weights = _cast_weights(unet, choice.dtype, channels_last=channels_last("cpu"))
         call = functools.partial(functional_call, unet, weights, built.inputs)
     else:
         call = functools.partial(built.module, *built.inputs)

@@ -13,17 +13,18 @@ Under CPU autocast (bf16) the feature maps run channels-last (NHWC): oneDNN's bf
 the base S1RTC decoder, one 224 px step: 4.2 s instead of 5.1 s of CPU time (2 threads, avx512_bf16), the
 same result to bf16 rounding. fp32 keeps NCHW, so the exact (parity) path is untouched.
 
-The decode casts the weights to bf16 once per decode, and there the convolution weights are also prepacked
-once into oneDNN's blocked layout (:func:`prepack`, what inductor's freezing does): eager oneDNN otherwise
-copies each weight to channels-last and reorders it to its blocked layout in every call (the ``aten::copy_``
-of a torch.profiler breakdown). oneDNN then runs the same kernel on the same bf16 values, so the result is
-bit-identical; ``benchmarks/bench_unet_step.py`` measures the step 1.30x faster in CPU time (2 threads,
-S1RTC, 224 px, 10 of 11 interleaved rounds faster than channels-last weights alone).
+The decode casts the weights to bf16 once per decode (channels-last, the layout oneDNN wants for
+channels-last inputs), and :class:`PrepackedUNet` then reorders each convolution weight once into the blocked
+layout oneDNN picks for the input size it sees (what inductor's freezing does): eager oneDNN otherwise copies
+and reorders every weight in every call (``aten::copy_`` in a torch.profiler breakdown). oneDNN runs the same
+kernels on the same bf16 values, so the result is bit-identical; ``benchmarks/bench_unet_step.py`` has the
+A/B (a step of S1RTC, 224 px, 2 threads).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -64,32 +65,69 @@ def channels_last(device: torch.device | str) -> bool:
     return torch.device(device).type == "cpu" and torch.is_autocast_enabled("cpu")
 
 
-def prepacks(device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether weights cast to ``dtype`` on ``device`` are prepacked for oneDNN (bf16 autocast on the CPU)."""
-    return channels_last(device) and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-
-
-def prepack(conv: nn.Conv2d, weight: Tensor) -> Tensor:
-    """Reorder ``weight`` (bf16, the conv's shape) once into oneDNN's blocked layout: an opaque tensor.
-
-    Only :class:`Conv2d` runs such a weight (via ``functional_call``); the module's own weight is untouched.
-    """
-    padding = cast(tuple[int, int], conv.padding)  # ours are numbers, never "same"/"valid"
-    args = (list(padding), list(conv.stride), list(conv.dilation), conv.groups)
-    return torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), *args)
-
-
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` that also runs a weight :func:`prepack` made (same parameters, same state dict keys)."""
+    """``nn.Conv2d`` that also runs a weight prepacked by oneDNN (:class:`PrepackedUNet`); same state dict."""
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if not weight.is_mkldnn:
             return super()._conv_forward(input, weight, bias)
-        x = input.to(weight.dtype).contiguous(memory_format=torch.channels_last)  # as autocast would cast
-        padding = cast(tuple[int, int], self.padding)
+        x = input.to(weight.dtype).contiguous(memory_format=torch.channels_last)  # as autocast casts it
         return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, padding, self.stride, self.dilation, self.groups, "none", [], ""
+            x, weight, bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
         )
+
+
+class PrepackedUNet:
+    """The UNet on bf16 ``weights``; after its first call, on conv weights prepacked for oneDNN.
+
+    The first call records each convolution's input size (forward pre-hooks, removed after it) and runs on
+    ``weights`` as they are; every later call runs on the same weights with each :class:`Conv2d` weight
+    reordered once for that size (``mkldnn_reorder_conv2d_weight``). Same values, same kernels: bit-identical.
+    For one decode (one input shape); bf16 autocast on the CPU only (:func:`prepacks`).
+
+    Args:
+        unet: The UNet (its own parameters are untouched).
+        weights: Its conv/linear parameters cast to bf16, by qualified name (for ``functional_call``).
+    """
+
+    def __init__(self, unet: nn.Module, weights: dict[str, Tensor]) -> None:
+        self.unet, self.weights = unet, weights
+        self.packed: dict[str, Tensor] | None = None
+
+    def __call__(self, x: Tensor, t: Tensor, codes: Tensor) -> Tensor:
+        """Predict the clean image (see :meth:`PatchedUNet.forward`)."""
+        from torch.func import functional_call
+
+        if self.packed is not None:
+            return cast(Tensor, functional_call(self.unet, self.packed, (x, t, codes)))
+        sizes: dict[str, list[int]] = {}
+        convs = {n: m for n, m in self.unet.named_modules() if isinstance(m, Conv2d)}
+        hooks = [m.register_forward_pre_hook(_size_recorder(sizes, n)) for n, m in convs.items()]
+        try:
+            out = functional_call(self.unet, self.weights, (x, t, codes))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.packed = dict(self.weights)
+        for name, size in sizes.items():
+            conv, key = convs[name], f"{name}.weight"
+            args = (list(cast(tuple[int, int], conv.padding)), list(conv.stride), list(conv.dilation))
+            self.packed[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
+                self.weights[key].to_mkldnn(), *args, conv.groups, size
+            )  # the stub omits the ATen op's optional input_size
+        return cast(Tensor, out)
+
+
+def _size_recorder(sizes: dict[str, list[int]], name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
+    def record(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:  # returns None: arguments unchanged
+        sizes[name] = list(inputs[0].shape)
+
+    return record
+
+
+def prepacks(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether a decode on ``device`` in ``dtype`` runs :class:`PrepackedUNet` (bf16 autocast on the CPU)."""
+    return channels_last(device) and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
 
 
 class GroupNorm32(nn.GroupNorm):
