@@ -1,24 +1,35 @@
-"""onnxruntime vs eager on this CPU: the exported backbone (tiny, base) and diffusion decoder step, interleaved.
+"""onnxruntime vs eager on this CPU: exported backbone (tiny, base) and diffusion decoder step, interleaved.
 
 Each part is exported to ONNX with :func:`terramind.api.export.export` (random weights, 224 px, batch 1; the
 export checks the file against eager before publishing it), then timed on the same input in one process,
-2 threads, rounds alternating the order of:
+rounds rotating the order of:
 
 - ``eager_fp32``: the eager module in fp32 (``--precision fp32``, the parity path);
 - ``eager_auto``: what ``precision="auto"`` runs here (:func:`terramind.build.precision.resolve_precision`:
   bf16 autocast on CPUs with avx512_bf16/amx_bf16); the decoder step as the decode runs it (weights cast to
-  bf16 once, feature maps channels-last);
+  bf16 once, channels-last, convolutions prepacked after the first call);
 - ``ort``: onnxruntime's CPU execution provider on the exported fp32 graph (all graph optimisations,
-  ``intra_op_num_threads=2``).
+  ``intra_op_num_threads`` = ``--threads``, pool threads not spinning between runs).
 
-Reported per part: median milliseconds of each, the per-round speedups of ort over each eager variant, and
-ort's relative error against eager fp32 (max abs difference over max magnitude). The question it answers
-(issue 16): would onnxruntime be faster than what ``auto`` does? If so, tell; it is not wired in.
+Reported per part: median wall and CPU milliseconds of each, per-round speedups of ort over each eager
+variant, and the relative error against eager fp32 (max abs difference over max magnitude). The question it
+answers (issue 16): would onnxruntime beat what ``auto`` does? It is not wired in.
 
 Usage::
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_export.py [--parts tiny,base,step] [--rounds 7]
-        [--json benchmarks/export_results.json]
+        [--threads 2] [--json benchmarks/export_results.json]
+
+Results on this shared CPU (AMD EPYC, 2 cores, avx512_bf16; load average 3-4 from other jobs), so to be
+rerun on an idle machine before quoting. ``--threads 1`` (``export_results.json``; the step's eager_auto
+then cast plain bf16 weights, before prepacking), median ms eager_fp32 / eager_auto / ort: tiny 65 / 38 /
+49, base 634 / 341 / 637, step 1914 / 1092 / 2208; ort over eager fp32 1.14x / 1.16x / 1.01x, over eager
+auto 0.61x / 0.69x / 0.60x; ort error 5e-7 / 8e-7 / 2e-6, auto's 4e-3 / 6e-3 / 1.1e-2. ``--threads 2`` in
+the same load: ort 3.4-4x faster than both eager variants (tiny 64 vs 190 ms auto, base 509 vs 1887 ms),
+but eager alone in a fresh process took 30 ms for tiny fp32 at that time: torch's per-operator thread
+synchronisation suffers far more from an oversubscribed machine than onnxruntime's larger kernels, so the
+2-thread numbers measured the load, not the engines. Verdict so far: onnxruntime (fp32 only on the CPU EP)
+beats eager fp32 by ~1.1x but loses to ``auto``'s bf16 by 1.45-1.65x; keep eager for ``precision=auto``.
 """
 
 from __future__ import annotations

@@ -1,28 +1,35 @@
-"""A/B of one bf16 diffusion UNet step on the CPU: the weight layouts the eager decode can cast to, interleaved.
+"""A/B of one bf16 diffusion UNet step on the CPU: how the decode hands its weights to oneDNN, interleaved.
 
 The bf16 path of a DiVAE decode (``precision="auto"`` on CPUs with avx512_bf16/amx_bf16) runs the UNet's
-feature maps channels-last (NHWC, :mod:`terramind.tokenizers.unet`) and casts the conv/linear weights to bf16
-once per decode (``ImageTokenizer._denoiser``). A torch.profiler breakdown of one step (S1RTC, 224 px, 2
-threads) showed ``aten::copy_`` of every 3x3 conv weight, once per call: oneDNN wants the weight in the input's
-memory format, so a contiguous (NCHW) weight is copied to channels-last in each of the 85 convolutions of
-every step. Variants, each on the same decoder, noise, timestep and codes:
+feature maps channels-last (:mod:`terramind.tokenizers.unet`) and casts the conv/linear weights to bf16 once
+per decode. A torch.profiler breakdown of one step (S1RTC, 224 px, 2 threads) showed 80 % in
+``aten::mkldnn_convolution`` and 8 % in ``aten::copy_`` of the conv weights, once per call: eager oneDNN
+copies a contiguous weight to the input's channels-last layout, then reorders it to its blocked layout, in
+each of the 85 convolutions of every step. GroupNorm, SiLU, adds and attention were 1-2 % each (no cheap win
+there). Variants, on the same decoder, noise, timestep and codes:
 
-- ``plain``: weights cast to bf16 in their own (contiguous) layout -- the decode before this change;
-- ``nhwc``: 4-D conv weights cast to bf16 *and* channels-last once -- no per-call copy.
+- ``plain``: weights cast to bf16 in their own (contiguous) layout -- the decode before issue 16's change;
+- ``nhwc``: the same, 4-D conv weights also channels-last -- no per-call copy, still a per-call reorder;
+- ``packed``: :class:`terramind.tokenizers.unet.PrepackedUNet` -- what the decode runs now: each conv weight
+  reordered once by oneDNN for the input size it sees (no per-call copy or reorder).
 
-Both hand oneDNN the same bf16 weights in the same layout, so the outputs must be bit-identical (checked
-here); the fp32 path casts nothing and is untouched. Measurement: one process, 2 threads, the variants
-alternated (A B A B ...) so a shared machine's load hits both alike; the median of ``--pairs`` calls each,
-after one warm-up call each; the load average is recorded before and after.
+All hand oneDNN the same bf16 values, so the outputs must be bit-identical (checked); the fp32 path casts
+nothing and is untouched. Measurement: one process, 2 threads, rounds alternating the order (A B C, C B A,
+...) so a shared machine's load hits all alike; median of ``--pairs`` rounds after warm-up calls; wall and
+process CPU time; load average before and after.
 
 Usage::
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_unet_step.py [--pairs 7] [--modality S1RTC]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_unet_step.py [--pairs 11] [--modality S1RTC]
         [--json benchmarks/unet_step_results.json]
 
-Results (``benchmarks/unet_step_results.json``; AMD EPYC, 2 cores with avx512_bf16, torch 2.13, the machine
-shared with other jobs, load average 2.3-2.6 during the run): see the json; summary in the module's last
-run below.
+Results (``unet_step_results.json``; AMD EPYC, 2 cores with avx512_bf16, torch 2.13, machine shared with
+other jobs, load average 2.4-3.7 during the run, so absolute times are ~7x an idle step): median step plain
+4.69 s, nhwc 4.34 s, packed 3.79 s; per-round speedup over plain nhwc 1.14x (9/11 rounds faster), packed
+1.31x (10/11; CPU time 1.25x); packed faster than nhwc in 9/11 rounds; all bit-identical. An earlier run in
+a quieter spell (load 2.1-2.8, idle-like 0.5-0.65 s steps in 7 of 11 rounds, packing done in-script the
+same way): plain 0.648 s, nhwc 0.628 s, packed 0.567 s median (per quiet round packed 9-22 % faster than
+plain, nhwc -5..+13 %). Kept: packed. nhwc alone did not win 5 % consistently.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``--precision`` of ``embed`` (tiles and ``--scene``) and ``batch embed``: parsed, and reaching the encoder.
 
-The numeric bound of bf16 against fp32 is derived in ``tests/evaluate/test_embed_precision.py``.
+The numeric bound of bf16 against fp32 is derived in ``tests/evaluate/test_embedding_precision.py``.
 """
 
 from __future__ import annotations
