@@ -20,16 +20,23 @@ Usage::
     PYTHONPATH=src .venv/bin/python benchmarks/bench_export.py [--parts tiny,base,step] [--rounds 7]
         [--threads 2] [--json benchmarks/export_results.json]
 
-Results on this shared CPU (AMD EPYC, 2 cores, avx512_bf16; load average 3-4 from other jobs), so to be
-rerun on an idle machine before quoting. ``--threads 1`` (``export_results.json``; the step's eager_auto
-then cast plain bf16 weights, before prepacking), median ms eager_fp32 / eager_auto / ort: tiny 65 / 38 /
-49, base 634 / 341 / 637, step 1914 / 1092 / 2208; ort over eager fp32 1.14x / 1.16x / 1.01x, over eager
-auto 0.61x / 0.69x / 0.60x; ort error 5e-7 / 8e-7 / 2e-6, auto's 4e-3 / 6e-3 / 1.1e-2. ``--threads 2`` in
-the same load: ort 3.4-4x faster than both eager variants (tiny 64 vs 190 ms auto, base 509 vs 1887 ms),
-but eager alone in a fresh process took 30 ms for tiny fp32 at that time: torch's per-operator thread
-synchronisation suffers far more from an oversubscribed machine than onnxruntime's larger kernels, so the
-2-thread numbers measured the load, not the engines. Verdict so far: onnxruntime (fp32 only on the CPU EP)
-beats eager fp32 by ~1.1x but loses to ``auto``'s bf16 by 1.45-1.65x; keep eager for ``precision=auto``.
+Results (``export_results.json``; AMD EPYC, 2 cores with avx512_bf16, torch 2.13, onnxruntime CPU EP, 2
+threads, a quiet spell: load average 0.5-1.4), median ms eager_fp32 / eager_auto (bf16) / ort:
+
+=====  =========  ==========  =====  ===============  ===============  ==================================
+part   fp32       auto        ort    ort vs fp32      ort vs auto      relative error ort / auto vs fp32
+=====  =========  ==========  =====  ===============  ===============  ==================================
+tiny   24.7       19.0        25.4   0.98x            0.73x            <1e-6 / 4.3e-3
+base   281        140         208    1.36x            0.68x            <1e-6 / 5.8e-3
+step   996        486         896    1.11x            0.54x            2.2e-6 / 1.0e-2
+=====  =========  ==========  =====  ===============  ===============  ==================================
+
+Verdict: onnxruntime runs the exported graphs in fp32 (its CPU EP has no bf16 matmuls) and beats eager fp32
+by up to 1.36x (base backbone), but loses to what ``precision="auto"`` runs here by 1.4-1.9x: keep eager.
+On a CPU without native bf16 (auto = fp32) onnxruntime would be the faster engine for the base backbone.
+Under heavy load (3-4 on 2 cores) the 2-thread comparison is meaningless -- torch's per-operator thread
+synchronisation suffers far more from an oversubscribed machine than onnxruntime's larger kernels (ort
+measured 3-4x faster than eager then) -- so rerun it idle.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ def _eager_auto(built: Any, part: str) -> Callable[[], Any]:
 
     from terramind.build.precision import resolve_precision
     from terramind.tokenizers.image import _cast_weights
-    from terramind.tokenizers.unet import channels_last
+    from terramind.tokenizers.unet import PrepackedUNet, channels_last, prepacks
 
     choice = resolve_precision("auto", "cpu")
     if choice.dtype is None:
@@ -69,7 +76,9 @@ def _eager_auto(built: Any, part: str) -> Callable[[], Any]:
         unet = built.module.unet
         with torch.autocast("cpu", dtype=choice.dtype):  # as the decode casts them: inside autocast
             weights = _cast_weights(unet, choice.dtype, channels_last=channels_last("cpu"))
-        call = functools.partial(functional_call, unet, weights, built.inputs)
+            packed = prepacks("cpu", choice.dtype)
+        call = functools.partial(PrepackedUNet(unet, weights) if packed else functional_call, *(
+            built.inputs if packed else (unet, weights, built.inputs)))  # fmt: skip
     else:
         call = functools.partial(built.module, *built.inputs)
 

@@ -23,13 +23,10 @@ Usage::
     PYTHONPATH=src .venv/bin/python benchmarks/bench_unet_step.py [--pairs 11] [--modality S1RTC]
         [--json benchmarks/unet_step_results.json]
 
-Results (``unet_step_results.json``; AMD EPYC, 2 cores with avx512_bf16, torch 2.13, machine shared with
-other jobs, load average 2.4-3.7 during the run, so absolute times are ~7x an idle step): median step plain
-4.69 s, nhwc 4.34 s, packed 3.79 s; per-round speedup over plain nhwc 1.14x (9/11 rounds faster), packed
-1.31x (10/11; CPU time 1.25x); packed faster than nhwc in 9/11 rounds; all bit-identical. An earlier run in
-a quieter spell (load 2.1-2.8, idle-like 0.5-0.65 s steps in 7 of 11 rounds, packing done in-script the
-same way): plain 0.648 s, nhwc 0.628 s, packed 0.567 s median (per quiet round packed 9-22 % faster than
-plain, nhwc -5..+13 %). Kept: packed. nhwc alone did not win 5 % consistently.
+Results (``unet_step_results.json``; AMD EPYC, 2 cores with avx512_bf16, torch 2.13, a quiet spell: load
+average 0.45-0.98), median of 11 rounds: plain 0.636 s, nhwc 0.528 s (1.20x, 11/11 rounds faster), packed
+0.477 s (1.33x, 11/11; CPU time 1.27 -> 0.95 s); all three bit-identical. Under load (2.4-3.7, steps ~7x
+slower) packed still won 10/11 rounds (1.31x) and nhwc 9/11 (1.14x). Kept: packed (the decode's path now).
 """
 
 from __future__ import annotations
