@@ -71,7 +71,7 @@ def main() -> None:
             "nhwc": _cast_weights(unet, bf16, channels_last=True),
         }
         calls = {k: functools.partial(functional_call, unet, w, (x, t, codes)) for k, w in weights.items()}
-        packed = PrepackedUNet(unet, weights["nhwc"])  # the decode now
+        packed = PrepackedUNet(unet, dict(weights["nhwc"]))  # the decode now (packs its dict in place)
         calls["packed"] = functools.partial(packed, x, t, codes)
         for name, call in calls.items():
             call()  # warm-up (the packed variant packs its weights in this call)

@@ -24,12 +24,12 @@ def test_prepacked_unet_is_bit_identical_and_packs_after_the_first_call() -> Non
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert prepacks("cpu", torch.bfloat16) and not prepacks("cpu", torch.float16)
         weights = _cast_weights(unet, torch.bfloat16, channels_last=True)
-        packed = PrepackedUNet(unet, weights)
+        packed = PrepackedUNet(unet, dict(weights))  # it replaces the conv weights of its dict in place
         outs = [packed(x, torch.tensor([t]), codes) for t in (999, 499, 99)]
         expected = [functional_call(unet, weights, (x, torch.tensor([t]), codes)) for t in (999, 499, 99)]
     assert all(torch.equal(a, b) for a, b in zip(outs, expected, strict=True))
     convs = [n for n, m in unet.named_modules() if isinstance(m, Conv2d)]
-    assert packed.packed is not None and all(packed.packed[f"{n}.weight"].is_mkldnn for n in convs)
+    assert packed.packed and all(packed.weights[f"{n}.weight"].is_mkldnn for n in convs)
     assert not any(m._forward_pre_hooks for m in unet.modules())  # the size hooks are gone
     assert all(not p.is_mkldnn and p.dtype == torch.float32 for p in unet.parameters())
     assert not prepacks("cpu", torch.bfloat16)  # outside autocast: fp32, nothing packed

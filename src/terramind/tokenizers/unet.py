@@ -81,25 +81,27 @@ class PrepackedUNet:
     """The UNet on bf16 ``weights``; after its first call, on conv weights prepacked for oneDNN.
 
     The first call records each convolution's input size (forward pre-hooks, removed after it) and runs on
-    ``weights`` as they are; every later call runs on the same weights with each :class:`Conv2d` weight
-    reordered once for that size (``mkldnn_reorder_conv2d_weight``). Same values, same kernels: bit-identical.
-    For one decode (one input shape); bf16 autocast on the CPU only (:func:`prepacks`).
+    ``weights`` as they are; then each :class:`Conv2d` weight in ``weights`` is replaced, in place, by its
+    reorder for that size (``mkldnn_reorder_conv2d_weight``), so the dense bf16 copy is freed as its packed
+    one is made (memory: about one bf16 copy of the weights, as before). Same values, same kernels:
+    bit-identical. For one decode (one input shape); bf16 autocast on the CPU only (:func:`prepacks`).
 
     Args:
         unet: The UNet (its own parameters are untouched).
-        weights: Its conv/linear parameters cast to bf16, by qualified name (for ``functional_call``).
+        weights: Its conv/linear parameters cast to bf16, by qualified name (for ``functional_call``); owned
+            by this object from now on (updated in place).
     """
 
     def __init__(self, unet: nn.Module, weights: dict[str, Tensor]) -> None:
         self.unet, self.weights = unet, weights
-        self.packed: dict[str, Tensor] | None = None
+        self.packed = False
 
     def __call__(self, x: Tensor, t: Tensor, codes: Tensor) -> Tensor:
         """Predict the clean image (see :meth:`PatchedUNet.forward`)."""
         from torch.func import functional_call
 
-        if self.packed is not None:
-            return cast(Tensor, functional_call(self.unet, self.packed, (x, t, codes)))
+        if self.packed:
+            return cast(Tensor, functional_call(self.unet, self.weights, (x, t, codes)))
         sizes: dict[str, list[int]] = {}
         convs = {n: m for n, m in self.unet.named_modules() if isinstance(m, Conv2d)}
         hooks = [m.register_forward_pre_hook(_size_recorder(sizes, n)) for n, m in convs.items()]
@@ -108,13 +110,13 @@ class PrepackedUNet:
         finally:
             for hook in hooks:
                 hook.remove()
-        self.packed = dict(self.weights)
         for name, size in sizes.items():
             conv, key = convs[name], f"{name}.weight"
             args = (list(cast(tuple[int, int], conv.padding)), list(conv.stride), list(conv.dilation))
-            self.packed[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
+            self.weights[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
                 self.weights[key].to_mkldnn(), *args, conv.groups, size
             )  # the stub omits the ATen op's optional input_size
+        self.packed = True
         return cast(Tensor, out)
 
 
