@@ -322,7 +322,8 @@ def main() -> None:
         print("rates:", json.dumps(rates), flush=True)
     scenarios = [n for n in args.scenarios.split(",") if n] if args.repeats > 0 else []  # 0: scene only
     needed = {m for n in scenarios for m in SCENARIOS[n]} | ({"LULC"} if args.scene else set())
-    print("tokenizer files:", run_worker(OURS_PY, "files", ",".join(sorted(needed))), flush=True)
+    if needed:  # none for --rates alone (--repeats 0 without --scene)
+        print("tokenizer files:", run_worker(OURS_PY, "files", ",".join(sorted(needed))), flush=True)
     for name in scenarios:
         outs = ",".join(SCENARIOS[name])
         plan = [

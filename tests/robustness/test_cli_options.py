@@ -100,7 +100,7 @@ UNKNOWN_FLAGS = [
         lambda p: ["info", "--device", "cpu"],
         ["info has no '--device' option", "commands that have it", "embed"],
     ),
-    (lambda p: embed(p["tmp"], "--precision", "bf16"), ["embed has no '--precision'", "generate"]),
+    (lambda p: few(p, "--precision", "bf16"), ["fewshot has no '--precision'", "generate", "embed"]),
     (lambda p: few(p, "--json", "--overwrite"), ["fewshot has no '--overwrite'", "tokenize"]),
     (lambda p: tok(p["tmp"], "--xyzzy"), ["unrecognized argument '--xyzzy'"]),
     (lambda p: ["finetune", "scene", "--bogus"], ["unrecognized argument '--bogus'"]),

@@ -120,12 +120,14 @@ def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit(
     from terramind.tokenizers import image
     from terramind.tokenizers.diffusion import ddim_sample
 
-    casts: list[torch.dtype] = []
+    casts: list[tuple[torch.dtype, bool]] = []
     cast_weights = image._cast_weights
 
-    def counted(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        casts.append(dtype)
-        return cast_weights(module, dtype)
+    def counted(
+        module: torch.nn.Module, dtype: torch.dtype, *, channels_last: bool
+    ) -> dict[str, torch.Tensor]:
+        casts.append((dtype, channels_last))
+        return cast_weights(module, dtype, channels_last=channels_last)
 
     monkeypatch.setattr(image, "_cast_weights", counted)
 
@@ -142,7 +144,8 @@ def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit(
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = tok.decode(ids, steps=3, noise=noise)
             per_op = ddim_sample(lambda x, t: tok.decoder(x, t, codes), noise, 3)  # autocast casting per op
-    assert casts == [torch.bfloat16]  # once for the 3-step autocast decode, never in fp32
+    # once for the 3-step autocast decode (channels-last, as the CPU's bf16 feature maps), never in fp32
+    assert casts == [(torch.bfloat16, True)]
     assert torch.equal(fast, per_op)
     assert not torch.equal(fast, full)  # bf16 really ran
     assert all(p.dtype == torch.float32 for p in tok.parameters())  # the module itself is untouched

@@ -199,6 +199,7 @@ class EmbedJob(TiledJob):
         pool: Patches per cell side.
         layer: Encoder block read.
         offset: Per modality, the DN offset.
+        precision: ``auto``, ``fp32`` or ``bf16`` of the encoder (as ``--precision``).
     """
 
     model: str = "terramind_v1_base"
@@ -207,6 +208,7 @@ class EmbedJob(TiledJob):
     pool: int = 1
     layer: int = -1
     offset: Mapping[str, float] = field(default_factory=dict)
+    precision: str = "auto"
     kind: str = "embed"
 
     def check(self, scene: Scene) -> None:
@@ -243,7 +245,7 @@ class EmbedJob(TiledJob):
                 backbone, inputs, folder / f"{EMBEDDING}.tif", formats=self.formats, pool=self.pool,
                 layer=self.layer, tile=self.tile, overlap=self.overlap, batch=self.batch_size,
                 offset=offset, settings=self.settings(), weights=digest, overwrite=overwrite,
-                lock_dir=folder,
+                lock_dir=folder, precision=self.precision,
             )  # fmt: skip
         return SceneDone(tuple(map(str, written)), tiles, time.perf_counter() - start)
 

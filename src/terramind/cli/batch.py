@@ -67,6 +67,7 @@ def _embed_options(p: argparse.ArgumentParser) -> None:
     _args.add_layer(p)
     _args.add_offsets(p)
     _args.add_tiling(p)
+    _args.add_precision(p)
 
 
 def _water_options(p: argparse.ArgumentParser) -> None:
@@ -111,8 +112,9 @@ def build_job(args: argparse.Namespace) -> Any:
         from terramind.cli.embed import FORMATS
 
         return EmbedJob(
-            args.model, args.weights, FORMATS[args.format], args.pool, args.layer, dict(args.offset), **common
-        )
+            args.model, args.weights, FORMATS[args.format], args.pool, args.layer, dict(args.offset),
+            args.precision, **common,
+        )  # fmt: skip
     if args.job_kind == "zeroshot-water":
         return WaterJob(args.model, args.weights, args.tokenizer_weights, args.flooded_vegetation, args.seed,
                         **common)  # fmt: skip

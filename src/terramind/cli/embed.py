@@ -17,6 +17,9 @@ name ``rRRRRR_cCCCCC``, row, col, WKB polygon and vector; ``terramind fewshot`` 
 writes the two beside each other::
 
     terramind embed --scene --input S2L2A=scene.tif -o emb.tif --format both --pool 2
+
+``--precision`` (default ``auto``: bf16 where the hardware multiplies bf16 natively, else fp32) is the
+encoder's precision, as in ``generate``; ``--precision fp32`` is the exact path.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _args.add_layer(p)
     _args.add_batch_size(p)
     _args.add_device(p)
+    _args.add_precision(p)
     _args.add_overwrite(p)
     _args.add_skip_bad(p)
     _args.add_check(p, _check_parquet)
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         }
         for batch in loader
     )
-    array = embed_batches(backbone, batches, pooling=args.pooling, layer=args.layer)
+    array = embed_batches(backbone, batches, pooling=args.pooling, layer=args.layer, precision=args.precision)
     write_embeddings(args.output, list(files), array, overwrite=args.overwrite)
     print(f"wrote {array.shape} embeddings of {len(files)} tile(s) to {args.output}")
     return 0
@@ -192,7 +196,7 @@ def run_scene(args: argparse.Namespace) -> int:
         backbone, inputs, args.output, formats=FORMATS[args.format], pool=args.pool, layer=args.layer,
         tile=args.tile, overlap=args.overlap, batch=args.batch_size, offset=getattr(args, "offset", None),
         settings={"model": args.model, "weights": args.weights}, overwrite=args.overwrite,
-        progress=tqdm_progress("embed"),
+        progress=tqdm_progress("embed"), precision=args.precision,
     )  # fmt: skip
     for path in written:
         print(f"wrote {path}")

@@ -4,6 +4,10 @@ The backbone is any module mapping ``{modality: (B, C, H, W)}`` to a list of per
 tensors (e.g. :class:`terramind.finetune.Backbone`), passed in by the caller: this layer does not build
 models. Outputs are ``.npy`` (the array, plus ``<file>.names.txt`` with one tile name per row) or
 ``.parquet`` (columns ``file`` and ``embedding``; needs pyarrow).
+
+Every encoder call runs in the requested ``precision`` (:func:`terramind.build.precision.autocast`, the one
+autocast context of inference): ``"auto"`` (the default) is bf16 where the hardware multiplies bf16 natively,
+``"fp32"`` the exact path. Tokens are cast to float32 before pooling, so means are float32 sums either way.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from terramind.build.precision import autocast, resolve_precision
 from terramind.core.errors import InputError
 from terramind.core.files import atomic_path, check_output_path
 from terramind.core.optional import require
@@ -67,6 +72,7 @@ def embed_batches(
     *,
     pooling: Pooling = "mean",
     layer: int = -1,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embed batches of standardized inputs.
 
@@ -75,6 +81,7 @@ def embed_batches(
         batches: ``{modality: (B, C, H, W)}`` dicts.
         pooling: ``mean`` over tokens -> ``(n, D)``; ``tokens`` keeps them -> ``(n, N, D)``.
         layer: Which block's output (default the last, which is normalised).
+        precision: ``auto``, ``fp32`` or ``bf16`` (:mod:`terramind.build.precision`).
 
     Returns:
         Float32 array of all samples in order.
@@ -83,8 +90,9 @@ def embed_batches(
     backbone.eval()
     out = []
     for inputs in batches:
-        tokens = backbone(dict(inputs))[layer]  # (B, N, D)
-        out.append((tokens.mean(dim=1) if pooling == "mean" else tokens).float().cpu().numpy())
+        with autocast(precision, next(iter(inputs.values())).device):
+            tokens = backbone(dict(inputs))[layer].float()  # (B, N, D); a no-op in fp32
+        out.append((tokens.mean(dim=1) if pooling == "mean" else tokens).cpu().numpy())
     backbone.train(was_training)
     if not out:
         raise InputError("no samples to embed")
@@ -99,6 +107,7 @@ def embed_files(
     pooling: Pooling = "mean",
     layer: int = -1,
     batch_size: int = 8,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embed GeoTIFF tiles (one file per modality and tile), standardised as for fine-tuning.
 
@@ -109,12 +118,14 @@ def embed_files(
         pooling: ``mean`` or ``tokens``.
         layer: Which block's output.
         batch_size: Tiles per forward pass.
+        precision: ``auto``, ``fp32`` or ``bf16``.
 
     Returns:
         ``(n, D)`` or ``(n, N, D)`` float32 array in the order of ``files``.
     """
     loader: DataLoader[dict[str, Any]] = DataLoader(GeoTiffDataset(files, inputs), batch_size=batch_size)
-    return embed_batches(backbone, (b["inputs"] for b in loader), pooling=pooling, layer=layer)
+    batches = (b["inputs"] for b in loader)
+    return embed_batches(backbone, batches, pooling=pooling, layer=layer, precision=precision)
 
 
 def write_embeddings(
@@ -289,6 +300,7 @@ def cell_tile_fn(
     pool: int = 1,
     layer: int = -1,
     offset: Mapping[str, float] | None = None,
+    precision: str = "auto",
 ) -> Callable[[Mapping[str, np.ndarray], Sequence[int]], dict[str, np.ndarray]]:
     """Tile function of an embedding product: cells in physical units -> one vector per cell.
 
@@ -298,6 +310,7 @@ def cell_tile_fn(
         pool: Patches per cell side; the patch tokens of a cell are averaged.
         layer: Which block's output.
         offset: Per modality, the DN offset added to the mean when standardising.
+        precision: ``auto``, ``fp32`` or ``bf16`` of the encoder calls.
 
     Returns:
         ``(tiles {modality: (B, C * cell * cell, t, t)}, indices) -> {"embedding": (B, D, t, t)}``.
@@ -319,7 +332,8 @@ def cell_tile_fn(
             std = standardize(name, pixels, offset=(offset or {}).get(name, 0.0))
             inputs[name] = torch.from_numpy(np.ascontiguousarray(std, dtype=np.float32)).to(device)
         side = next(iter(tiles.values())).shape[-1] * pool  # patches per tile side
-        tokens = backbone(inputs)[layer]  # (B, side*side, D)
+        with autocast(precision, device):
+            tokens = backbone(inputs)[layer]  # (B, side*side, D)
         grid = rearrange(tokens.float(), "b (h w) d -> b d h w", h=side, w=side)
         return {EMBEDDING: torch.nn.functional.avg_pool2d(grid, pool).cpu().numpy()}  # (B, D, t, t)
 
@@ -481,6 +495,7 @@ def embed_scene(
     overwrite: bool = False,
     progress: Any = None,
     lock_dir: Path | None = None,
+    precision: str = "auto",
 ) -> tuple[list[Path], int]:
     """Write the embedding product of a whole scene: one vector per 16 px patch (or per ``pool`` patches).
 
@@ -505,6 +520,8 @@ def embed_scene(
         overwrite: Replace existing outputs.
         progress: Progress display factory (:func:`terramind.scene.tqdm_progress`).
         lock_dir: Folder whose writer lock is held (default: the output's folder).
+        precision: ``auto``, ``fp32`` or ``bf16`` of the encoder calls; the resolved one is part of the
+            resume check (a run is not resumed in another precision).
 
     Returns:
         The written paths and the number of tiles.
@@ -528,9 +545,11 @@ def embed_scene(
     layout = TileLayout(source.georef.height, source.georef.width, tile // cell, overlap // cell)
     dims = _dims(backbone, list(inputs), cell, layer)
     fill = {n: np.repeat(v, cell * cell) for n, v in fill_values(list(inputs), offset).items()}
+    resolved = resolve_precision(precision, next(backbone.parameters()).device).precision
     options = {"pool": pool, "layer": layer, "offset": dict(offset or {}), **(settings or {})}
+    options["precision"] = resolved
     written = run_scene(
-        cell_tile_fn(backbone, cell, pool=pool, layer=layer, offset=offset), source,
+        cell_tile_fn(backbone, cell, pool=pool, layer=layer, offset=offset, precision=precision), source,
         embedding_outputs(Path(path), dims, formats), layout, work_dir_for(Path(path), "embed"), fill=fill,
         batch=batch, settings=options, weights=weights or state_digest({"backbone": backbone}),
         overwrite=overwrite, progress=progress, lock_dir=lock_dir or Path(path).parent,

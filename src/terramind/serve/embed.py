@@ -1,7 +1,8 @@
 """``POST /v1/embed``: one tile in, its pooled or per-token embedding out (JSON or ``.npy``).
 
 The tile is read and standardised as ``terramind embed`` reads it (:mod:`terramind.data.tiles`), padded to a
-multiple of 16 px, and embedded by the host's encoder (built on the first call) under the host's lock.
+multiple of 16 px, and embedded by the host's encoder (built on the first call) under the host's lock, in
+the request's ``precision`` (default: the server's ``--precision``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from terramind.build.precision import PRECISIONS
 from terramind.core.errors import InputError, ModalityError, TerraMindError
 from terramind.evaluate.embeddings import Pooling
 from terramind.scene import check_scene_inputs
@@ -33,21 +35,31 @@ EMBED_FIELDS = {
         ),
         schemas.FormField("layer", "integer", -1, (), "encoder block to read (-1: the last)"),
         schemas.FormField("format", "string", "json", ("json", "npy"), "JSON or a .npy file"),
+        schemas.FormField(
+            "precision", "string", "auto", PRECISIONS, "encoder precision (default: the server's --precision)"
+        ),
     )
 }
 """The fields of ``POST /v1/embed`` besides its inputs (the names of ``terramind embed``'s options)."""
 
 
-def _embed_options(text: Mapping[str, str]) -> tuple[Pooling, int, str]:
+def _embed_options(text: Mapping[str, str], precision: str) -> tuple[Pooling, int, str, str]:
+    """Return pooling, layer, format and precision of a request (``precision``: the server's default)."""
     unknown = sorted(set(text) - set(EMBED_FIELDS))
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(unknown)}; fields are {', '.join(EMBED_FIELDS)}")
     values = {name: f.parse(text[name]) if name in text else f.default for name, f in EMBED_FIELDS.items()}
-    return values["pooling"], values["layer"], values["format"]
+    chosen = values["precision"] if "precision" in text else precision
+    return values["pooling"], values["layer"], values["format"], chosen
 
 
 def embed_tile(
-    host: ModelHost, files: Mapping[str, Path], pooling: Pooling, layer: int, max_pixels: int
+    host: ModelHost,
+    files: Mapping[str, Path],
+    pooling: Pooling,
+    layer: int,
+    max_pixels: int,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embed one tile (one file per modality, standardised like ``terramind embed``); returns (D,) or (N, D).
 
@@ -79,7 +91,7 @@ def embed_tile(
             )
         device = next(backbone.parameters()).device
         inputs = [{k: v.to(device) for k, v in batch.items()}]
-        array = embed_batches(backbone, inputs, pooling=pooling, layer=layer)
+        array = embed_batches(backbone, inputs, pooling=pooling, layer=layer, precision=precision)
     return array[0]
 
 
@@ -93,12 +105,14 @@ async def embed_request(request: Request, cfg: ServeConfig, host: ModelHost, sto
     inputs = Inputs()
     try:
         text = await read_form(request, cfg, scratch, inputs)
-        pooling, layer, fmt = _embed_options(text)
+        pooling, layer, fmt, precision = _embed_options(text, cfg.precision)
         served_in, _ = host.served()
         refused = [n for n in inputs.files if n not in served_in]
         if refused:
             raise ModalityError(f"{', '.join(refused)}: this server takes inputs {', '.join(served_in)}")
-        array = await run_in_threadpool(embed_tile, host, inputs.files, pooling, layer, cfg.max_embed_pixels)
+        array = await run_in_threadpool(
+            embed_tile, host, inputs.files, pooling, layer, cfg.max_embed_pixels, precision
+        )
     except TerraMindError as err:
         raise inputs.scrub(err) from None
     finally:

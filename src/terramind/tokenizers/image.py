@@ -22,7 +22,7 @@ from terramind.layers.compile import compile_module
 from terramind.modalities.catalog import FSQ_7_5_5_5_5, FSQ_8_8_8_6_5
 from terramind.tokenizers.diffusion import ddim_sample, initial_noise
 from terramind.tokenizers.fsq import FSQ
-from terramind.tokenizers.unet import PatchedUNet, UNetConfig
+from terramind.tokenizers.unet import PatchedUNet, PrepackedUNet, UNetConfig, channels_last, prepacks
 from terramind.tokenizers.vit import ViTConfig, ViTDecoder, ViTEncoder
 
 # The FSQ level tables live in the catalog (modalities/catalog.py); named here by their codebook sizes.
@@ -231,7 +231,11 @@ class DiVAETokenizer(ImageTokenizer):
             return lambda x, t: unet(x, t, codes)
         if not torch.is_autocast_enabled(device):
             return lambda x, t: self.decoder(x, t, codes)
-        weights = _cast_weights(self.decoder, torch.get_autocast_dtype(device))
+        dtype, nhwc = torch.get_autocast_dtype(device), channels_last(device)
+        weights = _cast_weights(self.decoder, dtype, channels_last=nhwc)
+        if prepacks(device, dtype):  # bf16 on the CPU: conv weights prepacked for oneDNN after the first step
+            unet = PrepackedUNet(self.decoder, weights)
+            return lambda x, t: unet(x, t, codes)
         return lambda x, t: functional_call(self.decoder, weights, (x, t, codes))
 
     def _check_unet_grid(self, h: int, w: int) -> None:
@@ -295,15 +299,23 @@ class VQVAETokenizer(ImageTokenizer):
         return self.decoder(self.post_quant_proj(codes))
 
 
-def _cast_weights(module: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Parameters of the module's convolutions and linear layers (by qualified name), cast to ``dtype``."""
+def _cast_weights(module: nn.Module, dtype: torch.dtype, *, channels_last: bool = False) -> dict[str, Tensor]:
+    """Parameters of the module's convolutions and linear layers (by qualified name), cast to ``dtype``.
+
+    With ``channels_last`` the 2-D convolution weights are also laid out channels-last, the layout oneDNN
+    wants for channels-last inputs (it would otherwise copy them in every call; same values, same result).
+    """
     kinds = (nn.Conv1d, nn.Conv2d, nn.Linear)
     return {
-        f"{prefix}.{name}" if prefix else name: p.to(dtype)
+        f"{prefix}.{name}" if prefix else name: p.to(dtype, memory_format=_layout(p, channels_last))
         for prefix, layer in module.named_modules()
         if isinstance(layer, kinds)
         for name, p in layer.named_parameters(recurse=False)
     }
+
+
+def _layout(p: Tensor, channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last and p.dim() == 4 else torch.preserve_format
 
 
 def build_tokenizer(cfg: TokenizerConfig, *, encoder: bool = True) -> ImageTokenizer:

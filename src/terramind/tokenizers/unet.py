@@ -12,12 +12,21 @@ Under CPU autocast (bf16) the feature maps run channels-last (NHWC): oneDNN's bf
 ~70% of a step, skip their layout reorders, and GroupNorm, SiLU and the adds have NHWC kernels. Measured on
 the base S1RTC decoder, one 224 px step: 4.2 s instead of 5.1 s of CPU time (2 threads, avx512_bf16), the
 same result to bf16 rounding. fp32 keeps NCHW, so the exact (parity) path is untouched.
+
+The decode casts the weights to bf16 once per decode (channels-last, the layout oneDNN wants for
+channels-last inputs), and :class:`PrepackedUNet` then reorders each convolution weight once into the blocked
+layout oneDNN picks for the input size it sees (what inductor's freezing does): eager oneDNN otherwise copies
+and reorders every weight in every call (``aten::copy_`` in a torch.profiler breakdown). oneDNN runs the same
+kernels on the same bf16 values, so the result is bit-identical; ``benchmarks/bench_unet_step.py`` has the
+A/B (a step of S1RTC, 224 px, 2 threads).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +60,78 @@ class UNetConfig:
         return 4 * self.model_channels
 
 
+def channels_last(device: torch.device | str) -> bool:
+    """Whether the UNet runs channels-last (NHWC) on ``device`` now: under bf16/fp16 autocast on the CPU."""
+    return torch.device(device).type == "cpu" and torch.is_autocast_enabled("cpu")
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that also runs a weight prepacked by oneDNN (:class:`PrepackedUNet`); same state dict."""
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if not weight.is_mkldnn:
+            return super()._conv_forward(input, weight, bias)
+        x = input.to(weight.dtype).contiguous(memory_format=torch.channels_last)  # as autocast casts it
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
+        )
+
+
+class PrepackedUNet:
+    """The UNet on bf16 ``weights``; after its first call, on conv weights prepacked for oneDNN.
+
+    The first call records each convolution's input size (forward pre-hooks, removed after it) and runs on
+    ``weights`` as they are; then each :class:`Conv2d` weight in ``weights`` is replaced, in place, by its
+    reorder for that size (``mkldnn_reorder_conv2d_weight``), so the dense bf16 copy is freed as its packed
+    one is made (memory: about one bf16 copy of the weights, as before). Same values, same kernels:
+    bit-identical. For one decode (one input shape); bf16 autocast on the CPU only (:func:`prepacks`).
+
+    Args:
+        unet: The UNet (its own parameters are untouched).
+        weights: Its conv/linear parameters cast to bf16, by qualified name (for ``functional_call``); owned
+            by this object from now on (updated in place).
+    """
+
+    def __init__(self, unet: nn.Module, weights: dict[str, Tensor]) -> None:
+        self.unet, self.weights = unet, weights
+        self.packed = False
+
+    def __call__(self, x: Tensor, t: Tensor, codes: Tensor) -> Tensor:
+        """Predict the clean image (see :meth:`PatchedUNet.forward`)."""
+        from torch.func import functional_call
+
+        if self.packed:
+            return cast(Tensor, functional_call(self.unet, self.weights, (x, t, codes)))
+        sizes: dict[str, list[int]] = {}
+        convs = {n: m for n, m in self.unet.named_modules() if isinstance(m, Conv2d)}
+        hooks = [m.register_forward_pre_hook(_size_recorder(sizes, n)) for n, m in convs.items()]
+        try:
+            out = functional_call(self.unet, self.weights, (x, t, codes))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for name, size in sizes.items():
+            conv, key = convs[name], f"{name}.weight"
+            args = (list(cast(tuple[int, int], conv.padding)), list(conv.stride), list(conv.dilation))
+            self.weights[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
+                self.weights[key].to_mkldnn(), *args, conv.groups, size
+            )  # the stub omits the ATen op's optional input_size
+        self.packed = True
+        return cast(Tensor, out)
+
+
+def _size_recorder(sizes: dict[str, list[int]], name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
+    def record(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:  # returns None: arguments unchanged
+        sizes[name] = list(inputs[0].shape)
+
+    return record
+
+
+def prepacks(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether a decode on ``device`` in ``dtype`` runs :class:`PrepackedUNet` (bf16 autocast on the CPU)."""
+    return channels_last(device) and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+
+
 class GroupNorm32(nn.GroupNorm):
     """GroupNorm with fp32 statistics whatever the input dtype (as the release, for fp16/bf16 stability).
 
@@ -82,17 +163,17 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int, out_channels: int, time_dim: int, groups: int) -> None:
         super().__init__()
         self.in_layers = nn.Sequential(
-            GroupNorm32(groups, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            GroupNorm32(groups, channels), nn.SiLU(), Conv2d(channels, out_channels, 3, padding=1)
         )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, out_channels))
         self.out_layers = nn.Sequential(
             GroupNorm32(groups, out_channels),
             nn.SiLU(),
             nn.Identity(),  # the release's (p=0) dropout slot keeps the conv at index 3
-            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            Conv2d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection: nn.Module = (
-            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+            nn.Identity() if out_channels == channels else Conv2d(channels, out_channels, 1)
         )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -132,7 +213,7 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.op = Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Halve the resolution."""
@@ -144,7 +225,7 @@ class Upsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Double the resolution."""
@@ -177,9 +258,7 @@ class PatchedUNet(nn.Module):
         p2 = cfg.patch_size**2
         mc, td, g = cfg.model_channels, cfg.time_dim, cfg.groups
         self.time_embed = nn.Sequential(nn.Linear(mc, td), nn.SiLU(), nn.Linear(td, td))
-        self.input_blocks = nn.ModuleList(
-            [Stage([nn.Conv2d(channels * p2 + cond_channels, mc, 3, padding=1)])]
-        )
+        self.input_blocks = nn.ModuleList([Stage([Conv2d(channels * p2 + cond_channels, mc, 3, padding=1)])])
         skips, ch, ds = [mc], mc, 1
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
@@ -200,7 +279,7 @@ class PatchedUNet(nn.Module):
                     stage.append(Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(stage)
-        self.out = nn.Sequential(GroupNorm32(g, ch), nn.SiLU(), nn.Conv2d(ch, channels * p2, 3, padding=1))
+        self.out = nn.Sequential(GroupNorm32(g, ch), nn.SiLU(), Conv2d(ch, channels * p2, 3, padding=1))
 
     def _stage(self, ch_in: int, ch_out: int, ds: int) -> Stage:
         stage = Stage([ResBlock(ch_in, ch_out, self.cfg.time_dim, self.cfg.groups)])
@@ -225,7 +304,7 @@ class PatchedUNet(nn.Module):
         cond = F.interpolate(codes.to(folded.dtype), size=(hp, wp), mode="nearest")
         emb = self.time_embed(timestep_features(t.reshape(-1), self.cfg.model_channels).to(x.device))
         h = torch.cat([folded, cond], dim=1)
-        if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if channels_last(h.device):
             h = h.contiguous(memory_format=torch.channels_last)  # bf16 on the CPU: NHWC (module docstring)
         skips = []
         for stage in self.input_blocks:
