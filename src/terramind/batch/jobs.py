@@ -315,11 +315,13 @@ class PredictJob(TiledJob):
         ckpt_path: The checkpoint written by ``fit``.
         loader: Builds the task from ``(config, ckpt_path)`` (a module-level function: it is sent to the
             workers by reference).
+        precision: ``auto``, ``fp32`` or ``bf16`` of the model (as ``--precision``).
     """
 
     config: tuple[str, ...]
     ckpt_path: str
     loader: Callable[[Sequence[str], str], DenseTask]
+    precision: str = "auto"
     kind: str = "predict"
 
     def check(self, scene: Scene) -> None:
@@ -344,6 +346,7 @@ class PredictJob(TiledJob):
             predict_scene(
                 loaded.model, inputs, loaded.specs, out, out_channels=loaded.out_channels, kind=loaded.kind,
                 tile=self.tile, overlap=self.overlap, batch=self.batch_size, overwrite=overwrite,
+                precision=self.precision,
             )  # fmt: skip
         return self._done([out], grid, start)
 

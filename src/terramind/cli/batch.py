@@ -78,6 +78,7 @@ def _water_options(p: argparse.ArgumentParser) -> None:
 def _predict_options(p: argparse.ArgumentParser) -> None:
     _args.add_task_checkpoint(p)
     _args.add_tiling(p)
+    _args.add_precision(p)
 
 
 JOB_PARSERS = {
@@ -118,7 +119,7 @@ def build_job(args: argparse.Namespace) -> Any:
     if args.job_kind == "zeroshot-water":
         return WaterJob(args.model, args.weights, args.tokenizer_weights, args.flooded_vegetation, args.seed,
                         **common)  # fmt: skip
-    return PredictJob(tuple(map(str, args.config)), str(args.ckpt_path), load_task, **common)
+    return PredictJob(tuple(map(str, args.config)), str(args.ckpt_path), load_task, args.precision, **common)
 
 
 def load_task(config: Sequence[str], ckpt_path: str) -> DenseTask:
