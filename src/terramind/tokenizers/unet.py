@@ -129,7 +129,12 @@ def _size_recorder(sizes: dict[str, list[int]], name: str) -> Callable[[nn.Modul
 
 def prepacks(device: torch.device | str, dtype: torch.dtype) -> bool:
     """Whether a decode on ``device`` in ``dtype`` runs :class:`PrepackedUNet` (bf16 autocast on the CPU)."""
-    return channels_last(device) and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+    return (
+        channels_last(device)
+        and dtype == torch.bfloat16
+        and torch.backends.mkldnn.is_available()
+        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # oneDNN's bf16 kernels on this CPU
+    )
 
 
 class GroupNorm32(nn.GroupNorm):
