@@ -51,7 +51,6 @@ from terramind.data.series import (
 )
 from terramind.data.tiles import ModalityInput, prepare_input
 from terramind.finetune.temporal import TemporalBackbone
-from terramind.modalities import get_modality
 from terramind.scene import (
     DEFAULT_RESAMPLING,
     GeoTiffSink,
@@ -67,6 +66,7 @@ from terramind.scene import (
 )
 from terramind.scene.offsets import offset_note, product_offsets
 from terramind.scene.sinks import OutputKind
+from terramind.scene.sources import grid_input
 from terramind.scene.state import CHECKPOINT_SECONDS
 
 CLASS_NODATA = output_nodata("classes")
@@ -323,7 +323,7 @@ class SeriesSource:
             raise InputError(f"the model needs input(s) {missing}; give them as MODALITY=PATH")
         self.specs = list(specs)
         dated = {m.name: _dated(m.name, series[m.name], max_steps) for m in self.specs}
-        target = _series_target(list(series), grid)
+        target = grid_input(list(series), grid)
         reference = StandardisedSource({target: dated[target][0].value}, [_spec(self.specs, target)])
         name = f"{target} {_label(dated[target][0])}".strip()
         self.georef = reference.georef
@@ -394,15 +394,6 @@ def _dated(name: str, value: Sequence[SeriesFile] | InputValue, max_steps: int |
         return [_Date(f.path, f.date) for f in files]
     when = date_from_name(Path(value)) if isinstance(value, (str, Path)) else None
     return [_Date(value, when or EPOCH)]
-
-
-def _series_target(names: Sequence[str], grid: str | None) -> str:
-    if grid is None:
-        return names[0]
-    wanted = get_modality(grid).name
-    if wanted not in names:
-        raise InputError(f"--grid {grid}: no such input; the grid is one input's, one of {', '.join(names)}")
-    return wanted
 
 
 def _spec(specs: Sequence[ModalityInput], name: str) -> ModalityInput:

@@ -199,7 +199,7 @@ def scene_source(
     if onto is not None:
         target_name, target = onto
     else:
-        target_name = _target_name(list(named), grid)
+        target_name = grid_input(list(named), grid)
         first = natives[target_name]
         target = open_georef(first) if isinstance(first, Path) else first.georef
     target = replace(target, band_names=(), nodata=None)
@@ -243,7 +243,12 @@ class _Selected:
         return {n: x[self.index[n]] if n in self.index else x for n, x in data.items()}, valid
 
 
-def _target_name(names: Sequence[str], grid: str | None) -> str:
+def grid_input(names: Sequence[str], grid: str | None) -> str:
+    """Return the input whose grid the outputs are on: ``grid`` (``--grid MOD``) or the first of ``names``.
+
+    Raises:
+        InputError: ``grid`` names none of the inputs.
+    """
     if grid is None:
         return names[0]
     wanted = get_modality(grid).name
