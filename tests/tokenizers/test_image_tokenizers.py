@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -124,10 +125,10 @@ def test_autocast_decode_casts_weights_once_and_matches_autocast_bit_for_bit(
     cast_weights = image._cast_weights
 
     def counted(
-        module: torch.nn.Module, dtype: torch.dtype, *, channels_last: bool
+        module: torch.nn.Module, dtype: torch.dtype, *, channels_last: bool, **options: Any
     ) -> dict[str, torch.Tensor]:
         casts.append((dtype, channels_last))
-        return cast_weights(module, dtype, channels_last=channels_last)
+        return cast_weights(module, dtype, channels_last=channels_last, **options)
 
     monkeypatch.setattr(image, "_cast_weights", counted)
 

@@ -232,10 +232,11 @@ class DiVAETokenizer(ImageTokenizer):
         if not torch.is_autocast_enabled(device):
             return lambda x, t: self.decoder(x, t, codes)
         dtype, nhwc = torch.get_autocast_dtype(device), channels_last(device)
-        weights = _cast_weights(self.decoder, dtype, channels_last=nhwc)
         if prepacks(device, dtype):  # bf16 on the CPU: conv weights prepacked for oneDNN after the first step
-            unet = PrepackedUNet(self.decoder, weights)
+            linear = _cast_weights(self.decoder, dtype, channels_last=nhwc, kinds=(nn.Conv1d, nn.Linear))
+            unet = PrepackedUNet(self.decoder, linear)  # packs its convolutions from the fp32 weights
             return lambda x, t: unet(x, t, codes)
+        weights = _cast_weights(self.decoder, dtype, channels_last=nhwc)
         return lambda x, t: functional_call(self.decoder, weights, (x, t, codes))
 
     def _check_unet_grid(self, h: int, w: int) -> None:
@@ -299,13 +300,22 @@ class VQVAETokenizer(ImageTokenizer):
         return self.decoder(self.post_quant_proj(codes))
 
 
-def _cast_weights(module: nn.Module, dtype: torch.dtype, *, channels_last: bool = False) -> dict[str, Tensor]:
-    """Parameters of the module's convolutions and linear layers (by qualified name), cast to ``dtype``.
+CAST_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+"""Layers whose parameters a reduced-precision decode casts once (autocast would cast them per call)."""
+
+
+def _cast_weights(
+    module: nn.Module,
+    dtype: torch.dtype,
+    *,
+    channels_last: bool = False,
+    kinds: tuple[type[nn.Module], ...] = CAST_LAYERS,
+) -> dict[str, Tensor]:
+    """Parameters of the module's ``kinds`` of layers (by qualified name), cast to ``dtype``.
 
     With ``channels_last`` the 2-D convolution weights are also laid out channels-last, the layout oneDNN
     wants for channels-last inputs (it would otherwise copy them in every call; same values, same result).
     """
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Linear)
     return {
         f"{prefix}.{name}" if prefix else name: p.to(dtype, memory_format=_layout(p, channels_last))
         for prefix, layer in module.named_modules()

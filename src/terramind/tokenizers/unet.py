@@ -81,15 +81,17 @@ class PrepackedUNet:
     """The UNet on bf16 ``weights``; after its first call, on conv weights prepacked for oneDNN.
 
     The first call records each convolution's input size (forward pre-hooks, removed after it) and runs on
-    ``weights`` as they are; then each :class:`Conv2d` weight in ``weights`` is replaced, in place, by its
-    reorder for that size (``mkldnn_reorder_conv2d_weight``), so the dense bf16 copy is freed as its packed
-    one is made (memory: about one bf16 copy of the weights, as before). Same values, same kernels:
+    ``weights`` as they are (convolutions missing from them run on the module's fp32 weights, which autocast
+    casts per call); then each :class:`Conv2d` weight is put in ``weights``, in place, as its reorder for
+    that size (``mkldnn_reorder_conv2d_weight``), made from its bf16 copy in ``weights`` or, when absent,
+    cast from the module's weight one at a time. Given without conv weights (what the decode does), no dense
+    bf16 copy of the convolutions is ever held: memory is one packed bf16 copy. Same values, same kernels:
     bit-identical. For one decode (one input shape); bf16 autocast on the CPU only (:func:`prepacks`).
 
     Args:
         unet: The UNet (its own parameters are untouched).
-        weights: Its conv/linear parameters cast to bf16, by qualified name (for ``functional_call``); owned
-            by this object from now on (updated in place).
+        weights: Parameters cast to bf16, by qualified name (for ``functional_call``): its Linear layers', and
+            optionally its convolutions'; owned by this object from now on (updated in place).
     """
 
     def __init__(self, unet: nn.Module, weights: dict[str, Tensor]) -> None:
@@ -111,13 +113,22 @@ class PrepackedUNet:
             for hook in hooks:
                 hook.remove()
         for name, size in sizes.items():
-            conv, key = convs[name], f"{name}.weight"
-            args = (list(cast(tuple[int, int], conv.padding)), list(conv.stride), list(conv.dilation))
-            self.weights[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
-                self.weights[key].to_mkldnn(), *args, conv.groups, size
-            )  # the stub omits the ATen op's optional input_size
+            self._pack(name, convs[name], size)
         self.packed = True
         return cast(Tensor, out)
+
+    def _pack(self, name: str, conv: Conv2d, size: list[int]) -> None:
+        """Put the conv's weight, reordered by oneDNN for input ``size``, and its bf16 bias in ``weights``."""
+        key = f"{name}.weight"
+        dense = self.weights.pop(key, None)
+        if dense is None:  # cast here, one weight at a time: no dense bf16 copy of all of them
+            dense = conv.weight.to(torch.bfloat16, memory_format=torch.channels_last)
+        args = (list(cast(tuple[int, int], conv.padding)), list(conv.stride), list(conv.dilation))
+        self.weights[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
+            dense.to_mkldnn(), *args, conv.groups, size
+        )  # the stub omits the ATen op's optional input_size
+        if conv.bias is not None and f"{name}.bias" not in self.weights:
+            self.weights[f"{name}.bias"] = conv.bias.to(torch.bfloat16)
 
 
 def _size_recorder(sizes: dict[str, list[int]], name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
