@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-import zarr
 from rasterio.windows import Window
+from zarr_zips import write_zip
 
 from terramind.core.errors import InputError, ShapeError
 from terramind.data.series import days, read_zarr_series
@@ -22,21 +22,6 @@ from terramind.finetune.temporal_tasks import TemporalSegmentationTask
 SIZE, STEPS = 32, 4
 TILES = ("38D_378R_2_3", "282D_485L_3_3")
 START = np.datetime64("2022-07-01T10:30:00", "ns")
-
-
-def write_zip(
-    path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, dict[str, str]] | None = None
-) -> None:
-    """A zarr v2 group in a zip, as the TerraMesh/ImpactMesh releases store samples."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = zarr.storage.ZipStore(str(path), mode="w")
-    group = zarr.open_group(store, mode="w", zarr_format=2)
-    for name, data in arrays.items():
-        array = group.create_array(
-            name, shape=data.shape, dtype=data.dtype, attributes=(attrs or {}).get(name)
-        )
-        array[...] = data
-    store.close()
 
 
 def _tile(examples_dir: Path, modality: str, tile: str) -> np.ndarray:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-import zarr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
+from zarr_zips import write_zip
 
 from terramind.core.errors import InputError
 from terramind.data.series import Series, collate_series, read_zarr_series
@@ -97,19 +97,6 @@ UTM = "EPSG:32633"
 GRID = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 
 
-def _zip(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, dict[str, Any]] | None = None) -> None:
-    """A zarr v2 group in a zip (the ImpactMesh layout), arrays with attributes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = zarr.storage.ZipStore(str(path), mode="w")
-    group = zarr.open_group(store, mode="w", zarr_format=2)
-    for name, data in arrays.items():
-        array = group.create_array(
-            name, shape=data.shape, dtype=data.dtype, attributes=(attrs or {}).get(name)
-        )
-        array[...] = data
-    store.close()
-
-
 def _impactmesh(examples_dir: Path, root: Path) -> None:
     """Three samples: grid in ``spatial_ref`` (GeoTransform), grid in x/y coordinates, no grid."""
     with rasterio.open(examples_dir / "S2L2A" / f"{TILES[0]}.tif") as src:
@@ -128,7 +115,7 @@ def _impactmesh(examples_dir: Path, root: Path) -> None:
         "none": ({"bands": bands, "time": times}, None),
     }  # fmt: skip
     for name, (arrays, attrs) in samples.items():
-        _zip(root / "S2L2A" / f"{name}.zarr.zip", arrays, attrs)
+        write_zip(root / "S2L2A" / f"{name}.zarr.zip", arrays, attrs)
 
 
 def test_zarr_grids_round_trip_into_the_predictions_and_a_sample_without_one_is_said(
@@ -155,10 +142,10 @@ def test_zarr_coordinates_that_are_no_grid_are_refused(tmp_path: Path) -> None:
     wkt = {"spatial_ref": {"crs_wkt": CRS.from_string(UTM).to_wkt()}}
     base = {"bands": bands, "spatial_ref": np.zeros((), np.int32)}
     irregular = tmp_path / "irregular.zarr.zip"
-    _zip(irregular, {**base, "x": np.array([0.0, 10, 20, 35]), "y": np.array([40.0, 30, 20, 10])}, wkt)
+    write_zip(irregular, {**base, "x": np.array([0.0, 10, 20, 35]), "y": np.array([40.0, 30, 20, 10])}, wkt)
     with pytest.raises(InputError, match="x/y coordinates are not regularly spaced"):
         read_zarr_series(irregular, s1)
     short = tmp_path / "short.zarr.zip"
-    _zip(short, {**base, "x": np.array([0.0, 10, 20]), "y": np.array([40.0, 30, 20, 10])}, wkt)
+    write_zip(short, {**base, "x": np.array([0.0, 10, 20]), "y": np.array([40.0, 30, 20, 10])}, wkt)
     with pytest.raises(InputError, match=r"coordinates x \(3\) and y \(4\) do not give the 4x4 grid"):
         read_zarr_series(short, s1)
