@@ -140,3 +140,17 @@ def test_fit_resumes_from_last(tmp_path: Path) -> None:
         k for k in first["state_dict"] if not torch.equal(first["state_dict"][k], second["state_dict"][k])
     ]
     assert changed  # the resumed step trained
+
+
+def test_invalid_yaml_in_a_file_or_a_set_value_is_one_line_naming_where(run_cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task:\n  lr: [1e-4\n")
+    base = ["finetune", "fit", "-c", FLOODS / "base.yaml", "-c", FLOODS / "s2.yaml"]
+    cases = [
+        ([*base, "-c", broken], f"{broken}: not valid YAML:"),
+        ([*base, "--set", "task.lr=[1"], "task.lr: the value is not valid YAML:"),
+    ]
+    for argv, phrase in cases:
+        outcome = run_cli(argv)
+        outcome.expect_failure(phrase, "(line ")
+        assert len(outcome.err.strip().splitlines()) == 1, outcome.err  # not the echoed YAML source

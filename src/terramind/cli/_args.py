@@ -1049,7 +1049,7 @@ def config_setting(text: str) -> tuple[tuple[str, ...], Any]:
     """Parse ``--set SECTION.KEY=VALUE`` into the key path and the YAML-parsed value."""
     import yaml
 
-    from terramind.train.config import parse_yaml
+    from terramind.train.config import parse_yaml, yaml_problem
 
     key, sep, value = text.partition("=")
     path = tuple(key.strip().split("."))
@@ -1060,7 +1060,7 @@ def config_setting(text: str) -> tuple[tuple[str, ...], Any]:
     try:
         return path, parse_yaml(value)
     except yaml.YAMLError as err:
-        raise argparse.ArgumentTypeError(f"{key}: the value is not valid YAML: {err}") from None
+        raise argparse.ArgumentTypeError(f"{key}: the value is not valid YAML: {yaml_problem(err)}") from None
 
 
 def add_config_overrides(p: argparse.ArgumentParser) -> None:

@@ -383,6 +383,15 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: plain data only
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong and where (line, column), without the echoed source."""
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(err).split())
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _read(file: Path) -> dict[str, Any]:
     """One YAML file as a mapping."""
     if not file.is_file():
@@ -390,7 +399,7 @@ def _read(file: Path) -> dict[str, Any]:
     try:
         values = parse_yaml(file.read_text()) or {}
     except yaml.YAMLError as err:
-        raise InputError(f"{file}: not valid YAML: {err}") from err
+        raise InputError(f"{file}: not valid YAML: {yaml_problem(err)}") from err
     if not isinstance(values, Mapping):
         raise InputError(f"{file}: expected a mapping of sections, got {type(values).__name__}")
     return dict(values)
