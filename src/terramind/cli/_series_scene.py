@@ -65,9 +65,7 @@ def run_series_scene(args: argparse.Namespace, task: DenseTask) -> Path:
     if getattr(args, "stac", False):
         raise InputError("--stac is not available with --series yet: run without it")
     inputs = series_inputs(args)
-    grid = getattr(args, "grid", None)
-    if grid is not None and grid not in inputs:
-        raise InputError(f"--grid {grid}: no such input; give one of {', '.join(inputs)}")
+    grid = getattr(args, "grid", None)  # refused by scene.sources.grid_input when it names no input
     task.model.to(args.device)
     return predict_series_scene(
         task.model,
